@@ -1,0 +1,140 @@
+"""Frozen configuration for each command, validated before any model or data is loaded.
+
+Each command's options live in one dataclass; `validate()` raises UserError with a message that names
+the option and the fix. The CLI builds these from flags; tests and scripts build them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragtrain.errors import UserError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def as_dict(config) -> dict:
+    """A config as JSON-ready data (paths as strings, tuples as lists)."""
+
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+# --------------------------------------------------------------------------------------------- prepare-data
+@dataclass(frozen=True)
+class PrepareConfig:
+    inputs: tuple[Path, ...]
+    output_dir: Path
+    seed: int = 42
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_words: int = 200
+    overlap: int = 32
+    negatives: int = 4
+    query_strategy: str = "mix"
+    overwrite: bool = False
+
+    def validate(self) -> "PrepareConfig":
+        _check(len(self.inputs) > 0, "no input given; pass one or more files or folders of documents")
+        for path in self.inputs:
+            _check(path.exists(), f"input {path} not found; check the path")
+        _check(0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        _check(0 <= self.test_fraction < 1, f"--test-fraction must be in [0, 1), got {self.test_fraction}")
+        _check(
+            self.val_fraction + self.test_fraction < 1,
+            f"--val-fraction + --test-fraction = {self.val_fraction + self.test_fraction:g} leaves no training "
+            "data; make their sum below 1",
+        )
+        _check(self.max_words >= 8, f"--max-words must be at least 8, got {self.max_words}")
+        _check(
+            0 <= self.overlap < self.max_words,
+            f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
+        )
+        _check(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
+        _check(
+            self.overwrite or not (self.output_dir.is_dir() and any(self.output_dir.iterdir())),
+            f"output directory {self.output_dir} is not empty; pass --overwrite or choose another --output-dir",
+        )
+        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
+        strategies = {"mix", "cloze", "crop", "heading"}
+        _check(
+            self.query_strategy in strategies,
+            f"--query-strategy must be one of {', '.join(sorted(strategies))}, got {self.query_strategy!r}",
+        )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class TrainConfig:
+    train_data: Path
+    val_data: Path | None = None
+    model: str = DEFAULT_MODEL
+    output_dir: Path = Path("checkpoints/run")
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    max_seq_length: int = 128
+    device: str = "auto"
+    mixed_precision: bool = False
+    precision: str = "bf16"
+    temperature: float = 0.05
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    overwrite: bool = False
+
+    def validate(self) -> "TrainConfig":
+        _check(self.train_data.is_file(), f"train file {self.train_data} not found; run 'ragtrain prepare-data' first")
+        _check(
+            self.val_data is None or self.val_data.is_file(),
+            f"validation file {self.val_data} not found; check --val-data",
+        )
+        _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _check(self.batch_size >= 2, f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")
+        _check(self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
+        _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        _check(self.precision in {"fp16", "bf16"}, f"--precision must be fp16 or bf16, got {self.precision!r}")
+        _check(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
+        _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(0 <= self.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(self.max_grad_norm >= 0, f"--max-grad-norm must be 0 (off) or positive, got {self.max_grad_norm}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+@dataclass(frozen=True)
+class EvaluateConfig:
+    models: tuple[str, ...]
+    eval_data: Path
+    split: str = "test"
+    k_values: tuple[int, ...] = (1, 5, 10, 100)
+    output: Path | None = None
+    batch_size: int = 64
+    max_seq_length: int = 256
+    device: str = "auto"
+
+    def validate(self) -> "EvaluateConfig":
+        _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")
+        _check(self.eval_data.exists(), f"evaluation data {self.eval_data} not found; run 'ragtrain prepare-data' first")
+        _check(len(self.k_values) > 0 and all(k >= 1 for k in self.k_values), f"--k values must be 1 or more, got {self.k_values}")
+        _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        return self

@@ -1,0 +1,141 @@
+"""Training triples: reading, tokenising once, length-grouped batches with no duplicate text, collation."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ragtrain.errors import UserError
+from ragtrain.fileio import read_jsonl
+
+GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
+
+
+@dataclass(frozen=True)
+class Triple:
+    query: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenizedTriples:
+    """Token ids (no padding) of every triple; texts are tokenised once, before the loop."""
+
+    queries: list[list[int]]
+    positives: list[list[int]]
+    negatives: list[list[list[int]]]
+    positive_texts: list[str]
+    negative_texts: list[tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def load_triples(path: Path) -> list[Triple]:
+    """JSONL of {"query", "positive", "negatives"}; the older JSON array with "negative" is read too."""
+    if not path.is_file():
+        raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
+    head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    rows = _read_json_array(path) if head.startswith("[") else read_jsonl(path, "triples file")
+    if not rows:
+        raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
+    return [_triple_from_row(row, path, n) for n, row in enumerate(rows, start=1)]
+
+
+def _read_json_array(path: Path) -> list[dict]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{path}: expected a JSON array of objects with query/positive/negative")
+    return rows
+
+
+def _triple_from_row(row: dict, path: Path, number: int) -> Triple:
+    where = f"{path}: triple {number}"
+    query, positive = row.get("query"), row.get("positive")
+    if not isinstance(query, str) or not query.strip():
+        raise UserError(f"{where} has no 'query' text; each triple needs query, positive and negatives")
+    if not isinstance(positive, str) or not positive.strip():
+        raise UserError(f"{where} has no 'positive' text; each triple needs query, positive and negatives")
+    negatives = row.get("negatives", row.get("negative", []))
+    if isinstance(negatives, str):
+        negatives = [negatives]
+    if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+        raise UserError(f"{where}: 'negatives' must be a list of strings")
+    return Triple(query, positive, tuple(n for n in negatives if n.strip()))
+
+
+def tokenize_triples(triples: list[Triple], tokenizer, max_length: int) -> TokenizedTriples:
+    """Tokenise every distinct text once (truncated to max_length, special tokens added)."""
+    texts = sorted({t.query for t in triples} | {t.positive for t in triples} | {n for t in triples for n in t.negatives})
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
+    ids = dict(zip(texts, encoded))
+    return TokenizedTriples(
+        queries=[ids[t.query] for t in triples],
+        positives=[ids[t.positive] for t in triples],
+        negatives=[[ids[n] for n in t.negatives] for t in triples],
+        positive_texts=[t.positive for t in triples],
+        negative_texts=[t.negatives for t in triples],
+    )
+
+
+def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: a pure function of (seed, epoch), so resume can recompute them.
+
+    Triples are shuffled, grouped into chunks of GROUP_FACTOR batches, sorted by length inside each chunk
+    (little padding), cut into batches, and the batch order shuffled again. A triple whose positive or
+    negatives already appear in the batch is deferred to a later batch: a repeated passage would be a
+    false negative. Every triple appears exactly once per epoch.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(data)))
+    rng.shuffle(order)
+    group = batch_size * GROUP_FACTOR
+    batches: list[list[int]] = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: len(data.queries[i]) + len(data.positives[i]))
+        batches.extend(_batches_without_duplicates(chunk, data, batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _batches_without_duplicates(indices: list[int], data: TokenizedTriples, batch_size: int) -> list[list[int]]:
+    batches: list[list[int]] = []
+    pending = list(indices)
+    while pending:
+        batch, seen, deferred = [], set(), []
+        for i in pending:
+            texts = {data.positive_texts[i], *data.negative_texts[i]}
+            if len(batch) < batch_size and not texts & seen:
+                batch.append(i)
+                seen |= texts
+            else:
+                deferred.append(i)
+        batches.append(batch)
+        pending = deferred
+    return batches
+
+
+def pad(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence: input_ids and attention_mask, (n, longest)."""
+    longest = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def collate(data: TokenizedTriples, batch: list[int], pad_id: int) -> tuple[dict, dict]:
+    """Queries (B, Lq) and documents: the B positives first, then every hard negative of the batch."""
+    queries = pad([data.queries[i] for i in batch], pad_id)
+    docs = [data.positives[i] for i in batch] + [n for i in batch for n in data.negatives[i]]
+    return queries, pad(docs, pad_id)

