@@ -29,7 +29,7 @@ def read_documents(inputs: tuple[Path, ...], fields: Fields, counts: Counter) ->
     seen: Counter = Counter()
     files = find_files(inputs)
     counts["files"] += len(files)
-    for path, name in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
+    for path, name in tqdm(files, desc="reading", unit="file", disable=None):  # no bar unless stderr is a terminal
         for doc in read_file(path, name, fields, counts):
             seen[doc.doc_id] += 1
             if seen[doc.doc_id] > 1:

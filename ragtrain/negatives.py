@@ -57,7 +57,7 @@ def bm25_ranking(texts: list[str], queries: list[str], positives: list[tuple[int
     scores = np.zeros((len(queries), depth), dtype=np.float32)
     positive_scores = np.zeros(len(queries), dtype=np.float32)
     for row, (query_tokens, positive) in enumerate(tqdm(list(zip(tokens, positives)), desc="mining (bm25)",
-                                                        unit="query", disable=len(queries) < 500)):
+                                                        unit="query", disable=None)):
         ids = retriever.get_tokens_ids(query_tokens)
         if not ids:
             indices[row] = np.arange(depth)  # no known word: every passage scores 0

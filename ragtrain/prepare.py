@@ -83,7 +83,7 @@ def load_passages(config: PrepareConfig, counts: Counter) -> list[Passage]:
     if not documents:
         raise UserError(f"no usable documents in {', '.join(map(str, config.inputs))} (every file was empty, "
                         "binary or unsupported); pass .txt, .md, .rst, .html, .jsonl, .json, .csv or .tsv with text")
-    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=len(documents) < 100)
+    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=None)
                 for p in split_passages(doc, config.max_words, config.overlap)]
     counts["passages_split"] += len(passages)
     passages = deduplicate(passages, counts)
