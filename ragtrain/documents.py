@@ -67,7 +67,7 @@ def sections_of(text: str) -> list[tuple[str, list[str]]]:
             if line.strip().startswith(fence):
                 fence = ""
                 flush()
-        elif match := _FENCE.match(line):
+        elif (match := _FENCE.match(line)) and not (i and lines[i - 1].strip()):  # '~~~' under text is an underline
             flush()
             fence = match.group(1)
             paragraph.append(line)

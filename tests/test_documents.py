@@ -119,6 +119,10 @@ def test_code_block_with_blank_lines_is_one_unit_and_heading_inside_is_not_a_hea
     assert sections == [("Setup", ["```python\n# not a heading\nx = 1\n\ny = 2\n```", "After the code."])]
 
 
+def test_tilde_underline_is_a_heading_not_a_code_fence():
+    assert sections_of("Intro.\n\nThe Mixin\n~~~~~~~~~\n\nBody text.") == [("", ["Intro."]), ("The Mixin", ["Body text."])]
+
+
 def test_unicode_text_is_kept_intact():
     passages = split_passages(doc("# Café\n\nNaïve façade — 東京 is a city. Ünïcödé ok."), 50, 5)
     assert passages[0].text == "Naïve façade — 東京 is a city. Ünïcödé ok." and passages[0].section == "Café"
