@@ -47,23 +47,41 @@ def _parse_k(value: str) -> tuple[int, ...]:
 @app.command("prepare-data")
 @reports_user_errors
 def prepare_data(
-    inputs: Annotated[list[Path], typer.Argument(help="Files or folders of documents (.txt, .md, .rst, .jsonl); folders are read recursively.")],
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where train.jsonl, val.jsonl, eval/ and manifest.json are written.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where train.jsonl, val.jsonl, eval/ (BEIR layout) and manifest.json are written; built in a temporary folder and renamed at the end.")],
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders of documents (.txt, .md, .rst, .html, .jsonl, .json, .csv, .tsv); folders are read recursively. Optional with --pairs or --beir.", show_default=False)] = None,
+    pairs: Annotated[Optional[Path], typer.Option(help="Labelled pairs, JSONL with 'query' and 'positive' (or a 'positives' list) and optional 'negatives'; negatives are mined to fill up to --negatives. Document inputs, if given, join the mining and evaluation corpus.")] = None,
+    beir: Annotated[Optional[Path], typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv and dev/test). Train queries make the triples; dev and test qrels are kept, unchanged, for evaluation; val.jsonl comes from dev (or, without dev, from --val-fraction of the train queries).")] = None,
+    text_field: Annotated[str, typer.Option(help="Field (JSON) or column (CSV/TSV) holding a document's text.")] = "text",
+    title_field: Annotated[str, typer.Option(help="Field or column holding a document's title (optional in the data).")] = "title",
+    id_field: Annotated[str, typer.Option(help="Field or column holding a document's id (else file name and row number).")] = "_id",
     seed: Annotated[int, typer.Option(help="Seed for splits, queries and negatives: same inputs and seed, same bytes.")] = 42,
-    val_fraction: Annotated[float, typer.Option(help="Fraction of documents held out for validation.")] = 0.1,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of documents held out for the test evaluation set.")] = 0.1,
-    max_words: Annotated[int, typer.Option(help="Longest passage, in words.")] = 200,
-    overlap: Annotated[int, typer.Option(help="Words shared by consecutive windows of a paragraph longer than --max-words.")] = 32,
-    negatives: Annotated[int, typer.Option(help="BM25 hard negatives per triple.")] = 4,
-    query_strategy: Annotated[str, typer.Option(help="How label-free queries are made: mix, cloze, crop or heading.")] = "mix",
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output directory.")] = False,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of documents (pairs: query groups) held out for val.jsonl and eval/qrels/val.tsv.")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of documents (pairs: query groups) held out for eval/qrels/test.tsv. Ignored with --beir, which keeps its own test split.")] = 0.1,
+    max_words: Annotated[int, typer.Option(help="Longest passage, in words. Passages follow sections and paragraphs; longer paragraphs are cut at lines, then sentences, then words.")] = 200,
+    overlap: Annotated[int, typer.Option(help="Words shared by consecutive windows when a single paragraph or sentence must be cut.")] = 32,
+    query_strategy: Annotated[str, typer.Option(help="Label-free queries: 'mix' (all), or a comma-separated list of cloze (a sentence finds the rest of its passage), crop (a random span finds another span of the passage), heading (a section heading or short document's title finds its passage).")] = "mix",
+    cloze_keep_probability: Annotated[float, typer.Option(help="Chance that an inverse-cloze positive keeps the query sentence (it is removed otherwise).")] = 0.1,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per triple (0 for none: in-batch negatives only).")] = 4,
+    negative_range: Annotated[str, typer.Option(help="Ranks FIRST-LAST (1-based, inclusive) of the miner's list that negatives are drawn from, at random; skipping the top avoids unlabelled positives.")] = "10-100",
+    false_negative_margin: Annotated[float, typer.Option(help="Drop a candidate scoring at least this times the positive's score (the miner's own score: BM25 or dot product); likely an unlabelled positive. Above 1 keeps candidates that outscore the positive.")] = 0.95,
+    same_document_negatives: Annotated[bool, typer.Option(help="Allow negatives from the query's own document (off: other passages of it are often relevant too).")] = False,
+    miner: Annotated[str, typer.Option(help="bm25 (lexical, no model) or dense (needs --model).")] = "bm25",
+    model: Annotated[Optional[str], typer.Option(help="Encoder for --miner dense: a Hugging Face name or local directory.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output-dir.")] = False,
 ) -> None:
-    """Turn raw documents into training triples and a held-out BEIR evaluation set."""
-    from ragtrain.prepare import prepare
+    """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
+    from ragtrain.config import parse_range
+    from ragtrain.prepare import prepare, summary_table
 
-    summary = prepare(PrepareConfig(tuple(inputs), output_dir, seed, val_fraction, test_fraction, max_words,
-                                    overlap, negatives, query_strategy, overwrite))
-    Console().print(f"wrote {summary.output_dir}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())))
+    summary = prepare(PrepareConfig(
+        inputs=tuple(inputs or ()), output_dir=output_dir, seed=seed, val_fraction=val_fraction,
+        test_fraction=test_fraction, max_words=max_words, overlap=overlap, negatives=negatives,
+        query_strategy=query_strategy, overwrite=overwrite, text_field=text_field, title_field=title_field,
+        id_field=id_field, pairs=pairs, beir=beir, negative_range=parse_range(negative_range),
+        false_negative_margin=false_negative_margin, same_document_negatives=same_document_negatives,
+        miner=miner, model=model, cloze_keep_probability=cloze_keep_probability,
+    ))
+    Console().print(summary_table(summary))
 
 
 # --------------------------------------------------------------------------------------------------- train

@@ -34,6 +34,18 @@ def as_dict(config) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- prepare-data
+PREPARE_MINERS = ("bm25", "dense")
+
+
+def parse_range(value: str) -> tuple[int, int]:
+    """'10-100' -> (10, 100): 1-based ranks, both ends included."""
+    try:
+        start, end = (int(v) for v in value.replace(":", "-").split("-"))
+    except ValueError:
+        raise UserError(f"--negative-range must look like 10-100 (first and last rank), got {value!r}") from None
+    return start, end
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     inputs: tuple[Path, ...]
@@ -46,11 +58,30 @@ class PrepareConfig:
     negatives: int = 4
     query_strategy: str = "mix"
     overwrite: bool = False
+    text_field: str = "text"
+    title_field: str = "title"
+    id_field: str = "_id"
+    pairs: Path | None = None
+    beir: Path | None = None
+    negative_range: tuple[int, int] = (10, 100)
+    false_negative_margin: float = 0.95
+    same_document_negatives: bool = False
+    miner: str = "bm25"
+    model: str | None = None
+    cloze_keep_probability: float = 0.1
 
     def validate(self) -> "PrepareConfig":
-        _check(len(self.inputs) > 0, "no input given; pass one or more files or folders of documents")
+        from ragtrain.queries import parse_strategies
+
+        _check(len(self.inputs) > 0 or self.pairs is not None or self.beir is not None,
+               "no input given; pass files or folders of documents, --pairs FILE or --beir DIR")
+        _check(not (self.pairs is not None and self.beir is not None), "--pairs and --beir cannot be combined; choose one")
+        _check(not (self.beir is not None and self.inputs), "--beir takes no document inputs; drop them or drop --beir")
         for path in self.inputs:
             _check(path.exists(), f"input {path} not found; check the path")
+        _check(self.pairs is None or self.pairs.is_file(), f"--pairs file {self.pairs} not found; check the path")
+        _check(self.beir is None or (self.beir / "corpus.jsonl").is_file(),
+               f"--beir {self.beir} has no corpus.jsonl; pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
         _check(0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         _check(0 <= self.test_fraction < 1, f"--test-fraction must be in [0, 1), got {self.test_fraction}")
         _check(
@@ -64,15 +95,21 @@ class PrepareConfig:
             f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
         )
         _check(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
+        start, end = self.negative_range
+        _check(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
+        _check(self.false_negative_margin > 0, f"--false-negative-margin must be positive, got {self.false_negative_margin}")
+        _check(self.miner in PREPARE_MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
+        _check(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
+        _check(0 <= self.cloze_keep_probability <= 1,
+               f"--cloze-keep-probability must be in [0, 1], got {self.cloze_keep_probability}")
+        _check(bool(parse_strategies(self.query_strategy)),
+               f"--query-strategy must be mix or a comma-separated list of cloze, crop, heading; got {self.query_strategy!r}")
+        for option, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
+            _check(bool(name.strip()), f"{option} must name a field, got an empty string")
+        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
         _check(
             self.overwrite or not (self.output_dir.is_dir() and any(self.output_dir.iterdir())),
             f"output directory {self.output_dir} is not empty; pass --overwrite or choose another --output-dir",
-        )
-        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
-        strategies = {"mix", "cloze", "crop", "heading"}
-        _check(
-            self.query_strategy in strategies,
-            f"--query-strategy must be one of {', '.join(sorted(strategies))}, got {self.query_strategy!r}",
         )
         return self
 

@@ -1,10 +1,15 @@
-"""Raw documents -> (query, positive, negatives) triples, document-level splits and a BEIR evaluation set."""
+"""Raw documents (or labelled pairs, or a BEIR set) -> training triples, document-level splits and a BEIR
+evaluation set, written atomically with a manifest.
+
+Label-free mode: documents are split into passages, passages are deduplicated, whole documents are
+assigned to train / val / test, queries are made from passages, and negatives are mined inside each split.
+Evaluation queries come only from held-out documents; the evaluation corpus holds every passage.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,20 +18,24 @@ from tqdm import tqdm
 
 from ragtrain import __version__
 from ragtrain.config import PrepareConfig, as_dict
-from ragtrain.documents import Document, Passage, find_files, read_documents, split_passages
+from ragtrain.documents import Fields, Passage, deduplicate, read_documents, split_passages
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, atomic_write_text, jsonl_text
-from ragtrain.negatives import build_bm25, mine_bm25_negatives
+from ragtrain.negatives import MiningOptions, mine_within
+from ragtrain.queries import Query, make_queries, parse_strategies
 
-NEGATIVE_RANK_WINDOW = (3, 30)  # skip the very top: BM25's first hits are often unlabelled positives
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Query:
-    text: str
-    positive: int  # index into the passage list
-    strategy: str
+@dataclass
+class Prepared:
+    """Everything that is written: triples, and the evaluation set in BEIR form."""
+
+    train: list[dict]
+    val: list[dict]
+    corpus: list[dict]  # {"_id", "title", "text"}
+    queries: list[dict]  # {"_id", "text"}
+    qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
 
 
 @dataclass
@@ -37,97 +46,136 @@ class PrepareSummary:
 
 def prepare(config: PrepareConfig) -> PrepareSummary:
     config.validate()
-    files = find_files(config.inputs)
-    documents = read_documents(files)
-    if not documents:
-        raise UserError(f"no usable documents found in {', '.join(map(str, config.inputs))}; "
-                        "pass .txt, .md, .rst or .jsonl files with text")
-    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc") for p in split_passages(doc, config.max_words, config.overlap)]
-    split_of = split_documents(documents, config.val_fraction, config.test_fraction, config.seed)
-    rng = random.Random(config.seed)
-    queries = [q for i, p in enumerate(passages) if (q := make_query(p, i, config.query_strategy, rng))]
-    retriever = build_bm25([p.text for p in passages])
-    negatives = mine_bm25_negatives(
-        [q.text for q in queries], [q.positive for q in queries], passages,
-        config.negatives, NEGATIVE_RANK_WINDOW, config.seed, retriever,
-    )
-    summary = PrepareSummary(config.output_dir)
-    summary.counts.update(documents=len(documents), files=len(files), passages=len(passages))
-    rows: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    split_queries: dict[str, list[Query]] = {"val": [], "test": []}
-    for query, negative_ids in zip(queries, negatives):
-        split = split_of[passages[query.positive].doc_id]
-        summary.counts[f"queries_{query.strategy}"] += 1
-        rows[split].append({"query": query.text, "positive": passages[query.positive].text,
-                            "negatives": [passages[i].text for i in negative_ids]})
-        if split != "train":
-            split_queries[split].append(query)
-    if not rows["train"]:
-        raise UserError("no training triples: the documents are too few or too short for the splits asked; "
-                        "add documents or lower --val-fraction/--test-fraction")
+    counts: Counter = Counter()
+    if config.beir is not None:
+        from ragtrain.labelled import prepare_beir
+
+        prepared = prepare_beir(config, counts)
+    elif config.pairs is not None:
+        from ragtrain.labelled import prepare_pairs
+
+        prepared = prepare_pairs(config, counts)
+    else:
+        prepared = prepare_documents(config, counts)
+    if not prepared.train:
+        raise UserError("no training triples could be made: the documents are too few or too short for the "
+                        "splits asked; add documents or lower --val-fraction/--test-fraction")
+    counts.update(train_triples=len(prepared.train), val_triples=len(prepared.val), eval_corpus=len(prepared.corpus))
+    counts.update({f"eval_queries_{split}": len({q for q, _, _ in rows}) for split, rows in prepared.qrels.items()})
     with atomic_directory(config.output_dir, config.overwrite) as tmp:
-        write_triples(tmp, rows)
-        write_beir(tmp / "eval", passages, split_queries)
-        summary.counts.update({f"{name}_triples": len(r) for name, r in rows.items()})
-        write_manifest(tmp, config, summary.counts)
-    return summary
+        write_outputs(tmp, prepared)
+        write_manifest(tmp, config, counts)
+    return PrepareSummary(config.output_dir, counts)
 
 
-def split_documents(documents: list[Document], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
-    """Assign whole documents to train / val / test, so no document is on both sides."""
-    doc_ids = sorted({doc.doc_id for doc in documents})
-    random.Random(seed).shuffle(doc_ids)
-    n_val = round(len(doc_ids) * val_fraction)
-    n_test = round(len(doc_ids) * test_fraction)
-    if (val_fraction and not n_val) or (test_fraction and not n_test) or n_val + n_test >= len(doc_ids):
-        raise UserError(f"{len(doc_ids)} documents are too few for --val-fraction {val_fraction} and "
-                        f"--test-fraction {test_fraction}; add documents or lower the fractions")
-    split = {doc_id: "val" for doc_id in doc_ids[:n_val]}
-    split.update({doc_id: "test" for doc_id in doc_ids[n_val : n_val + n_test]})
-    split.update({doc_id: "train" for doc_id in doc_ids[n_val + n_test :]})
+def mining_options(config: PrepareConfig) -> MiningOptions:
+    return MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
+                         config.same_document_negatives, config.seed, config.miner, config.model)
+
+
+def fields_of(config: PrepareConfig) -> Fields:
+    return Fields(config.text_field, config.title_field, config.id_field)
+
+
+def load_passages(config: PrepareConfig, counts: Counter) -> list[Passage]:
+    """Read, split and deduplicate; no usable document is a UserError."""
+    documents = read_documents(config.inputs, fields_of(config), counts)
+    if not documents:
+        raise UserError(f"no usable documents in {', '.join(map(str, config.inputs))} (every file was empty, "
+                        "binary or unsupported); pass .txt, .md, .rst, .html, .jsonl, .json, .csv or .tsv with text")
+    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=None)
+                for p in split_passages(doc, config.max_words, config.overlap)]
+    counts["passages_split"] += len(passages)
+    passages = deduplicate(passages, counts)
+    counts["passages"] += len(passages)
+    return passages
+
+
+def split_groups(group_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+    """Assign whole groups (documents) to train / val / test, seeded, so none is on two sides."""
+    ids = sorted(set(group_ids))
+    random.Random(seed).shuffle(ids)
+    n_val = max(1, round(len(ids) * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, round(len(ids) * test_fraction)) if test_fraction > 0 else 0
+    if n_val + n_test >= len(ids):
+        raise UserError(f"{len(ids)} documents are too few for --val-fraction {val_fraction:g} and --test-fraction "
+                        f"{test_fraction:g} (each held-out split needs one, training at least one); add documents "
+                        "or lower the fractions")
+    split = {doc_id: "val" for doc_id in ids[:n_val]}
+    split.update({doc_id: "test" for doc_id in ids[n_val : n_val + n_test]})
+    split.update({doc_id: "train" for doc_id in ids[n_val + n_test :]})
     return split
 
 
-def make_query(passage: Passage, index: int, strategy: str, rng: random.Random) -> Query | None:
-    """A label-free query for a passage: a heading, or one of its sentences (inverse cloze)."""
-    if strategy == "mix":
-        strategy = "heading" if passage.section and rng.random() < 0.3 else "cloze"
-    if strategy == "heading":
-        heading = passage.section or passage.title
-        if len(heading.split()) >= 2:
-            return Query(heading, index, "heading")
-        strategy = "cloze"
-    sentences = [s for s in _SENTENCE_END.split(passage.text) if 4 <= len(s.split()) <= 40]
-    if len(sentences) < 2:
-        return None
-    return Query(rng.choice(sentences).strip(), index, strategy)
+def prepare_documents(config: PrepareConfig, counts: Counter) -> Prepared:
+    passages = load_passages(config, counts)
+    split_of = split_groups([p.doc_id for p in passages], config.val_fraction, config.test_fraction, config.seed)
+    counts.update(f"documents_{split_of[d]}" for d in {p.doc_id for p in passages})
+    queries = make_queries(passages, parse_strategies(config.query_strategy), config.cloze_keep_probability,
+                           random.Random(config.seed))
+    by_split: dict[str, list[Query]] = {split: [] for split in SPLITS}
+    for query in queries:
+        split = split_of[passages[query.positive].doc_id]
+        if split == "train" or query.strategy != "title":  # the eval corpus carries titles: no title queries
+            by_split[split].append(query)
+            counts[f"queries_{query.strategy}"] += 1
+    texts, doc_ids = [p.text for p in passages], [p.doc_id for p in passages]
+    triples = {}
+    for split in ("train", "val"):
+        allowed = [i for i, p in enumerate(passages) if split_of[p.doc_id] == split]
+        chosen = by_split[split]
+        negatives = mine_within(allowed, texts, doc_ids, [q.text for q in chosen], [q.relevant for q in chosen],
+                                mining_options(config), counts)
+        triples[split] = [{"query": q.text, "positive": q.positive_text, "negatives": [texts[i] for i in negs]}
+                          for q, negs in zip(chosen, negatives)]
+    return Prepared(triples["train"], triples["val"], *passage_eval_set(passages, by_split))
 
 
-def write_triples(directory: Path, rows: dict[str, list[dict]]) -> None:
-    atomic_write_text(directory / "train.jsonl", jsonl_text(rows["train"]))
-    atomic_write_text(directory / "val.jsonl", jsonl_text(rows["val"]))
-
-
-def write_beir(directory: Path, passages: list[Passage], split_queries: dict[str, list[Query]]) -> None:
-    """BEIR layout; the corpus holds every passage so evaluation searches the whole collection."""
-    corpus = [{"_id": p.passage_id, "title": p.title, "text": p.text} for p in passages]
-    atomic_write_text(directory / "corpus.jsonl", jsonl_text(corpus))
-    queries = []
-    for split, split_rows in split_queries.items():
-        lines = ["query-id\tcorpus-id\tscore"]
-        for n, query in enumerate(split_rows):
+def passage_eval_set(passages: list[Passage], by_split: dict[str, list[Query]]):
+    """Corpus = every passage (a held-out query's own sentence or span removed from its passage),
+    queries and qrels from the val and test documents only."""
+    eval_text = {q.positive: q.eval_text for split in ("val", "test") for q in by_split[split]
+                 if q.strategy in ("cloze", "crop")}
+    corpus = [{"_id": p.passage_id, "title": p.title, "text": eval_text.get(i, p.text)} for i, p in enumerate(passages)]
+    queries, qrels = [], {}
+    for split in ("val", "test"):
+        qrels[split] = []
+        for n, query in enumerate(by_split[split]):
             query_id = f"{split}-{n}"
             queries.append({"_id": query_id, "text": query.text})
-            lines.append(f"{query_id}\t{passages[query.positive].passage_id}\t1")
-        atomic_write_text(directory / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
-    atomic_write_text(directory / "queries.jsonl", jsonl_text(queries))
+            qrels[split].extend((query_id, passages[i].passage_id, 1) for i in query.relevant)
+    return corpus, queries, qrels
+
+
+def write_outputs(directory: Path, prepared: Prepared) -> None:
+    atomic_write_text(directory / "train.jsonl", jsonl_text(prepared.train))
+    atomic_write_text(directory / "val.jsonl", jsonl_text(prepared.val))
+    atomic_write_text(directory / "eval" / "corpus.jsonl", jsonl_text(prepared.corpus))
+    atomic_write_text(directory / "eval" / "queries.jsonl", jsonl_text(prepared.queries))
+    for split, rows in prepared.qrels.items():
+        lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
+        atomic_write_text(directory / "eval" / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
 
 
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:
+    """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
     outputs = sorted(p for p in directory.rglob("*") if p.is_file())
     atomic_write_json(directory / "manifest.json", {
         "ragtrain_version": __version__,
-        "options": as_dict(config) | {"output_dir": None, "inputs": [str(p) for p in config.inputs]},
+        "inputs": [str(p) for p in config.inputs],
+        "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},
         "counts": dict(sorted(counts.items())),
-        "sha256": {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs},
+        "sha256": {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs},
     })
+
+
+def summary_table(summary: PrepareSummary):
+    """The counts as a rich table, for the CLI to print."""
+    from rich.table import Table
+
+    table = Table(title=f"prepare-data -> {summary.output_dir}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name, value in sorted(summary.counts.items()):
+        table.add_row(name.replace("_", " "), f"{value:,}")
+    return table

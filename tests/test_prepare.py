@@ -1,0 +1,212 @@
+"""prepare-data end to end on small inputs: outputs, determinism, honest splits, labelled modes, user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from ragtrain.cli import app
+from ragtrain.config import PrepareConfig
+from ragtrain.errors import UserError
+from ragtrain.prepare import prepare, split_groups
+
+from conftest import SHARED_DATA
+
+runner = CliRunner()
+
+
+def config(inputs, out: Path, **options) -> PrepareConfig:
+    options = {"max_words": 30, "overlap": 4, "val_fraction": 0.2, "test_fraction": 0.2,
+               "negative_range": (1, 50)} | options
+    return PrepareConfig(tuple(inputs), out, **options)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def qrels(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()[1:]]
+
+
+def all_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_outputs_and_manifest(tmp_path, docs_dir):
+    summary = prepare(config([docs_dir], tmp_path / "out"))
+    out = tmp_path / "out"
+    assert sorted(all_bytes(out)) == ["eval/corpus.jsonl", "eval/qrels/test.tsv", "eval/qrels/val.tsv",
+                                      "eval/queries.jsonl", "manifest.json", "train.jsonl", "val.jsonl"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"] == [str(docs_dir)] and manifest["options"]["seed"] == 42
+    assert manifest["counts"] == dict(sorted(summary.counts.items()))
+    assert set(manifest["sha256"]) == set(all_bytes(out)) - {"manifest.json"}
+    assert summary.counts["train_triples"] == len(jsonl(out / "train.jsonl")) > 0
+    assert sum(summary.counts[f"queries_{s}"] for s in ("cloze", "crop", "heading")) > 0
+
+
+def test_same_seed_same_bytes_other_seed_other_split(tmp_path, docs_dir):
+    prepare(config([docs_dir], tmp_path / "a"))
+    prepare(config([docs_dir], tmp_path / "b"))
+    prepare(config([docs_dir], tmp_path / "c", seed=7))
+    assert all_bytes(tmp_path / "a") == all_bytes(tmp_path / "b")
+    assert all_bytes(tmp_path / "a")["train.jsonl"] != all_bytes(tmp_path / "c")["train.jsonl"]
+
+
+def test_no_document_on_two_sides_and_no_negative_equal_to_its_positive(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    prepare(config([docs_dir], out, negatives=3))
+    corpus = {row["_id"]: row["text"] for row in jsonl(out / "eval" / "corpus.jsonl")}
+    doc_of = {passage_id: passage_id.rsplit("#", 1)[0] for passage_id in corpus}
+    held_out = {doc_of[d] for split in ("val", "test") for _, d, _ in qrels(out / "eval" / "qrels" / f"{split}.tsv")}
+    val_docs = {doc_of[d] for _, d, _ in qrels(out / "eval" / "qrels" / "val.tsv")}
+    test_docs = {doc_of[d] for _, d, _ in qrels(out / "eval" / "qrels" / "test.tsv")}
+    assert held_out and not val_docs & test_docs
+    held_out_texts = {text for pid, text in corpus.items() if doc_of[pid] in held_out}
+    for row in jsonl(out / "train.jsonl"):
+        assert row["positive"] not in row["negatives"]
+        assert not set(row["negatives"]) & held_out_texts  # mined inside the train documents only
+    assert len(corpus) == summary_passages(out)  # every passage, of every split, is searchable
+
+
+def summary_passages(out: Path) -> int:
+    return json.loads((out / "manifest.json").read_text())["counts"]["passages"]
+
+
+def test_held_out_cloze_query_is_not_verbatim_in_its_passage(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    prepare(config([docs_dir], out, query_strategy="cloze"))
+    corpus = {row["_id"]: row["text"] for row in jsonl(out / "eval" / "corpus.jsonl")}
+    queries = {row["_id"]: row["text"] for row in jsonl(out / "eval" / "queries.jsonl")}
+    judged = qrels(out / "eval" / "qrels" / "test.tsv")
+    assert judged and all(queries[q] not in corpus[d] for q, d, _ in judged)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 300), val=st.floats(0, 0.45), test=st.floats(0, 0.45), seed=st.integers(0, 10))
+def test_split_assigns_every_group_once_with_the_asked_sizes(n, val, test, seed):
+    ids = [f"doc{i}" for i in range(n)]
+    try:
+        split = split_groups(ids, val, test, seed)
+    except UserError:
+        return
+    assert set(split) == set(ids)
+    sizes = {s: sum(v == s for v in split.values()) for s in ("train", "val", "test")}
+    assert sizes["val"] == (max(1, round(n * val)) if val > 0 else 0)
+    assert sizes["test"] == (max(1, round(n * test)) if test > 0 else 0)
+    assert sizes["train"] >= 1
+    assert split == split_groups(list(reversed(ids)), val, test, seed)
+
+
+def test_pairs_mode_keeps_given_negatives_and_fills_with_mined_ones(tmp_path):
+    topics = ["bread oven yeast", "planet orbit star", "river fish water", "cache memory code", "bike chain wheel"]
+    rows = [{"query": f"{t} question {i}", "positive": f"{t} answer number {i} with some words",
+             **({"negatives": [f"given negative {i}"]} if i % 2 else {})} for i in range(20) for t in topics[i % 5:i % 5 + 1]]
+    rows.append({"query": "two positives", "positives": ["bread oven yeast answer number 0 with some words", "extra"]})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    prepare(config([], out, pairs=pairs, negatives=2))
+    train = jsonl(out / "train.jsonl")
+    for row in train:
+        assert row["positive"] not in row["negatives"] and len(row["negatives"]) <= 2
+        number = row["query"].rsplit(" ", 1)[-1]
+        if number.isdigit() and int(number) % 2:
+            assert row["negatives"][0] == f"given negative {number}"
+    corpus = {r["_id"]: r["text"] for r in jsonl(out / "eval" / "corpus.jsonl")}
+    assert "extra" in corpus.values()
+    val_test_positives = {corpus[d] for s in ("val", "test") for _, d, _ in qrels(out / "eval" / "qrels" / f"{s}.tsv")}
+    assert not val_test_positives & {r["positive"] for r in train}
+
+
+def write_beir(directory: Path, with_dev: bool) -> Path:
+    topics = ["bread oven yeast", "planet orbit star", "river fish water", "cache memory code", "bike chain wheel"]
+    (directory / "qrels").mkdir(parents=True)
+    corpus = [{"_id": f"d{i}", "title": f"Doc {i}", "text": f"{topics[i % 5]} text {i}"} for i in range(40)]
+    queries = [{"_id": f"q{i}", "text": f"{topics[i % 5]} query {i}"} for i in range(30)]
+    (directory / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (directory / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    head = "query-id\tcorpus-id\tscore\n"
+    (directory / "qrels" / "train.tsv").write_text(head + "".join(f"q{i}\td{i}\t1\n" for i in range(20)))
+    (directory / "qrels" / "test.tsv").write_text(head + "".join(f"q{i}\td{i}\t1\n" for i in range(25, 30)))
+    if with_dev:
+        (directory / "qrels" / "dev.tsv").write_text(head + "".join(f"q{i}\td{i}\t1\n" for i in range(20, 25)))
+    return directory
+
+
+@pytest.mark.parametrize("with_dev", [True, False])
+def test_beir_mode_keeps_the_corpus_and_splits(tmp_path, with_dev):
+    beir = write_beir(tmp_path / "beir", with_dev)
+    out = tmp_path / "out"
+    prepare(config([], out, beir=beir, negatives=2))
+    assert (out / "eval" / "corpus.jsonl").read_text() == (beir / "corpus.jsonl").read_text()
+    assert (out / "eval" / "qrels" / "test.tsv").read_text() == (beir / "qrels" / "test.tsv").read_text()
+    val_queries = {q for q, _, _ in qrels(out / "eval" / "qrels" / "val.tsv")}
+    if with_dev:
+        assert (out / "eval" / "qrels" / "dev.tsv").read_text() == (beir / "qrels" / "dev.tsv").read_text()
+        assert val_queries == {f"q{i}" for i in range(20, 25)}
+    else:
+        assert val_queries and val_queries < {f"q{i}" for i in range(20)}
+    train = jsonl(out / "train.jsonl")
+    eval_answers = {f"Doc {i} " for i in range(20 if with_dev else 25, 30)}
+    assert len(train) + (0 if with_dev else len(val_queries)) == 20
+    for row in train:
+        assert row["positive"] not in row["negatives"]
+        assert not any(n.startswith(a) for n in row["negatives"] for a in eval_answers)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "scifact").is_dir(), reason="shared SciFact data absent")
+def test_beir_scifact_train_queries_make_triples(tmp_path):
+    summary = prepare(config([], tmp_path / "out", beir=SHARED_DATA / "scifact", negative_range=(10, 100)))
+    assert summary.counts["train_triples"] >= 649 and summary.counts["eval_queries_dev"] == 160
+
+
+def _user_error(args: list[str]) -> str:
+    result = runner.invoke(app, ["prepare-data", *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_user_errors_are_one_line_and_write_nothing(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.md").write_text("\n\n")
+    (tmp_path / "rows.jsonl").write_text('{"body": "text"}\n')
+    (tmp_path / "two").mkdir()
+    for n in range(2):
+        (tmp_path / "two" / f"{n}.md").write_text(f"Document number {n}. It has two sentences here.")
+    cases = [
+        ([str(tmp_path / "missing")], "not found"),
+        ([str(tmp_path / "empty")], "no usable documents"),
+        ([str(tmp_path / "rows.jsonl"), "--text-field", "text"], "--text-field"),
+        ([str(docs_dir), "--val-fraction", "0.5", "--test-fraction", "0.5"], "no training data"),
+        ([str(tmp_path / "two")], "too few"),
+        ([str(docs_dir), "--negative-range", "ten"], "--negative-range"),
+        ([str(docs_dir), "--miner", "dense"], "--model"),
+        ([str(docs_dir), "--query-strategy", "magic"], "--query-strategy"),
+    ]
+    for args, words in cases:
+        assert words in _user_error([*args, "--output-dir", str(out)])
+        assert not out.exists()
+        assert not list(tmp_path.glob(".out*"))  # no temporary folder left behind
+
+
+def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert "--overwrite" in _user_error([str(docs_dir), "--output-dir", str(out)])
+    assert (out / "keep.txt").read_text() == "mine"
+    result = runner.invoke(app, ["prepare-data", str(docs_dir), "--output-dir", str(out), "--overwrite",
+                                 "--val-fraction", "0.2", "--test-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "train.jsonl").is_file()
+    assert "train triples" in result.output
