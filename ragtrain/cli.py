@@ -108,7 +108,7 @@ def evaluate(
     k: Annotated[str, typer.Option(help="Cut-offs, comma-separated.")] = "1,3,5,10,100",
     output: Annotated[Optional[Path], typer.Option(help="Write every metric, per-query values, settings and timings as JSON here.")] = None,
     run_file: Annotated[Optional[Path], typer.Option(help="Write the rankings as a TREC run file (one per model when several: <stem>.<model><suffix>).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per encoding batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Texts per encoding batch.")] = 32,
     max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text (capped at the model's limit).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where embeddings are cached (default ~/.cache/ragtrain/embeddings, or $XDG_CACHE_HOME/ragtrain/embeddings).")] = None,

@@ -126,7 +126,7 @@ class EvaluateConfig:
     split: str = "test"
     k_values: tuple[int, ...] = (1, 3, 5, 10, 100)
     output: Path | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     max_seq_length: int = 256
     device: str = "auto"
     run_file: Path | None = None
