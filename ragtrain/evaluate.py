@@ -109,7 +109,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
         embedded[part] = emb
         timings[f"encode_{part}_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    indices, scores = dense_search(torch.as_tensor(np.asarray(embedded["queries"])), embedded["corpus"], max(config.k_values))
+    indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
     timings["search_s"] = time.perf_counter() - started
     cache = "off" if not config.use_cache else "hit" if all(cache_hits) else "miss" if not any(cache_hits) else "partial"
     return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,

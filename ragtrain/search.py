@@ -55,16 +55,21 @@ def dense_search(query_emb: torch.Tensor, corpus_emb: torch.Tensor | np.ndarray,
     indices = np.zeros((len(query_emb), depth), dtype=np.int64)
     scores = np.zeros((len(query_emb), depth), dtype=np.float32)
     for q_start in range(0, len(query_emb), query_chunk):
-        queries = torch.as_tensor(query_emb[q_start : q_start + query_chunk]).float()  # (Q, dim)
+        queries = _as_float_tensor(query_emb[q_start : q_start + query_chunk])  # (Q, dim)
         best_scores = torch.empty(len(queries), 0)
         best_index = torch.empty(len(queries), 0, dtype=torch.long)
         for c_start in range(0, num_docs, corpus_chunk):
-            docs = torch.as_tensor(np.asarray(corpus_emb[c_start : c_start + corpus_chunk])).float()  # (C, dim)
+            docs = _as_float_tensor(corpus_emb[c_start : c_start + corpus_chunk])  # (C, dim)
             chunk_scores, chunk_index = _top_in_chunk(queries @ docs.T, depth)  # (Q, <=depth) each
             best_scores, best_index = _merge(best_scores, best_index, chunk_scores, chunk_index + c_start, depth)
         indices[q_start : q_start + len(queries)] = best_index.numpy()
         scores[q_start : q_start + len(queries)] = best_scores.numpy()
     return indices, scores
+
+
+def _as_float_tensor(rows: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A float32 tensor; rows of a (read-only) memory-mapped array are copied, one chunk at a time."""
+    return rows.float() if isinstance(rows, torch.Tensor) else torch.from_numpy(np.array(rows, dtype=np.float32))
 
 
 def _top_in_chunk(scores: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
