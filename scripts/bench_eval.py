@@ -76,15 +76,15 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def measure(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
+def measure(label: str, name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--split", args.split,
                "--max-length", str(args.max_length), *extra]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
-        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
-    print(f"  {name:<16} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
+    print(f"  {label:<16} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
     return result
 
 
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--skip-peer", action="store_true", help="time ragtrain only (cold and warm)")
     parser.add_argument("--worker", choices=["peer", "ragtrain"], help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,9 +103,11 @@ def main() -> None:
         sys.exit(f"SciFact not found at {SCIFACT}; this benchmark needs ../shared/data/scifact beside the repository")
     print(f"SciFact {args.split}, {MODEL}, max length {args.max_length}, {args.threads} threads, fp32")
     with tempfile.TemporaryDirectory(prefix="ragtrain-bench-cache-") as cache_dir:
-        peer = measure("peer", args, [])
-        cold = measure("ragtrain cold", args, ["--cache-dir", cache_dir])
-        warm = measure("ragtrain warm", args, ["--cache-dir", cache_dir])
+        cold = measure("ragtrain cold", "ragtrain", args, ["--cache-dir", cache_dir])
+        warm = measure("ragtrain warm", "ragtrain", args, ["--cache-dir", cache_dir])
+        if args.skip_peer:
+            return
+        peer = measure("peer", "peer", args, [])
     assert warm["cache"] == "hit", warm
     print(f"\nspeed-up against the peer: cold {peer['wall_s'] / cold['wall_s']:.2f}x, "
           f"warm (cached) {peer['wall_s'] / warm['wall_s']:.1f}x")
