@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's ragtrain, not an installed copy
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 COMPARED = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
