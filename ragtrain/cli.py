@@ -120,19 +120,26 @@ def train(
 @app.command()
 @reports_user_errors
 def evaluate(
-    models: Annotated[list[str], typer.Argument(help="Model directories or Hugging Face names; 'bm25' for a BM25 baseline. The first is the reference for the change column.")],
-    eval_data: Annotated[Path, typer.Option(help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), e.g. the eval/ from prepare-data.")],
-    split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv to score.")] = "test",
-    k: Annotated[str, typer.Option(help="Cut-offs, comma-separated.")] = "1,5,10,100",
-    output: Annotated[Optional[Path], typer.Option(help="Write every metric and the settings as JSON here.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per encoding batch.")] = 64,
-    max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 256,
+    models: Annotated[list[str], typer.Argument(help="Models to compare; the first is the reference for the change column. Each is a model directory (ragtrain or sentence-transformers), a training run (uses final/, else best/), a checkpoint (checkpoints/step-N, uses model/), a Hugging Face encoder name (mean pooling), or 'bm25' for a BM25 baseline.")],
+    eval_data: Annotated[Path, typer.Option(help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as the eval/ from prepare-data, or a JSON file {\"queries\": {id: text}, \"corpus\": {id: text}, \"relevant_docs\": {query_id: [doc_id, ...]}}.")],
+    split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv to score (ignored for a JSON file).")] = "test",
+    k: Annotated[str, typer.Option(help="Cut-offs, comma-separated.")] = "1,3,5,10,100",
+    output: Annotated[Optional[Path], typer.Option(help="Write every metric, per-query values, settings and timings as JSON here.")] = None,
+    run_file: Annotated[Optional[Path], typer.Option(help="Write the rankings as a TREC run file (one per model when several: <stem>.<model><suffix>).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per encoding batch.")] = 32,
+    max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text (capped at the model's limit).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where embeddings are cached (default ~/.cache/ragtrain/embeddings, or $XDG_CACHE_HOME/ragtrain/embeddings).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse embeddings of an unchanged model, corpus and settings; --no-cache encodes afresh and writes nothing.")] = True,
 ) -> None:
     """Measure retrieval (Recall, Precision, nDCG, MRR, MAP, hit rate @k) of models side by side."""
     from ragtrain.evaluate import evaluate as run_evaluation
 
-    run_evaluation(EvaluateConfig(tuple(models), eval_data, split, _parse_k(k), output, batch_size, max_seq_length, device))
+    run_evaluation(EvaluateConfig(
+        models=tuple(models), eval_data=eval_data, split=split, k_values=_parse_k(k), output=output,
+        batch_size=batch_size, max_seq_length=max_seq_length, device=device, run_file=run_file,
+        cache_dir=cache_dir, use_cache=cache,
+    ))
 
 
 def main() -> None:

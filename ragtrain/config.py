@@ -161,17 +161,26 @@ class EvaluateConfig:
     models: tuple[str, ...]
     eval_data: Path
     split: str = "test"
-    k_values: tuple[int, ...] = (1, 5, 10, 100)
+    k_values: tuple[int, ...] = (1, 3, 5, 10, 100)
     output: Path | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     max_seq_length: int = 256
     device: str = "auto"
+    run_file: Path | None = None
+    cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ragtrain/embeddings (~/.cache/ragtrain/embeddings)
+    use_cache: bool = True
 
     def validate(self) -> "EvaluateConfig":
         _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")
-        _check(self.eval_data.exists(), f"evaluation data {self.eval_data} not found; run 'ragtrain prepare-data' first")
+        duplicates = sorted({m for m in self.models if self.models.count(m) > 1})
+        _check(not duplicates, f"model {duplicates[0]!r} is given twice; pass each model once" if duplicates else "")
+        _check(self.eval_data.exists(), f"evaluation data {self.eval_data} not found; pass the eval/ folder from "
+                                        "'ragtrain prepare-data', a BEIR directory or a JSON file")
         _check(len(self.k_values) > 0 and all(k >= 1 for k in self.k_values), f"--k values must be 1 or more, got {self.k_values}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
         _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        for option, path in (("--output", self.output), ("--run-file", self.run_file)):
+            _check(path is None or not path.is_dir(), f"{option} {path} is a directory; give a file name")
+        _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
         return self

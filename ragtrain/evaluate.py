@@ -1,8 +1,11 @@
-"""Embed a corpus and queries, search exact top-k, score with metrics, and report models side by side."""
+"""evaluate(config): rank the corpus for every query with each model, score the rankings, report side by side.
+
+A model is `bm25` (bm25s on the same texts) or anything `resolve_model_dir` accepts. Dense models are
+searched exactly (search.py); corpus and query embeddings are cached on disk unless `use_cache` is off.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass
@@ -11,144 +14,131 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
-from tqdm import tqdm
 
 from ragtrain.config import EvaluateConfig, as_dict
-from ragtrain.data import pad
-from ragtrain.errors import UserError
-from ragtrain.fileio import atomic_write_json, read_jsonl
-from ragtrain.metrics import mean_metrics
-from ragtrain.model import Encoder, load_encoder
+from ragtrain.evaldata import EvalData, load_eval_data, read_qrels  # noqa: F401  (public API)
+from ragtrain.fileio import atomic_write_json
+from ragtrain.metrics import average, per_query_metrics
+from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
 from ragtrain.negatives import bm25_search, build_bm25
+from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text, write_run_file
 from ragtrain.runtime import resolve_device
+from ragtrain.search import (cache_key, default_cache_dir, dense_rankings, dense_search, embed_texts,  # noqa: F401
+                             load_cached, model_fingerprint, store_cached)
 
-SEARCH_CHUNK = 1024  # queries scored against the corpus at once: bounds the (queries x corpus) matrix
-
-
-@dataclass(frozen=True)
-class EvalData:
-    corpus_ids: list[str]
-    corpus_texts: list[str]
-    query_ids: list[str]
-    query_texts: list[str]
-    qrels: dict[str, dict[str, int]]
+BM25 = "bm25"
 
 
-def load_eval_data(directory: Path, split: str) -> EvalData:
-    """A BEIR-layout directory: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
-    qrels_path = directory / "qrels" / f"{split}.tsv"
-    for path in (directory / "corpus.jsonl", directory / "queries.jsonl", qrels_path):
-        if not path.is_file():
-            raise UserError(f"{path} not found; --eval-data must be a BEIR directory (corpus.jsonl, queries.jsonl, "
-                            f"qrels/{split}.tsv) such as the eval/ folder from 'ragtrain prepare-data'")
-    corpus = read_jsonl(directory / "corpus.jsonl", "corpus")
-    qrels = read_qrels(qrels_path)
-    if not qrels:
-        raise UserError(f"{qrels_path} has no judgements; choose another --split")
-    queries = {str(q["_id"]): str(q.get("text", "")) for q in read_jsonl(directory / "queries.jsonl", "queries")}
-    corpus_ids = [str(doc["_id"]) for doc in corpus]
-    missing_queries = [q for q in qrels if q not in queries]
-    known_docs = set(corpus_ids)
-    missing_docs = sorted({d for judged in qrels.values() for d in judged if d not in known_docs})
-    if missing_queries:
-        raise UserError(f"{len(missing_queries)} query ids in {qrels_path} are not in queries.jsonl "
-                        f"(e.g. {missing_queries[0]!r}); fix the qrels or the queries")
-    if missing_docs:
-        raise UserError(f"{len(missing_docs)} corpus ids in {qrels_path} are not in corpus.jsonl "
-                        f"(e.g. {missing_docs[0]!r}); fix the qrels or the corpus")
-    query_ids = sorted(qrels)
-    return EvalData(
-        corpus_ids=corpus_ids,
-        corpus_texts=[(f"{doc.get('title') or ''} {doc.get('text') or ''}").strip() for doc in corpus],
-        query_ids=query_ids,
-        query_texts=[queries[q] for q in query_ids],
-        qrels=qrels,
-    )
+@dataclass
+class Ranked:
+    indices: np.ndarray  # (queries, depth) corpus indices, best first
+    scores: np.ndarray  # (queries, depth)
+    timings: dict[str, float]
+    details: dict  # what was loaded and how: resolved path, similarity, cache use
 
 
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if not row or (line_number == 1 and row[0] == "query-id"):
-                continue
-            if len(row) < 3:
-                raise UserError(f"{path}:{line_number}: expected 'query-id<TAB>corpus-id<TAB>score'")
-            try:
-                qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
-            except ValueError:
-                raise UserError(f"{path}:{line_number}: score {row[2]!r} is not a number") from None
-    return qrels
+def resolve_model_dir(model: str) -> str:
+    """A model directory from what a user may point at: a run directory (its final/, else best/), a training
+    checkpoint (its model/), a model directory, or a Hugging Face name (returned resolved, for the hub)."""
+    path = Path(model)
+    if not path.is_dir():
+        return resolve_model_path(model)
+    if (path / "config.json").is_file():
+        return str(path)
+    for sub in ("model", "final", "best"):
+        if (path / sub / "config.json").is_file():
+            return str(path / sub)
+    return str(path)  # let the loader say what is missing
 
 
-@torch.no_grad()
-def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, max_length: int,
-                device: torch.device, desc: str) -> torch.Tensor:
-    """(len(texts), dim) embeddings; texts are encoded longest first so each batch pads little."""
-    encoder.eval()
-    token_ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: -len(token_ids[i]))
-    pad_id = tokenizer.pad_token_id or 0
-    out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
-        index = order[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in pad([token_ids[i] for i in index], pad_id).items()}
-        for i, emb in zip(index, encoder(**batch).float().cpu()):
-            out[i] = emb
-    return torch.stack(out)
+def similarity_of(model_dir: str, normalize: bool) -> str:
+    """'cosine' unless the model declares dot product: ragtrain's normalize=false, or sentence-transformers'
+    similarity_fn_name 'dot'. (sentence-transformers also scores by cosine when nothing is declared.)"""
+    path = Path(model_dir)
+    if (path / RAGTRAIN_CONFIG).is_file():
+        return "cosine" if normalize else "dot"
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.is_file():
+        name = json.loads(st_config.read_text()).get("similarity_fn_name") or "cosine"
+        return "dot" if name in {"dot", "dot_product"} else "cosine"
+    return "cosine"
 
 
-def dense_rankings(query_emb: torch.Tensor, corpus_emb: torch.Tensor, depth: int) -> np.ndarray:
-    """Top-`depth` corpus indices per query by dot product (cosine for normalised models), in chunks."""
-    depth = min(depth, corpus_emb.size(0))
-    rows = []
-    for start in range(0, query_emb.size(0), SEARCH_CHUNK):
-        scores = query_emb[start : start + SEARCH_CHUNK] @ corpus_emb.T  # (chunk, corpus)
-        rows.append(torch.topk(scores, depth, dim=1).indices.numpy())
-    return np.concatenate(rows) if rows else np.zeros((0, depth), dtype=np.int64)
+def usable_max_length(encoder, tokenizer, requested: int) -> int:
+    """`requested`, capped at what the model's position embeddings (and tokenizer) allow."""
+    limits = [requested, getattr(encoder.transformer.config, "max_position_embeddings", requested)]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
 
 
-def rank_with_model(model: str, data: EvalData, config: EvaluateConfig, device: torch.device) -> np.ndarray:
-    depth = max(config.k_values)
-    if model == "bm25":
-        indices, _ = bm25_search(build_bm25(data.corpus_texts), data.query_texts, depth)
-        return indices
-    encoder, tokenizer = load_encoder(model)
+def rank_bm25(data: EvalData, depth: int) -> Ranked:
+    started = time.perf_counter()
+    retriever = build_bm25(data.corpus_texts)
+    indexed = time.perf_counter()
+    indices, scores = bm25_search(retriever, data.query_texts, depth)
+    done = time.perf_counter()
+    return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
+
+
+def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device) -> Ranked:
+    timings, started = {}, time.perf_counter()
+    model_dir = resolve_model_dir(model)
+    encoder, tokenizer = load_encoder(model_dir)
     encoder.to(device)
-    corpus_emb = embed_texts(encoder, tokenizer, data.corpus_texts, config.batch_size, config.max_seq_length, device, "corpus")
-    query_emb = embed_texts(encoder, tokenizer, data.query_texts, config.batch_size, config.max_seq_length, device, "queries")
-    return dense_rankings(query_emb, corpus_emb, depth)
+    max_length = usable_max_length(encoder, tokenizer, config.max_seq_length)
+    similarity = similarity_of(model_dir, encoder.spec.normalize)
+    timings["load_s"] = time.perf_counter() - started
+    settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
+                "output_dim": encoder.spec.output_dim, "similarity": similarity, "dtype": "float32"}
+    fingerprint = model_fingerprint(model_dir)
+    cache_dir = config.cache_dir or default_cache_dir()
+    embedded, cache_hits = {}, []
+    for part, texts in (("corpus", data.corpus_texts), ("queries", data.query_texts)):
+        started = time.perf_counter()
+        key = cache_key(fingerprint, texts, settings)
+        emb = load_cached(cache_dir, key, len(texts)) if config.use_cache else None
+        cache_hits.append(emb is not None)
+        if emb is None:
+            emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part)
+            if similarity == "cosine":
+                emb = torch.nn.functional.normalize(emb, dim=-1)
+            emb = emb.numpy()
+            if config.use_cache:
+                store_cached(cache_dir, key, emb)
+        embedded[part] = emb
+        timings[f"encode_{part}_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
+    timings["search_s"] = time.perf_counter() - started
+    cache = "off" if not config.use_cache else "hit" if all(cache_hits) else "miss" if not any(cache_hits) else "partial"
+    return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
+                                             "cache": cache, "cache_dir": str(cache_dir) if config.use_cache else None})
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
     console = console or Console()
-    device = resolve_device(config.device)
     data = load_eval_data(config.eval_data, config.split)
-    results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids), "models": {}}
-    for model in config.models:
+    device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
+    results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
+               "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
+                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries},
+               "models": {}}
+    run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
+    for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
-        ranked = rank_with_model(model, data, config, device)
-        rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, ranked)}
-        results["models"][model] = {"metrics": mean_metrics(rankings, data.qrels, config.k_values),
-                                    "seconds": time.perf_counter() - started}
+        ranked = rank_bm25(data, max(config.k_values)) if model == BM25 else rank_dense(model, data, config, device)
+        rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, ranked.indices)}
+        per_query = per_query_metrics(rankings, data.qrels, config.k_values)
+        ranked.timings["total_s"] = time.perf_counter() - started
+        results["models"][model] = {"metrics": average(per_query, config.k_values), **ranked.details,
+                                    "timings": ranked.timings, "per_query": per_query}
+        if run_path is not None:
+            write_run_file(run_path, trec_run_text(data.query_ids, data.corpus_ids, ranked.indices, ranked.scores,
+                                                   run_tag(model)))
+            results["models"][model]["run_file"] = str(run_path)
     console.print(results_table(results, config.k_values))
     if config.output:
         atomic_write_json(config.output, results)
     return results
-
-
-def results_table(results: dict, k_values: tuple[int, ...]) -> Table:
-    columns = [f"recall@{k}" for k in k_values] + [f"ndcg@{k}" for k in k_values if k == 10 or len(k_values) == 1]
-    table = Table(title=f"Retrieval on {results['queries']} queries, {results['corpus']} documents")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
-    base = None
-    for model, result in results["models"].items():
-        values = [result["metrics"][c] for c in columns]
-        cells = [f"{v:.4f}" if base is None else f"{v:.4f} ({v - b:+.4f})" for v, b in zip(values, base or values)]
-        table.add_row(model, *cells)
-        base = base or values
-    return table

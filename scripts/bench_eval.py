@@ -1,0 +1,122 @@
+"""Benchmark: `ragtrain evaluate` against sentence-transformers' InformationRetrievalEvaluator, side by side.
+
+SciFact (../shared/data/scifact, dev queries), the bundled all-MiniLM-L6-v2, max length 256, fp32, 2 threads.
+Each measurement runs in its own subprocess, so peak RSS is separate; wall time covers model loading,
+encoding, search and scoring (not interpreter start or imports). ragtrain runs twice on one fresh cache
+directory: cold (encodes) then warm (embeddings from the cache). Usage:
+
+    python scripts/bench_eval.py [--threads 2] [--split dev]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's ragtrain, not an installed copy
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+COMPARED = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_peer(split: str, max_length: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    from ragtrain.evaluate import load_eval_data
+    from ragtrain.model import resolve_model_path
+
+    data = load_eval_data(SCIFACT, split)  # the same texts (title + " " + text) and judgements for both
+    started = time.perf_counter()
+    model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
+    model.max_seq_length = max_length
+    evaluator = InformationRetrievalEvaluator(
+        queries=dict(zip(data.query_ids, data.query_texts)), corpus=dict(zip(data.corpus_ids, data.corpus_texts)),
+        relevant_docs={q: set(docs) for q, docs in data.qrels.items()}, mrr_at_k=[10], ndcg_at_k=[10],
+        accuracy_at_k=[10], precision_recall_at_k=[10, 100], map_at_k=[100], show_progress_bar=False)
+    scores = evaluator(model)
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "metrics": {m: scores[f"cosine_{m}"] for m in COMPARED}}
+
+
+def run_ragtrain(split: str, max_length: int, cache_dir: str) -> dict:
+    from rich.console import Console
+
+    from ragtrain.config import EvaluateConfig
+    from ragtrain.evaluate import evaluate
+
+    config = EvaluateConfig(models=(MODEL,), eval_data=SCIFACT, split=split, k_values=(1, 10, 100),
+                            max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir))
+    started = time.perf_counter()
+    results = evaluate(config, console=Console(file=open("/dev/null", "w")))
+    wall = time.perf_counter() - started
+    result = results["models"][MODEL]
+    return {"wall_s": wall, "metrics": {m: result["metrics"][m] for m in COMPARED}, "cache": result["cache"]}
+
+
+def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker == "peer":
+        out = run_peer(args.split, args.max_length)
+    else:
+        out = run_ragtrain(args.split, args.max_length, args.cache_dir)
+    out["peak_rss_mib"] = peak_rss_mib()
+    print("RESULT " + json.dumps(out))
+
+
+def measure(label: str, name: str, args: argparse.Namespace, extra: list[str]) -> dict:
+    command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--split", args.split,
+               "--max-length", str(args.max_length), *extra]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    print(f"  {label:<16} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--skip-peer", action="store_true", help="time ragtrain only (cold and warm)")
+    parser.add_argument("--worker", choices=["peer", "ragtrain"], help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    if not (SCIFACT / "corpus.jsonl").is_file():
+        sys.exit(f"SciFact not found at {SCIFACT}; this benchmark needs ../shared/data/scifact beside the repository")
+    print(f"SciFact {args.split}, {MODEL}, max length {args.max_length}, {args.threads} threads, fp32")
+    with tempfile.TemporaryDirectory(prefix="ragtrain-bench-cache-") as cache_dir:
+        cold = measure("ragtrain cold", "ragtrain", args, ["--cache-dir", cache_dir])
+        warm = measure("ragtrain warm", "ragtrain", args, ["--cache-dir", cache_dir])
+        if args.skip_peer:
+            return
+        peer = measure("peer", "peer", args, [])
+    assert warm["cache"] == "hit", warm
+    print(f"\nspeed-up against the peer: cold {peer['wall_s'] / cold['wall_s']:.2f}x, "
+          f"warm (cached) {peer['wall_s'] / warm['wall_s']:.1f}x")
+    print(f"{'metric':<12}{'peer':>10}{'ragtrain':>10}{'|diff|':>10}")
+    for m in COMPARED:
+        diff = abs(peer["metrics"][m] - cold["metrics"][m])
+        print(f"{m:<12}{peer['metrics'][m]:>10.4f}{cold['metrics'][m]:>10.4f}{diff:>10.5f}" + ("" if diff <= 1e-3 else "  > 0.001"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Evaluation: data checks, exact chunked search, the embedding cache, reports and CLI user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ragtrain.evaluate as ev
+from ragtrain.cli import app
+from ragtrain.config import EvaluateConfig
+from ragtrain.errors import UserError
+from ragtrain.evaluate import dense_rankings, evaluate, load_eval_data, resolve_model_dir
+from ragtrain.model import load_encoder, save_encoder
+from ragtrain.search import dense_search
+
+runner = CliRunner()
+DOCS = {"d1": "the cat sat on the tree", "d2": "bread dough and yeast in the oven", "d3": "a planet in orbit around the sun",
+        "d4": "python code and a memory cache", "d5": "fish swim in the river water"}
+QUERIES = {"q1": "cat tree", "q2": "bread oven", "q3": "planet sun", "q4": "no judgement here"}
+
+
+def write_beir(directory: Path, qrels_rows: list[tuple[str, str, int]], split: str = "test") -> Path:
+    (directory / "qrels").mkdir(parents=True, exist_ok=True)
+    (directory / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in DOCS.items()))
+    (directory / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()))
+    (directory / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels_rows))
+    return directory
+
+
+@pytest.fixture
+def beir(tmp_path) -> Path:
+    return write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 2), ("q3", "d3", 1), ("q4", "d5", 0)])
+
+
+def config(beir: Path, tmp_path: Path, *models: str, **kwargs) -> EvaluateConfig:
+    return EvaluateConfig(models=models, eval_data=beir, k_values=(1, 10), device="cpu",
+                          cache_dir=tmp_path / "cache", **kwargs)
+
+
+def quiet():
+    from rich.console import Console
+    return Console(file=open(os.devnull, "w"))
+
+
+# ---- data
+
+def test_queries_without_relevant_documents_are_excluded_and_counted(beir):
+    data = load_eval_data(beir, "test")
+    assert data.query_ids == ["q1", "q2", "q3"] and data.excluded_queries == 1
+    assert data.qrels["q2"] == {"d2": 2}
+
+
+def test_json_eval_file_in_sentence_transformers_schema(tmp_path):
+    path = tmp_path / "test_eval.json"
+    path.write_text(json.dumps({"queries": QUERIES, "corpus": {**DOCS, "d6": {"title": "T", "text": "body"}},
+                                "relevant_docs": {"q1": ["d1"], "q2": {"d2": 3}, "q4": []}}))
+    data = load_eval_data(path, "ignored")
+    assert data.query_ids == ["q1", "q2"] and data.excluded_queries == 1
+    assert data.qrels == {"q1": {"d1": 1}, "q2": {"d2": 3}}
+    assert data.corpus_texts[-1] == "T body"
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([("q1", "d9", 1), ("q2", "d8", 1), ("q3", "d1", 1)], ["2 document ids", "'d8'"]),
+    ([("q9", "d1", 1)], ["1 query ids", "'q9'"]),
+    ([], ["no judgements"]),
+])
+def test_bad_qrels_are_one_clear_line_with_exit_code_2(tmp_path, rows, words):
+    beir = write_beir(tmp_path / "eval", rows)
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert all(word in line for word in words), line
+
+
+def test_missing_split_names_the_available_ones(beir):
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
+    assert "dev.tsv not found" in line and "available: test" in line
+
+
+def test_missing_corpus_file(beir):
+    (beir / "corpus.jsonl").unlink()
+    assert "corpus.jsonl not found" in _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+
+
+@pytest.mark.parametrize("args, word", [(["--k", "0,5"], "--k"), (["--batch-size", "0"], "--batch-size"),
+                                        (["--device", "tpu"], "--device")])
+def test_bad_options_are_refused(beir, args, word):
+    assert word in _user_error(["evaluate", "bm25", "--eval-data", str(beir), *args])
+
+
+def test_same_model_twice_is_refused(beir):
+    assert "twice" in _user_error(["evaluate", "bm25", "bm25", "--eval-data", str(beir)])
+
+
+def test_unloadable_model_is_one_line(beir, tmp_path):
+    assert "cannot load model" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+                                               "--cache-dir", str(tmp_path / "c")])
+
+
+def _user_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+# ---- search
+
+def test_chunked_search_equals_full_search_exactly():
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randn(301, 16, generator=gen)
+    corpus[200] = corpus[7]  # an exact tie: the lower index must rank first whatever the chunks
+    queries = torch.cat([torch.randn(37, 16, generator=gen), corpus[7:8]])
+    full_scores = queries @ corpus.T
+    expected = torch.sort(full_scores, dim=1, descending=True, stable=True).indices[:, :25].numpy()
+    for query_chunk, corpus_chunk in [(1000, 1000), (5, 64), (7, 13), (1, 1)]:
+        indices, scores = dense_search(queries, corpus, 25, query_chunk=query_chunk, corpus_chunk=corpus_chunk)
+        np.testing.assert_array_equal(indices, expected)
+        # the same ranking; scores agree to float32 rounding (matrix products of other shapes sum differently)
+        np.testing.assert_allclose(scores, np.take_along_axis(full_scores.numpy(), expected, axis=1), rtol=1e-5, atol=1e-5)
+    assert list(dense_rankings(queries, corpus, 25)[-1][:2]) == [7, 200]
+
+
+def test_depth_larger_than_corpus_returns_the_whole_corpus():
+    assert dense_rankings(torch.eye(3), torch.eye(3), 100).shape == (3, 3)
+
+
+# ---- models, cache, reports
+
+def test_bm25_baseline_finds_the_matching_documents(beir, tmp_path):
+    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet())
+    assert results["models"]["bm25"]["metrics"]["recall@1"] == 1.0
+    assert results["models"]["bm25"]["metrics"]["precision@10"] == pytest.approx(1 / 10)  # 5 docs, k = 10
+    assert set(results["models"]["bm25"]["per_query"]) == {"q1", "q2", "q3"}
+    assert results["data"]["excluded_queries"] == 1
+
+
+def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_path, tiny_model, monkeypatch):
+    calls = []
+    real = ev.embed_texts
+    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    first = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries"] and first["cache"] == "miss"
+    second = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries"] and second["cache"] == "hit"
+    assert second["metrics"] == first["metrics"]
+    evaluate(config(beir, tmp_path, str(tiny_model), use_cache=False), console=quiet())
+    assert calls[2:] == ["corpus", "queries"]
+    with (beir / "corpus.jsonl").open("a") as handle:  # a changed corpus: encoded again, queries reused
+        handle.write(json.dumps({"_id": "d6", "title": "", "text": "one more document"}) + "\n")
+    evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())
+    assert calls[4:] == ["corpus"]
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    copy = tmp_path / "copy"
+    save_encoder(encoder, tokenizer, copy, 64)  # another model directory: its own cache entries
+    evaluate(config(beir, tmp_path, str(copy)), console=quiet())
+    assert calls[5:] == ["corpus", "queries"]
+
+
+def test_no_cache_writes_nothing(beir, tmp_path, tiny_model):
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "--eval-data", str(beir), "--no-cache",
+                                 "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "cache").exists()
+
+
+def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, tiny_model):
+    st = pytest.importorskip("sentence_transformers")
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    model_dir = tmp_path / "st-model"
+    save_encoder(encoder, tokenizer, model_dir, 64)
+    (model_dir / "ragtrain.json").unlink()  # only the sentence-transformers files describe the head now
+    reference = st.SentenceTransformer(str(model_dir), device="cpu").encode(list(QUERIES.values()), convert_to_tensor=True)
+    encoder, tokenizer = load_encoder(str(model_dir))
+    ours = ev.embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
+    torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
+    results = evaluate(config(beir, tmp_path, str(model_dir)), console=quiet())
+    assert results["models"][str(model_dir)]["similarity"] == "cosine"
+
+
+def test_run_and_checkpoint_directories_resolve_to_the_model(tmp_path, tiny_model):
+    run = tmp_path / "run"
+    for sub in ("final", "checkpoints/step-5/model"):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "config.json").write_text("{}")
+    assert resolve_model_dir(str(run)) == str(run / "final")
+    assert resolve_model_dir(str(run / "checkpoints" / "step-5")) == str(run / "checkpoints/step-5/model")
+    assert resolve_model_dir(str(tiny_model)) == str(tiny_model)
+
+
+def test_trec_run_file_and_json_output(beir, tmp_path):
+    out, run_file = tmp_path / "results.json", tmp_path / "run.trec"
+    result = runner.invoke(app, ["evaluate", "bm25", "--eval-data", str(beir), "--k", "1,3", "--output", str(out),
+                                 "--run-file", str(run_file)])
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in run_file.read_text().splitlines()]
+    assert len(lines) == 3 * 3 and all(len(parts) == 6 and parts[1] == "Q0" and parts[5] == "bm25" for parts in lines)
+    q1 = [parts for parts in lines if parts[0] == "q1"]
+    assert [int(p[3]) for p in q1] == [1, 2, 3] and q1[0][2] == "d1"
+    assert float(q1[0][4]) >= float(q1[1][4]) >= float(q1[2][4])
+    saved = json.loads(out.read_text())
+    assert saved["settings"]["k_values"] == [1, 3] and "timings" in saved["models"]["bm25"]
+    assert saved["models"]["bm25"]["per_query"]["q1"]["recall@1"] == 1.0
