@@ -108,14 +108,15 @@ def train(
     log_steps: Annotated[int, typer.Option(help="Write a metrics.jsonl line every N steps.")] = 10,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at validations and epoch ends).")] = 0,
     keep_last: Annotated[int, typer.Option(help="Step checkpoints kept (plus the best one).")] = 2,
-    resume: Annotated[Optional[str], typer.Option(help="Continue a run: alone, from the latest checkpoint in --output-dir; or give a checkpoints/step-N path.", is_flag=False, flag_value="latest")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output-dir from its latest checkpoint.")] = False,
+    resume_from: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoints/step-N directory.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --output-dir.")] = False,
 ) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
     from ragtrain.train import train as run_training
 
-    options = {name: value for name, value in locals().items() if name != "run_training"}
-    final = run_training(TrainConfig(**options))
+    options = {name: value for name, value in locals().items() if name not in ("run_training", "resume", "resume_from")}
+    final = run_training(TrainConfig(**options, resume=str(resume_from) if resume_from else "latest" if resume else None))
     Console().print(f"trained model saved to {final}")
 
 

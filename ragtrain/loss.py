@@ -44,7 +44,7 @@ def contrastive_loss(
     directions are averaged so the loss keeps its scale. The isotropy term (weight `isotropy_weight`, random
     unit `directions` of shape (D, K)) is computed in fp32 on the raw embeddings of queries and documents.
     """
-    query_emb, doc_emb = query_emb.float(), doc_emb.float()
+    query_emb, doc_emb = at_least_fp32(query_emb), at_least_fp32(doc_emb)
     q = F.normalize(query_emb, dim=-1) if normalize else query_emb  # (B, D)
     d = F.normalize(doc_emb, dim=-1) if normalize else doc_emb  # (B + N, D)
     forward = info_nce(q, d, temperature)
@@ -76,7 +76,7 @@ def sigreg(emb: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     emb: (n, D) raw embeddings; directions: (D, K) unit vectors. It tends to zero (as n grows) exactly
     when every 1-D projection is standard normal, i.e. when the embeddings are an isotropic Gaussian.
     """
-    projected = emb.float() @ directions.float()  # (n, K)
+    projected = at_least_fp32(emb) @ directions.to(at_least_fp32(emb).dtype)  # (n, K)
     return epps_pulley(projected).mean()
 
 
@@ -87,14 +87,20 @@ def epps_pulley(samples: torch.Tensor) -> torch.Tensor:
     and is doubled. Unlike the test statistic, there is no factor n: the value estimates a distance that
     does not grow with the batch. Returns (K,).
     """
-    t = torch.linspace(0, EP_T_MAX, EP_POINTS, device=samples.device, dtype=torch.float32)  # (T,)
+    samples = at_least_fp32(samples)
+    t = torch.linspace(0, EP_T_MAX, EP_POINTS, device=samples.device, dtype=samples.dtype)  # (T,)
     target = torch.exp(-0.5 * t**2)  # standard normal characteristic function, also the weight
     weights = torch.full_like(t, t[1].item() - t[0].item())
     weights[0] = weights[-1] = weights[0] / 2  # trapezoid
-    angles = samples.float().unsqueeze(-1) * t  # (n, K, T)
+    angles = samples.unsqueeze(-1) * t  # (n, K, T)
     real = torch.cos(angles).mean(dim=0) - target  # (K, T)
     imag = torch.sin(angles).mean(dim=0)  # (K, T)
     return 2 * ((real**2 + imag**2) * target) @ weights  # (K,)
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32 (softmax and cos/sin sums lose too much in half precision); fp32/fp64 unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def isotropy_generator(seed: int, step: int) -> torch.Generator:
