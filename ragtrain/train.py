@@ -151,8 +151,8 @@ def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
 def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint) -> TrainConfig:
     config, warnings = ckpt.reconcile_config(config, checkpoint.config)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False)
-    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
+    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False, soft_wrap=True)
     return config
 
 
