@@ -153,3 +153,49 @@ def test_fp16_with_a_scaler_on_cuda(tmp_path, tiny_model):
     train(config(tmp_path, tiny_model, device="cuda", mixed_precision=True, precision="fp16", epochs=2))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all("skipped_steps" in r for r in rows if "loss" in r)
+
+
+# ---- user errors through the CLI: one line, exit code 2, nothing written
+def cli_error(args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    from ragtrain.cli import app
+
+    result = CliRunner().invoke(app, ["train", *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("content, words", [(None, "not found"), ("", "holds no triples"),
+                                             ('{"query": "q", "positive": "p"}\n{"query": 1}\n', "t.jsonl:2")])
+def test_bad_training_data(tmp_path, tiny_model, content, words):
+    path = tmp_path / "t.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert words in cli_error(["--train-data", str(path), "--model", str(tiny_model), "-o", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--batch-size", "1"], "--batch-size must be at least 2"),
+    (["--freeze-base"], "--freeze-base trains only the projection head"),
+    (["--mixed-precision", "--precision", "fp16", "--device", "cpu"], "fp16 mixed precision is not supported on CPU"),
+    (["--model", "no-such-org/no-such-model"], "cannot load model"),
+    (["--resume"], "no checkpoint"),
+])
+def test_bad_options(tmp_path, triples_file, tiny_model, extra, words, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = ["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(tmp_path / "run"), *extra]
+    assert words in cli_error(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_needs_resume_or_overwrite(tmp_path, triples_file, tiny_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    line = cli_error(["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(run)])
+    assert "--resume" in line and "--overwrite" in line
+    assert (run / "config.json").read_text() == "{}"
