@@ -28,7 +28,7 @@ from ragtrain.evaluate import load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
 from ragtrain.model import EncoderSpec, freeze_base, load_encoder, save_encoder
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
-from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device
+from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
 from ragtrain.step import step_directions, train_step
 from ragtrain.summary import summary_table
 from ragtrain.validation import is_better, run_validation
@@ -45,6 +45,8 @@ def train(config: TrainConfig) -> Path:
         config = _resume_config(config, resume_from)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        return_freed_memory_to_os()
     triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
     eval_set = load_eval_data(config.eval_data, config.eval_split) if config.eval_data else None

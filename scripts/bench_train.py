@@ -52,10 +52,11 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int) -> dict:
     from ragtrain.data import collate, epoch_batches, load_triples, micro_batches, tokenize_triples
     from ragtrain.model import EncoderSpec, load_encoder
     from ragtrain.optim import build_optimizer
-    from ragtrain.runtime import grad_scaler
+    from ragtrain.runtime import grad_scaler, return_freed_memory_to_os
     from ragtrain.step import train_step
 
     torch.set_num_threads(THREADS)
+    return_freed_memory_to_os()  # as train() does on CPU
     torch.manual_seed(0)
     config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN, device="cpu")
     encoder, tokenizer = load_encoder(MODEL, EncoderSpec(), attention_dropout=config.attention_dropout)
