@@ -71,30 +71,52 @@ def prepare_data(
 @reports_user_errors
 def train(
     train_data: Annotated[Path, typer.Option(help="Triples (JSONL) from 'ragtrain prepare-data'.")],
-    val_data: Annotated[Optional[Path], typer.Option(help="Validation triples; validation loss is logged each epoch.")] = None,
+    val_data: Annotated[Optional[Path], typer.Option(help="Validation triples: validation loss at each validation.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="BEIR directory (e.g. eval/ from prepare-data): Recall@10 and nDCG@10 over its whole corpus at each validation.")] = None,
+    eval_split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv of --eval-data to score.")] = "val",
     model: Annotated[str, typer.Option(help="Hugging Face encoder name or local directory to start from.")] = DEFAULT_MODEL,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run directory: config.json, metrics.jsonl, final/.")] = Path("checkpoints/run"),
-    epochs: Annotated[int, typer.Option(help="Passes over the training triples.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Triples per step; every other positive is an in-batch negative.")] = 32,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (after warmup).")] = 2e-5,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run directory: config.json, metrics.jsonl, checkpoints/, best/, final/.")] = Path("checkpoints/run"),
+    pooling: Annotated[str, typer.Option(help="mean, cls or last: how token states become one vector.")] = "mean",
+    output_dim: Annotated[Optional[int], typer.Option(help="Add a linear projection head to this many dimensions.")] = None,
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings (cosine); --no-normalize trains in Euclidean space.")] = True,
+    freeze_base: Annotated[bool, typer.Option(help="Train only the projection head (needs --output-dim).")] = False,
     max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the InfoNCE loss.")] = 0.05,
+    symmetric: Annotated[bool, typer.Option(help="Add the documents -> queries direction to the loss.")] = False,
+    isotropy_weight: Annotated[float, typer.Option(help="Weight of the SIGReg isotropy regulariser (0: off).")] = 0.0,
+    epochs: Annotated[int, typer.Option(help="Passes over the training triples.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Triples per optimizer step; every other passage in it is a negative.")] = 32,
+    grad_accum_steps: Annotated[int, typer.Option(help="Split each batch into this many micro-batches (less memory; negatives come from the micro-batch).")] = 1,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (after warmup).")] = 2e-5,
+    base_learning_rate: Annotated[Optional[float], typer.Option(help="Peak rate of the transformer (default --learning-rate).")] = None,
+    head_learning_rate: Annotated[Optional[float], typer.Option(help="Peak rate of the projection head (default --learning-rate).")] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (never on biases and LayerNorm weights).")] = 0.01,
+    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup before cosine decay.")] = 0.1,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Warmup steps (overrides --warmup-ratio).")] = None,
+    min_lr_ratio: Annotated[float, typer.Option(help="Learning rate at the last step, as a fraction of the peak.")] = 0.0,
+    max_grad_norm: Annotated[float, typer.Option(help="Clip the gradient norm to this (0: off).")] = 1.0,
+    group_by_length: Annotated[bool, typer.Option("--group-by-length/--no-group-by-length", help="Batch triples of similar length (less padding).")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, dropout and batch order.")] = 42,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")] = "auto",
     mixed_precision: Annotated[bool, typer.Option(help="Run the forward pass in --precision (autocast).")] = False,
     precision: Annotated[str, typer.Option(help="fp16 (CUDA, with a gradient scaler) or bf16.")] = "bf16",
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the InfoNCE loss.")] = 0.05,
-    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup before cosine decay.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 42,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 0,
+    eval_steps: Annotated[int, typer.Option(help="Validate (and checkpoint) every N steps; 0: at each epoch's end only.")] = 0,
+    eval_batch_size: Annotated[int, typer.Option(help="Texts per batch when embedding the evaluation corpus.")] = 64,
+    metric: Annotated[Optional[str], typer.Option(help="What picks best/: ndcg@10, recall@10 or val_loss (default: ndcg@10 with --eval-data, else val_loss).")] = None,
+    early_stopping_patience: Annotated[int, typer.Option(help="Stop after N validations without improvement (0: never).")] = 0,
+    log_steps: Annotated[int, typer.Option(help="Write a metrics.jsonl line every N steps.")] = 10,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at validations and epoch ends).")] = 0,
+    keep_last: Annotated[int, typer.Option(help="Step checkpoints kept (plus the best one).")] = 2,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output-dir from its latest checkpoint.")] = False,
+    resume_from: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoints/step-N directory.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --output-dir.")] = False,
 ) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
     from ragtrain.train import train as run_training
 
-    final = run_training(TrainConfig(
-        train_data=train_data, val_data=val_data, model=model, output_dir=output_dir, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, max_seq_length=max_seq_length, device=device,
-        mixed_precision=mixed_precision, precision=precision, temperature=temperature, warmup_ratio=warmup_ratio,
-        seed=seed, overwrite=overwrite,
-    ))
+    options = {name: value for name, value in locals().items() if name not in ("run_training", "resume", "resume_from")}
+    final = run_training(TrainConfig(**options, resume=str(resume_from) if resume_from else "latest" if resume else None))
     Console().print(f"trained model saved to {final}")
 
 

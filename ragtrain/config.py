@@ -78,43 +78,115 @@ class PrepareConfig:
 
 
 # --------------------------------------------------------------------------------------------------- train
+POOLINGS = ("mean", "cls", "last")
+METRICS = ("ndcg@10", "recall@10", "val_loss")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     train_data: Path
     val_data: Path | None = None
+    eval_data: Path | None = None
+    eval_split: str = "val"
     model: str = DEFAULT_MODEL
     output_dir: Path = Path("checkpoints/run")
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 2e-5
+    # model
+    pooling: str = "mean"
+    output_dim: int | None = None
+    normalize: bool = True
+    freeze_base: bool = False
     max_seq_length: int = 128
+    # loss
+    temperature: float = 0.05
+    symmetric: bool = False
+    isotropy_weight: float = 0.0
+    # optimisation
+    epochs: int = 1
+    batch_size: int = 32  # triples per optimizer step (the global batch), split into grad_accum_steps parts
+    grad_accum_steps: int = 1
+    learning_rate: float = 2e-5
+    base_learning_rate: float | None = None
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    seed: int = 42
+    # runtime
     device: str = "auto"
     mixed_precision: bool = False
     precision: str = "bf16"
-    temperature: float = 0.05
-    warmup_ratio: float = 0.1
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 42
+    threads: int = 0
+    # validation, logging, checkpoints
+    eval_steps: int = 0
+    eval_batch_size: int = 64
+    metric: str | None = None
+    early_stopping_patience: int = 0
+    log_steps: int = 10
+    save_steps: int = 0
+    keep_last: int = 2
+    resume: str | None = None
     overwrite: bool = False
+
+    @property
+    def base_lr(self) -> float:
+        return self.base_learning_rate if self.base_learning_rate is not None else self.learning_rate
+
+    @property
+    def head_lr(self) -> float:
+        return self.head_learning_rate if self.head_learning_rate is not None else self.learning_rate
+
+    @property
+    def selection_metric(self) -> str | None:
+        """--metric, else nDCG@10 with an eval set, else validation loss with validation triples, else none."""
+        if self.metric:
+            return self.metric
+        return "ndcg@10" if self.eval_data else "val_loss" if self.val_data else None
 
     def validate(self) -> "TrainConfig":
         _check(self.train_data.is_file(), f"train file {self.train_data} not found; run 'ragtrain prepare-data' first")
-        _check(
-            self.val_data is None or self.val_data.is_file(),
-            f"validation file {self.val_data} not found; check --val-data",
-        )
+        _check(self.val_data is None or self.val_data.is_file(), f"validation file {self.val_data} not found; check --val-data")
+        _check(self.eval_data is None or self.eval_data.is_dir(),
+               f"evaluation set {self.eval_data} not found; pass the eval/ folder from 'ragtrain prepare-data' to --eval-data")
         _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 2, f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")
-        _check(self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
+        _check(self.grad_accum_steps >= 1, f"--grad-accum-steps must be at least 1, got {self.grad_accum_steps}")
+        _check(self.batch_size >= 2 * self.grad_accum_steps,
+               f"--batch-size {self.batch_size} split into --grad-accum-steps {self.grad_accum_steps} leaves micro-batches "
+               "below 2 triples; raise --batch-size or lower --grad-accum-steps")
+        for flag, rate in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
+                           ("--head-learning-rate", self.head_lr)):
+            _check(rate > 0, f"{flag} must be positive, got {rate}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
+        _check(not self.freeze_base or self.output_dim is not None,
+               "--freeze-base trains only the projection head, but there is none; add --output-dim N or drop --freeze-base")
         _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         _check(self.precision in {"fp16", "bf16"}, f"--precision must be fp16 or bf16, got {self.precision!r}")
+        _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
         _check(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
+        _check(self.isotropy_weight >= 0, f"--isotropy-weight must be 0 (off) or positive, got {self.isotropy_weight}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, got {self.warmup_steps}")
         _check(0 <= self.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(self.weight_decay >= 0, f"--weight-decay must be 0 or more, got {self.weight_decay}")
         _check(self.max_grad_norm >= 0, f"--max-grad-norm must be 0 (off) or positive, got {self.max_grad_norm}")
+        for flag, value in (("--eval-steps", self.eval_steps), ("--save-steps", self.save_steps),
+                            ("--early-stopping-patience", self.early_stopping_patience)):
+            _check(value >= 0, f"{flag} must be 0 (off) or more, got {value}")
+        _check(self.log_steps >= 1, f"--log-steps must be at least 1, got {self.log_steps}")
+        _check(self.keep_last >= 1, f"--keep-last must be at least 1, got {self.keep_last}")
+        _check(self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
+        _check(self.metric is None or self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        metric = self.selection_metric
+        _check(metric is None or (metric == "val_loss" and self.val_data) or (metric != "val_loss" and self.eval_data),
+               f"--metric {metric} needs {'--val-data' if metric == 'val_loss' else '--eval-data'}")
+        _check(not self.early_stopping_patience or metric,
+               "--early-stopping-patience needs something to watch; pass --eval-data or --val-data")
+        _check(not (self.resume and self.overwrite), "--resume and --overwrite contradict each other; pass one")
         return self
 
 

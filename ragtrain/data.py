@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.fileio import read_jsonl
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
 
@@ -29,11 +28,15 @@ class TokenizedTriples:
     queries: list[list[int]]
     positives: list[list[int]]
     negatives: list[list[list[int]]]
+    query_texts: list[str]
     positive_texts: list[str]
     negative_texts: list[tuple[str, ...]]
 
     def __len__(self) -> int:
         return len(self.queries)
+
+    def longest_doc(self, i: int) -> int:
+        return max([len(self.positives[i]), *(len(n) for n in self.negatives[i])])
 
 
 def load_triples(path: Path) -> list[Triple]:
@@ -41,10 +44,27 @@ def load_triples(path: Path) -> list[Triple]:
     if not path.is_file():
         raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
     head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
-    rows = _read_json_array(path) if head.startswith("[") else read_jsonl(path, "triples file")
-    if not rows:
+    numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else _read_numbered_jsonl(path)
+    if not numbered:
         raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
-    return [_triple_from_row(row, path, n) for n, row in enumerate(rows, start=1)]
+    return [_triple_from_row(row, f"{path}:{number}") for number, row in numbered]
+
+
+def _read_numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line, so a bad triple is reported by its line."""
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object with query/positive/negatives")
+            rows.append((number, row))
+    return rows
 
 
 def _read_json_array(path: Path) -> list[dict]:
@@ -57,19 +77,20 @@ def _read_json_array(path: Path) -> list[dict]:
     return rows
 
 
-def _triple_from_row(row: dict, path: Path, number: int) -> Triple:
-    where = f"{path}: triple {number}"
+def _triple_from_row(row: dict, where: str) -> Triple:
     query, positive = row.get("query"), row.get("positive")
     if not isinstance(query, str) or not query.strip():
-        raise UserError(f"{where} has no 'query' text; each triple needs query, positive and negatives")
+        raise UserError(f"{where}: no 'query' text; each triple needs query, positive and negatives")
     if not isinstance(positive, str) or not positive.strip():
-        raise UserError(f"{where} has no 'positive' text; each triple needs query, positive and negatives")
+        raise UserError(f"{where}: no 'positive' text; each triple needs query, positive and negatives")
     negatives = row.get("negatives", row.get("negative", []))
     if isinstance(negatives, str):
         negatives = [negatives]
     if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
         raise UserError(f"{where}: 'negatives' must be a list of strings")
-    return Triple(query, positive, tuple(n for n in negatives if n.strip()))
+    # A negative equal to the positive would be a false negative: drop it (and repeats).
+    kept = dict.fromkeys(n for n in negatives if n.strip() and n != positive)
+    return Triple(query, positive, tuple(kept))
 
 
 def tokenize_triples(triples: list[Triple], tokenizer, max_length: int) -> TokenizedTriples:
@@ -81,26 +102,30 @@ def tokenize_triples(triples: list[Triple], tokenizer, max_length: int) -> Token
         queries=[ids[t.query] for t in triples],
         positives=[ids[t.positive] for t in triples],
         negatives=[[ids[n] for n in t.negatives] for t in triples],
+        query_texts=[t.query for t in triples],
         positive_texts=[t.positive for t in triples],
         negative_texts=[t.negatives for t in triples],
     )
 
 
-def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch: a pure function of (seed, epoch), so resume can recompute them.
+def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int, group_by_length: bool = True) -> list[list[int]]:
+    """The global batches of one epoch: a pure function of (seed, epoch), so resume can recompute them.
 
-    Triples are shuffled, grouped into chunks of GROUP_FACTOR batches, sorted by length inside each chunk
-    (little padding), cut into batches, and the batch order shuffled again. A triple whose positive or
-    negatives already appear in the batch is deferred to a later batch: a repeated passage would be a
-    false negative. Every triple appears exactly once per epoch.
+    Triples are shuffled, cut into chunks of GROUP_FACTOR batches, sorted by length inside each chunk
+    (little padding, yet each batch is still a random draw of similar-length triples), cut into batches,
+    and the batch order shuffled again. A triple that would repeat a passage (or a query) already in the
+    batch is deferred to a later batch: a repeated passage is a false negative. Every triple appears
+    exactly once per epoch.
     """
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(data)))
     rng.shuffle(order)
-    group = batch_size * GROUP_FACTOR
+    group = batch_size * GROUP_FACTOR if group_by_length else len(order)
     batches: list[list[int]] = []
     for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group], key=lambda i: len(data.queries[i]) + len(data.positives[i]))
+        chunk = order[start : start + group]
+        if group_by_length:
+            chunk.sort(key=lambda i: (data.longest_doc(i), len(data.queries[i])))
         batches.extend(_batches_without_duplicates(chunk, data, batch_size))
     rng.shuffle(batches)
     return batches
@@ -112,7 +137,7 @@ def _batches_without_duplicates(indices: list[int], data: TokenizedTriples, batc
     while pending:
         batch, seen, deferred = [], set(), []
         for i in pending:
-            texts = {data.positive_texts[i], *data.negative_texts[i]}
+            texts = {("q", data.query_texts[i]), ("d", data.positive_texts[i]), *(("d", n) for n in data.negative_texts[i])}
             if len(batch) < batch_size and not texts & seen:
                 batch.append(i)
                 seen |= texts
@@ -123,19 +148,22 @@ def _batches_without_duplicates(indices: list[int], data: TokenizedTriples, batc
     return batches
 
 
+def micro_batches(batch: list[int], count: int) -> list[list[int]]:
+    """Split a global batch into `count` near-equal consecutive micro-batches (gradient accumulation)."""
+    size = -(-len(batch) // count)
+    return [batch[i : i + size] for i in range(0, len(batch), size)]
+
+
 def pad(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest sequence: input_ids and attention_mask, (n, longest)."""
     longest = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[row, : len(seq)] = 1
+    input_ids = torch.tensor([s + [pad_id] * (longest - len(s)) for s in sequences], dtype=torch.long)
+    attention_mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in sequences], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def collate(data: TokenizedTriples, batch: list[int], pad_id: int) -> tuple[dict, dict]:
-    """Queries (B, Lq) and documents: the B positives first, then every hard negative of the batch."""
+    """Queries (B, Lq) and documents (B + N, Ld): the B positives first, then every hard negative of the batch."""
     queries = pad([data.queries[i] for i in batch], pad_id)
     docs = [data.positives[i] for i in batch] + [n for i in batch for n in data.negatives[i]]
     return queries, pad(docs, pad_id)

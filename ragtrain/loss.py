@@ -1,17 +1,109 @@
-"""Contrastive losses as pure functions of embeddings."""
+"""Contrastive loss and the isotropy regulariser, as pure functions of embeddings.
+
+Nothing here touches the model: the training step embeds queries and documents, then calls
+`contrastive_loss`. That keeps the loss testable on hand-made tensors and lets a distributed step
+pass gathered embeddings (with `label_offset`) without changing the maths.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+# Quadrature grid of the Epps-Pulley integral: the integrand is even in t, so integrate over [0, T_MAX]
+# and double. Beyond t = 5 the Gaussian weight exp(-t^2/2) is below 4e-6: nothing is lost.
+EP_T_MAX = 5.0
+EP_POINTS = 33
+ISOTROPY_DIRECTIONS = 256  # random unit directions per step; SIGReg's default order of magnitude
 
-def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE over in-batch negatives plus hard negatives.
 
-    query_emb: (B, D). doc_emb: (B + N, D), the B positives first (row i is query i's positive), then the
-    batch's N hard negatives, which every query is scored against. Returns the mean cross-entropy.
+def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float, label_offset: int = 0) -> torch.Tensor:
+    """InfoNCE over in-batch negatives plus hard negatives: mean cross-entropy over queries.
+
+    query_emb: (B, D). doc_emb: (M, D) with query i's positive at row i + label_offset; every other row
+    (the other positives and all hard negatives) is a negative for every query.
     """
-    scores = query_emb @ doc_emb.T / temperature  # (B, B + N)
-    labels = torch.arange(query_emb.size(0), device=query_emb.device)  # (B,)
-    return F.cross_entropy(scores.float(), labels)
+    scores = query_emb @ doc_emb.T / temperature  # (B, M)
+    labels = torch.arange(query_emb.size(0), device=query_emb.device) + label_offset  # (B,)
+    return F.cross_entropy(scores, labels)
+
+
+def contrastive_loss(
+    query_emb: torch.Tensor,
+    doc_emb: torch.Tensor,
+    temperature: float,
+    normalize: bool = True,
+    symmetric: bool = False,
+    isotropy_weight: float = 0.0,
+    directions: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss from embeddings before normalisation, and each part on its own for the log.
+
+    query_emb: (B, D); doc_emb: (B + N, D), the B positives first, then the batch's hard negatives.
+    symmetric adds documents -> queries (each positive must pick its query among the B queries); the two
+    directions are averaged so the loss keeps its scale. The isotropy term (weight `isotropy_weight`, random
+    unit `directions` of shape (D, K)) is computed in fp32 on the raw embeddings of queries and documents.
+    """
+    query_emb, doc_emb = at_least_fp32(query_emb), at_least_fp32(doc_emb)
+    q = F.normalize(query_emb, dim=-1) if normalize else query_emb  # (B, D)
+    d = F.normalize(doc_emb, dim=-1) if normalize else doc_emb  # (B + N, D)
+    forward = info_nce(q, d, temperature)
+    parts = {"loss_q2d": forward.item()}
+    loss = forward
+    if symmetric:
+        backward = info_nce(d[: q.size(0)], q, temperature)  # positives (B, D) against queries (B, D)
+        parts["loss_d2q"] = backward.item()
+        loss = (forward + backward) / 2
+    if isotropy_weight > 0:
+        if directions is None:
+            raise ValueError("isotropy_weight > 0 needs random directions")
+        iso = sigreg(torch.cat([query_emb, doc_emb]), directions)
+        parts["loss_isotropy"] = iso.item()
+        loss = loss + isotropy_weight * iso
+    parts["loss"] = loss.item()
+    return loss, parts
+
+
+def random_directions(dim: int, count: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(dim, count) unit vectors drawn uniformly on the sphere (normalised Gaussians), on the CPU generator."""
+    directions = torch.randn(dim, count, generator=generator)
+    return (directions / directions.norm(dim=0, keepdim=True)).to(device)
+
+
+def sigreg(emb: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """SIGReg (LeJEPA): mean Epps-Pulley distance to N(0, 1) of the embeddings projected on each direction.
+
+    emb: (n, D) raw embeddings; directions: (D, K) unit vectors. It tends to zero (as n grows) exactly
+    when every 1-D projection is standard normal, i.e. when the embeddings are an isotropic Gaussian.
+    """
+    projected = at_least_fp32(emb) @ directions.to(at_least_fp32(emb).dtype)  # (n, K)
+    return epps_pulley(projected).mean()
+
+
+def epps_pulley(samples: torch.Tensor) -> torch.Tensor:
+    """Per column of samples (n, K): integral of |phi_emp(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt over the real line.
+
+    phi_emp(t) = mean_j exp(i t x_j). The integrand is even, so the trapezoid rule runs on [0, EP_T_MAX]
+    and is doubled. Unlike the test statistic, there is no factor n: the value estimates a distance that
+    does not grow with the batch. Returns (K,).
+    """
+    samples = at_least_fp32(samples)
+    t = torch.linspace(0, EP_T_MAX, EP_POINTS, device=samples.device, dtype=samples.dtype)  # (T,)
+    target = torch.exp(-0.5 * t**2)  # standard normal characteristic function, also the weight
+    weights = torch.full_like(t, t[1].item() - t[0].item())
+    weights[0] = weights[-1] = weights[0] / 2  # trapezoid
+    angles = samples.unsqueeze(-1) * t  # (n, K, T)
+    real = torch.cos(angles).mean(dim=0) - target  # (K, T)
+    imag = torch.sin(angles).mean(dim=0)  # (K, T)
+    return 2 * ((real**2 + imag**2) * target) @ weights  # (K,)
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32 (softmax and cos/sin sums lose too much in half precision); fp32/fp64 unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def isotropy_generator(seed: int, step: int) -> torch.Generator:
+    """A generator for one step's directions: a pure function of (seed, step), so resume draws the same ones."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+

@@ -86,7 +86,7 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None) -> tuple[En
     path = resolve_model_path(name_or_path)
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per load drowns our own progress
     try:
-        transformer = AutoModel.from_pretrained(path)
+        transformer = _load_transformer(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         tried = f"{name_or_path!r}" + (f" (resolved to {path})" if path != name_or_path else "")
@@ -101,6 +101,24 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None) -> tuple[En
     elif spec.output_dim is not None and (projection is None or projection.out_features != spec.output_dim):
         projection = nn.Linear(transformer.config.hidden_size, spec.output_dim)
     return Encoder(transformer, spec, projection), tokenizer
+
+
+def _load_transformer(path: str) -> nn.Module:
+    """SDPA attention where the architecture has it: fused kernels, no (B, heads, L, L) fp32 copies kept."""
+    try:
+        return AutoModel.from_pretrained(path, attn_implementation="sdpa")
+    except ValueError as exc:
+        if "sdpa" not in str(exc).lower() and "attn_implementation" not in str(exc):
+            raise
+        return AutoModel.from_pretrained(path)
+
+
+def freeze_base(encoder: Encoder) -> None:
+    """Train the projection head only: the transformer's weights stop taking gradients."""
+    if encoder.projection is None:
+        raise UserError("--freeze-base trains only the projection head, but the model has none; "
+                        "add --output-dim N or drop --freeze-base")
+    encoder.transformer.requires_grad_(False)
 
 
 def _saved_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:

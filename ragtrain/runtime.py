@@ -36,3 +36,25 @@ def autocast(device: torch.device, enabled: bool, precision: str):
 def check_precision(device: torch.device, enabled: bool, precision: str) -> None:
     if enabled and precision == "fp16" and device.type == "cpu":
         raise UserError("fp16 mixed precision is not supported on CPU; use --precision bf16 or a CUDA device")
+    if enabled and precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("this GPU does not support bf16; use --precision fp16")
+
+
+def grad_scaler(device: torch.device, enabled: bool, precision: str) -> torch.amp.GradScaler:
+    """A loss scaler for fp16 only: fp16 gradients underflow without one; bf16 has fp32's range and needs none.
+
+    A disabled scaler is a no-op with the same interface, so the step code has one path.
+    """
+    on = enabled and precision == "fp16"
+    return torch.amp.GradScaler(device.type if on else "cpu", enabled=on)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated CUDA memory on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

@@ -1,128 +1,180 @@
-"""train(config) -> path of the final model: one readable contrastive training loop."""
+"""train(config) -> path of the final model: set up, one straight loop over global batches, clean up.
+
+The run directory holds config.json, metrics.jsonl, checkpoints/step-N/, best/ and final/.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from tqdm import tqdm
 
+from ragtrain import checkpoint as ckpt
+from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
-from ragtrain.data import TokenizedTriples, collate, epoch_batches, load_triples, tokenize_triples
+from ragtrain.data import collate, epoch_batches, load_triples, micro_batches, tokenize_triples
 from ragtrain.errors import UserError
-from ragtrain.fileio import atomic_write_json
-from ragtrain.loss import info_nce
-from ragtrain.model import Encoder, EncoderSpec, load_encoder, save_encoder
-from ragtrain.optim import build_optimizer, lr_multiplier, set_learning_rates
-from ragtrain.runtime import autocast, check_precision, resolve_device
+from ragtrain.evaluate import load_eval_data
+from ragtrain.fileio import atomic_write_json, atomic_write_text
+from ragtrain.model import EncoderSpec, freeze_base, load_encoder, save_encoder
+from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
+from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device
+from ragtrain.step import step_directions, train_step
+from ragtrain.summary import summary_table
+from ragtrain.validation import is_better, run_validation
 
-LOG_EVERY = 10
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    epoch: int = 0
-    last_loss: float = float("nan")
+console = Console(stderr=True)
 
 
 def train(config: TrainConfig) -> Path:
     config.validate()
     device = resolve_device(config.device)
     check_precision(device, config.mixed_precision, config.precision)
-    _check_output_dir(config)
-    seed_everything(config.seed)
+    resume_from = _check_output_dir(config)
+    if resume_from is not None:
+        config = _resume_config(config, resume_from)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
-    encoder, tokenizer = load_encoder(config.model, EncoderSpec())
-    encoder.to(device)
-    data = tokenize_triples(triples, tokenizer, config.max_seq_length)
+    eval_set = load_eval_data(config.eval_data, config.eval_split) if config.eval_data else None
+    seed_everything(config.seed)
+    spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
+    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec)
+    if config.freeze_base:
+        freeze_base(encoder)
+    encoder.to(device).train()
+    data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
     val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
-    schedule = [epoch_batches(data, config.batch_size, config.seed, e) for e in range(config.epochs)]
-    total_steps = sum(len(b) for b in schedule)
-    warmup_steps = math.ceil(config.warmup_ratio * total_steps)
-    optimizer = build_optimizer(encoder, config.weight_decay, config.learning_rate)
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config.output_dir / "config.json", as_dict(config) | {"device": str(device), "total_steps": total_steps})
+    steps_per_epoch = len(epoch_batches(data, config.batch_size, config.seed, 0, config.group_by_length))
+    total_steps = steps_per_epoch * config.epochs
+    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
+    optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
+    scaler = grad_scaler(device, config.mixed_precision, config.precision)
     state = TrainState()
-    pad_id = tokenizer.pad_token_id or 0
-    progress = tqdm(total=total_steps, desc="training", unit="step")
-    with (config.output_dir / "metrics.jsonl").open("w", encoding="utf-8") as log:
-        for state.epoch, batches in enumerate(schedule):
-            encoder.train()
-            for batch in batches:
-                started = time.perf_counter()
-                multiplier = lr_multiplier(state.step, warmup_steps, total_steps, config.min_lr_ratio)
+    if resume_from is not None:
+        ckpt.restore_training(resume_from, optimizer, scaler, device)
+        state = resume_from.state
+    elif config.overwrite and config.output_dir.exists():
+        shutil.rmtree(config.output_dir)  # only now: a failed setup leaves the old run untouched
+    console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
+                  + f"; {len(data)} triples, {total_steps} steps, warmup {warmup}", highlight=False)
+    atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
+        "device_resolved": str(device), "total_steps": total_steps, "warmup_steps_resolved": warmup})
+    started = time.perf_counter()
+    rates: list[float] = []
+    with _metrics_log(config.output_dir, state.step) as log:
+        for epoch in range(state.epoch, config.epochs):
+            batches = epoch_batches(data, config.batch_size, config.seed, epoch, config.group_by_length)
+            progress = tqdm(total=total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
+            for index in range(state.batch_in_epoch, len(batches)):
+                tick = time.perf_counter()
+                multiplier = lr_multiplier(state.step, warmup, total_steps, config.min_lr_ratio)
                 set_learning_rates(optimizer, multiplier)
-                loss, grad_norm = train_step(encoder, optimizer, collate(data, batch, pad_id), config, device)
-                state.step += 1
-                state.last_loss = loss
-                rate = len(batch) / (time.perf_counter() - started)
+                pad_id = tokenizer.pad_token_id or 0
+                parts = [collate(data, part, pad_id) for part in micro_batches(batches[index], config.grad_accum_steps)]
+                result = train_step(encoder, optimizer, scaler, parts, config, device,
+                                    step_directions(config, encoder, state.step, device))
+                seconds = time.perf_counter() - tick
+                lrs = learning_rates(optimizer)
+                state.step, state.batch_in_epoch = state.step + 1, index + 1
+                state.skipped_steps += result.skipped
+                rates.append(len(batches[index]) / seconds)
                 progress.update(1)
-                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", tps=f"{rate:.1f}")
-                if state.step % LOG_EVERY == 0 or state.step == total_steps:
-                    log.write(json.dumps({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": grad_norm,
-                                          "lr": optimizer.param_groups[0]["lr"], "triples_per_s": rate}) + "\n")
-                    log.flush()
-            if val_data is not None:
-                val_loss = validation_loss(encoder, val_data, config, device, pad_id)
-                log.write(json.dumps({"step": state.step, "epoch": state.epoch, "val_loss": val_loss}) + "\n")
-                tqdm.write(f"epoch {state.epoch + 1}: validation loss {val_loss:.4f}")
-    progress.close()
+                progress.set_postfix(loss=f"{result.parts['loss']:.4f}", lr=f"{next(iter(lrs.values())):.2e}",
+                                     tps=f"{rates[-1]:.1f}")
+                if state.step % config.log_steps == 0 or state.step == total_steps:
+                    _log(log, {"step": state.step, "epoch": epoch, **lrs, **result.parts, "grad_norm": result.grad_norm,
+                               "triples_per_s": rates[-1], "tokens_per_s": result.real_tokens / seconds,
+                               "memory_mb": peak_memory_mb(device), "skipped_steps": state.skipped_steps})
+                if config.eval_steps and state.step % config.eval_steps == 0:
+                    _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch)
+                if (config.save_steps and state.step % config.save_steps == 0) or (
+                        config.eval_steps and state.step % config.eval_steps == 0):
+                    ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
+                if state.stopped_early:
+                    break
+            progress.close()
+            if state.stopped_early:
+                break
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            if not (config.eval_steps and state.step % config.eval_steps == 0):  # not validated at this very step
+                _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch)
+            ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
     final = config.output_dir / "final"
-    save_encoder(encoder.cpu(), tokenizer, final, config.max_seq_length)
+    save_encoder(encoder, tokenizer, final, config.max_seq_length)
+    Console().print(summary_table(config, state, rates, time.perf_counter() - started, total_steps, peak_memory_mb(device)))
     return final
 
 
-def train_step(encoder: Encoder, optimizer, batch, config: TrainConfig, device: torch.device) -> tuple[float, float]:
-    queries, docs = ({k: v.to(device) for k, v in part.items()} for part in batch)
-    with autocast(device, config.mixed_precision, config.precision):
-        query_emb = encoder(**queries)  # (B, D)
-        doc_emb = encoder(**docs)  # (B + N, D)
-    loss = info_nce(query_emb.float(), doc_emb.float(), config.temperature)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(encoder.parameters(), max_norm)
-    optimizer.step()
-    return loss.item(), float(grad_norm)
+def _validate_and_keep(encoder, tokenizer, val_data, eval_set, config: TrainConfig, device, state: TrainState, log, epoch: int) -> None:
+    """Validate, log, keep best/ when the watched metric improved, and count towards early stopping."""
+    metric = config.selection_metric
+    if metric is None:
+        return
+    results = run_validation(encoder, tokenizer, val_data, eval_set, config, device, tokenizer.pad_token_id or 0)
+    _log(log, {"step": state.step, "epoch": epoch, **results})
+    tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    if is_better(metric, results[metric], state.best_metric):
+        state.best_metric, state.best_step, state.evals_without_improvement = results[metric], state.step, 0
+        save_encoder(encoder, tokenizer, config.output_dir / "best", config.max_seq_length)
+    else:
+        state.evals_without_improvement += 1
+        if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
+            state.stopped_early = True
+            tqdm.write(f"early stopping: {metric} did not improve in {state.evals_without_improvement} validations")
 
 
-@torch.no_grad()
-def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, device, pad_id: int) -> float:
-    encoder.eval()
-    losses = []
-    for batch in epoch_batches(data, config.batch_size, config.seed, epoch=0):
-        if len(batch) < 2:
-            continue
-        queries, docs = ({k: v.to(device) for k, v in part.items()} for part in collate(data, batch, pad_id))
-        with autocast(device, config.mixed_precision, config.precision):
-            loss = info_nce(encoder(**queries).float(), encoder(**docs).float(), config.temperature)
-        losses.append(loss.item())
-    encoder.train()
-    return float(np.mean(losses)) if losses else float("nan")
+def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
+    """Refuse to mix two runs in one directory; with --resume, the checkpoint to continue from."""
+    out = config.output_dir
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output-dir {out} is a file; choose a directory")
+    if config.resume:
+        return ckpt.load_checkpoint(ckpt.find_checkpoint(out, config.resume))
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+        raise UserError(f"output directory {out} already holds a run; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --output-dir")
+    return None
+
+
+def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint) -> TrainConfig:
+    config, warnings = ckpt.reconcile_config(config, checkpoint.config)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False)
+    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False)
+    return config
+
+
+@contextlib.contextmanager
+def _metrics_log(run_dir: Path, resume_step: int) -> Iterator:
+    """metrics.jsonl opened for appending; on resume, rows after the checkpoint's step are dropped first."""
+    path = run_dir / "metrics.jsonl"
+    if resume_step and path.is_file():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+        atomic_write_text(path, "".join(row + "\n" for row in rows))
+    elif not resume_step:
+        path.unlink(missing_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        yield handle
+
+
+def _log(handle, row: dict) -> None:
+    handle.write(json.dumps(row) + "\n")
+    handle.flush()
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _check_output_dir(config: TrainConfig) -> None:
-    out = config.output_dir
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output-dir {out} is a file; choose a directory")
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-        raise UserError(f"output directory {out} already holds a run; pass --overwrite to replace it "
-                        "or choose another --output-dir")
-    if out.is_dir() and config.overwrite:
-        import shutil
-
-        shutil.rmtree(out)

@@ -1,0 +1,159 @@
+"""Training state to disk and back, atomically: `checkpoints/step-N/` holds everything resume needs.
+
+step-N/
+  model/          the encoder as a normal model directory (safetensors; loadable on its own)
+  optimizer.pt    AdamW state             scaler.pt   GradScaler state
+  rng.pt          torch (CPU, CUDA), Python and NumPy generator states
+  state.json      TrainState: step, epoch, position in the epoch, best metric, early-stopping count
+  config.json     the resolved options of the run
+Tensors files are read back with `weights_only=True`: a checkpoint cannot run code when loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ragtrain.config import TrainConfig, as_dict
+from ragtrain.errors import UserError
+from ragtrain.fileio import atomic_directory, atomic_write_json
+from ragtrain.model import Encoder, save_encoder
+
+CHECKPOINTS = "checkpoints"
+STEP_DIR = re.compile(r"^step-(\d+)$")
+# Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
+MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
+              "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric"}
+NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # index of the next global batch in this epoch's order
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    skipped_steps: int = 0  # fp16 steps skipped by the scaler after an overflow
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    state: TrainState
+    config: dict
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenizer, optimizer, scaler,
+                    config: TrainConfig) -> Path:
+    """Write checkpoints/step-N atomically (a crash leaves the previous checkpoints intact), then prune."""
+    final = run_dir / CHECKPOINTS / f"step-{state.step}"
+    with atomic_directory(final, overwrite=True) as tmp:
+        save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        torch.save(rng_states(), tmp / "rng.pt")
+        atomic_write_json(tmp / "state.json", dataclasses.asdict(state))
+        atomic_write_json(tmp / "config.json", as_dict(config))
+    prune_checkpoints(run_dir, config.keep_last, state.best_step)
+    return final
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int, best_step: int | None) -> None:
+    """Delete all but the newest `keep_last` step checkpoints and the best one."""
+    steps = sorted(checkpoint_steps(run_dir))
+    for step in steps[:-keep_last]:
+        if step != best_step:
+            shutil.rmtree(run_dir / CHECKPOINTS / f"step-{step}")
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return [int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+
+
+def find_checkpoint(run_dir: Path, resume: str) -> Path:
+    """`latest` -> the newest step-N in the run directory; anything else is a checkpoint path."""
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / "state.json").is_file():
+            raise UserError(f"--resume {resume}: not a checkpoint (no state.json); pass a checkpoints/step-N "
+                            "directory, or --resume alone for the latest one")
+        return path
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; start without --resume "
+                        "(or pass --overwrite to replace the run)")
+    return run_dir / CHECKPOINTS / f"step-{max(steps)}"
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    state = TrainState(**json.loads((path / "state.json").read_text()))
+    return Checkpoint(path, state, json.loads((path / "config.json").read_text()))
+
+
+def restore_training(checkpoint: Checkpoint, optimizer, scaler, device: torch.device) -> None:
+    """Optimizer, scaler and RNG states back in place (the model is loaded from checkpoint.model_dir)."""
+    optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", map_location=device, weights_only=True))
+    scaler.load_state_dict(torch.load(checkpoint.path / "scaler.pt", weights_only=True))
+    set_rng_states(torch.load(checkpoint.path / "rng.pt", weights_only=True))
+
+
+def rng_states() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, key, *rest = states["numpy"]
+    np.random.set_state((name, key.numpy(), *rest))
+
+
+def reconcile_config(config: TrainConfig, saved: dict) -> tuple[TrainConfig, list[str]]:
+    """The config to resume with, and one warning per option that differs from the checkpoint's.
+
+    Options in MAY_CHANGE take the new value; the others keep the checkpoint's (changing the batch size or
+    the schedule half-way would not be "the same run, continued"), and the warning says so.
+    """
+    current, kept, warnings = as_dict(config), {}, []
+    for name, new in current.items():
+        if name in NOT_COMPARED or name not in saved or saved[name] == new:
+            continue
+        if name in MAY_CHANGE:
+            warnings.append(f"--{name.replace('_', '-')} differs from the checkpoint ({saved[name]!r}); using {new!r}")
+        else:
+            kept[name] = _typed(getattr(config, name), saved[name])
+            warnings.append(f"--{name.replace('_', '-')} {new!r} differs from the checkpoint; keeping the "
+                            f"checkpoint's {saved[name]!r} (it must not change within a run)")
+    return dataclasses.replace(config, **kept), warnings
+
+
+def _typed(example, value):
+    """A JSON value back in the config's type (paths were saved as strings)."""
+    return Path(value) if isinstance(example, Path) and value is not None else value

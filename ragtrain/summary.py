@@ -1,0 +1,34 @@
+"""The table printed at the end of a training run."""
+
+from __future__ import annotations
+
+import statistics
+
+from rich.table import Table
+
+from ragtrain.checkpoint import TrainState
+from ragtrain.config import TrainConfig
+
+
+def summary_table(config: TrainConfig, state: TrainState, rates: list[float], seconds: float, total_steps: int,
+                  memory_mb: float) -> Table:
+    table = Table(title=f"Training run {config.output_dir}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    steady = rates[min(3, len(rates) - 1):] if rates else []  # the first steps pay for warm-up allocations
+    rows = [
+        ("steps", f"{state.step} / {total_steps}" + (" (stopped early)" if state.stopped_early else "")),
+        ("epochs", f"{state.epoch} / {config.epochs}"),
+        ("time", f"{seconds:.1f} s"),
+        ("triples/s (median)", f"{statistics.median(steady):.1f}" if steady else "-"),
+        ("peak memory", f"{memory_mb:.0f} MB"),
+    ]
+    if config.mixed_precision and config.precision == "fp16":
+        rows.append(("fp16 steps skipped (overflow)", str(state.skipped_steps)))
+    if state.best_metric is not None:
+        rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"))
+        rows.append(("best model", str(config.output_dir / "best")))
+    rows.append(("final model", str(config.output_dir / "final")))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

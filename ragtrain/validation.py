@@ -1,0 +1,67 @@
+"""Validation during training: loss on held-out triples, Recall@10/nDCG@10 on a BEIR set, and best-model keeping."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ragtrain.config import TrainConfig
+from ragtrain.data import TokenizedTriples, collate, epoch_batches
+from ragtrain.evaluate import EvalData, dense_rankings, embed_texts
+from ragtrain.loss import contrastive_loss
+from ragtrain.metrics import mean_metrics
+from ragtrain.model import Encoder
+from ragtrain.runtime import autocast
+
+K = 10
+
+
+@torch.no_grad()
+def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, device: torch.device, pad_id: int) -> float:
+    """Mean contrastive loss (no regulariser) over fixed batches of the validation triples."""
+    encoder.eval()
+    losses = []
+    for batch in epoch_batches(data, config.batch_size, config.seed, epoch=0):
+        if len(batch) < 2:
+            continue
+        queries, docs = ({k: v.to(device) for k, v in part.items()} for part in collate(data, batch, pad_id))
+        with autocast(device, config.mixed_precision, config.precision):
+            query_emb, doc_emb = encoder.embed(**queries), encoder.embed(**docs)
+        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric)
+        losses.append(loss.item())
+    encoder.train()
+    return sum(losses) / len(losses) if losses else math.nan
+
+
+@torch.no_grad()
+def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Recall@10 and nDCG@10 of a search over the whole evaluation corpus."""
+    args = (config.eval_batch_size, config.max_seq_length, device)
+    with autocast(device, config.mixed_precision, config.precision):
+        corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus").float()
+        query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries").float()
+    encoder.train()
+    ranked = dense_rankings(query_emb, corpus_emb, K)
+    rankings = {q: [eval_set.corpus_ids[i] for i in row] for q, row in zip(eval_set.query_ids, ranked)}
+    metrics = mean_metrics(rankings, eval_set.qrels, (K,))
+    return {f"recall@{K}": metrics[f"recall@{K}"], f"ndcg@{K}": metrics[f"ndcg@{K}"]}
+
+
+def run_validation(encoder: Encoder, tokenizer, val_data: TokenizedTriples | None, eval_set: EvalData | None,
+                   config: TrainConfig, device: torch.device, pad_id: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    if val_data is not None:
+        results["val_loss"] = validation_loss(encoder, val_data, config, device, pad_id)
+    if eval_set is not None:
+        results |= retrieval_metrics(encoder, tokenizer, eval_set, config, device)
+    return results
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    """Lower is better for the loss, higher for retrieval metrics; a NaN never wins."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best if metric == "val_loss" else value > best
