@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ragtrain.loss import info_nce
+from ragtrain.data import micro_batches
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,24 @@ def barrier(world: WorldInfo) -> None:
         dist.barrier()
 
 
-def wrap_model(model: nn.Module, world: WorldInfo, device: torch.device) -> nn.Module:
-    """DistributedDataParallel under torchrun (gradients averaged over ranks), the model itself otherwise."""
+class EmbedForward(nn.Module):
+    """The encoder with `forward = embed` (raw embeddings; the loss normalises them itself).
+
+    DDP synchronises gradients only for what runs through its forward(), so the step must call the
+    wrapped module, never `encoder.embed` directly.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embed(input_ids, attention_mask)  # (batch, dim)
+
+
+def wrap_model(encoder: nn.Module, world: WorldInfo, device: torch.device) -> nn.Module:
+    """The encoder's raw-embedding forward; in DistributedDataParallel under torchrun (gradients averaged)."""
+    model = EmbedForward(encoder)
     if not world.is_distributed:
         return model
     freeze_unused_pooler(model)
@@ -89,10 +105,6 @@ def freeze_unused_pooler(model: nn.Module) -> None:
             module.requires_grad_(False)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def shard_batch(batch: list[int], world: WorldInfo) -> list[int]:
     """This rank's contiguous slice of a global batch; slice sizes differ by at most one.
 
@@ -103,9 +115,14 @@ def shard_batch(batch: list[int], world: WorldInfo) -> list[int]:
     return batch[world.rank * n // world.size : (world.rank + 1) * n // world.size]
 
 
-def usable_batches(batches: list[list[int]], world: WorldInfo) -> list[list[int]]:
-    """Global batches that give every rank at least one triple (all of them for one process)."""
-    return [b for b in batches if len(b) >= max(world.size, 2)]
+def usable_batches(batches: list[list[int]], world: WorldInfo, micro_batch_count: int = 1) -> list[list[int]]:
+    """The global batches every rank can train on: each micro-batch gives each rank at least one triple.
+
+    Only an epoch's last, short batches can fail this; dropping them on every rank (the same decision from
+    the same data) keeps the ranks in step. One process keeps every batch of two or more triples.
+    """
+    smallest = max(world.size, 2)
+    return [b for b in batches if min(len(m) for m in micro_batches(b, micro_batch_count)) >= smallest]
 
 
 def gather_with_grad(tensor: torch.Tensor, world: WorldInfo) -> torch.Tensor:
@@ -118,6 +135,8 @@ def gather_with_grad(tensor: torch.Tensor, world: WorldInfo) -> torch.Tensor:
         return tensor
     sizes = _gather_sizes(tensor.size(0), tensor.device, world)
     longest = max(sizes)
+    if longest == 0:  # e.g. no hard negatives anywhere in this batch
+        return tensor
     padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
     padded[: tensor.size(0)] = tensor.detach()
     parts = [torch.empty_like(padded) for _ in range(world.size)]
@@ -134,24 +153,27 @@ def _gather_sizes(size: int, device: torch.device, world: WorldInfo) -> list[int
     return [int(s.item()) for s in sizes]
 
 
-def global_info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float,
-                    world: WorldInfo) -> torch.Tensor:
-    """InfoNCE of the whole global batch, computed on every rank from all-gathered embeddings.
+def gather_embeddings(query_emb: torch.Tensor, doc_emb: torch.Tensor, world: WorldInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's embeddings in the layout one process gives the combined batch.
 
     query_emb: (b, D) this rank's queries; doc_emb: (b + n, D) their positives first, then their hard
-    negatives. Positives and negatives are gathered separately and laid out as one process lays out the
-    combined batch, [all positives (B), all hard negatives (N)], so query i's label is still i: the label
-    of this rank's j-th query is j plus the number of queries on lower ranks.
+    negatives. Positives and negatives are gathered separately and laid out as [all positives (B), all hard
+    negatives (N)], so global query i's positive is still row i: this rank's j-th query has label j plus the
+    number of queries on lower ranks, and no query meets a hard negative in a positive's place.
 
-    Every rank scores all B queries, not only its own: a rank's documents are negatives for the other
-    ranks' queries, and that part of their gradient exists only where those queries are scored. The score
-    matrix is (B, B + N), negligible next to the encoder. See `loss_scale` for the DDP averaging.
+    Every rank then scores all B queries, not only its own: this rank's documents are negatives for the
+    other ranks' queries, and that part of their gradient exists only where those queries are scored. The
+    score matrix is (B, B + N), small next to the encoder. See `loss_scale` for DDP's averaging.
+    Returns (B, D) and (B + N, D).
     """
+    if not world.is_distributed:
+        return query_emb, doc_emb
+    query_emb, doc_emb = query_emb.float(), doc_emb.float()  # the loss runs in fp32; gloo lacks bf16 gathers
     local = query_emb.size(0)
     all_queries = gather_with_grad(query_emb, world)  # (B, D)
     all_positives = gather_with_grad(doc_emb[:local], world)  # (B, D)
     all_negatives = gather_with_grad(doc_emb[local:], world)  # (N, D)
-    return info_nce(all_queries, torch.cat([all_positives, all_negatives]), temperature)
+    return all_queries, torch.cat([all_positives, all_negatives])
 
 
 def loss_scale(world: WorldInfo, local_queries: int, global_queries: int, gathered: bool) -> float:
@@ -165,6 +187,15 @@ def loss_scale(world: WorldInfo, local_queries: int, global_queries: int, gather
     if not world.is_distributed:
         return 1.0
     return float(world.size) if gathered else world.size * local_queries / global_queries
+
+
+def broadcast_from_main(value, world: WorldInfo):
+    """Rank 0's value (any picklable object) on every rank: one decision for all, e.g. early stopping."""
+    if not world.is_distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def mean_over_ranks(value: float, world: WorldInfo, device: torch.device) -> float:

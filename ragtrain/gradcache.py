@@ -64,18 +64,19 @@ def embed_without_graph(encoder: nn.Module, parts: list[dict], autocast) -> tupl
 
 def grad_cache_step(encoder: nn.Module, queries: dict, docs: dict, loss_fn: Callable, mini_batch_size: int,
                     backward: Callable = torch.Tensor.backward, autocast=contextlib.nullcontext) -> float:
-    """Accumulate into `encoder`'s .grad the gradient of loss_fn(query_emb (B, D), doc_emb (B + N, D)).
+    """Accumulate into `encoder`'s .grad the gradient of the loss of query_emb (B, D), doc_emb (B + N, D).
 
-    `encoder` may be wrapped in DistributedDataParallel: gradients are then all-reduced once, on the last
-    chunk's backward. `backward(loss)` runs the loss's backward (the caller's DDP and AMP scaling go there).
-    Returns the loss value.
+    `encoder(input_ids, attention_mask)` returns embeddings; it may be DistributedDataParallel, whose
+    gradients are then all-reduced once, on the last chunk's backward. `loss_fn(query_emb, doc_emb)` returns
+    (loss, report); `backward(loss)` runs the loss's backward (the caller's DDP and AMP scaling go there).
+    Returns the report.
     """
     query_parts, doc_parts = chunks(queries, mini_batch_size), chunks(docs, mini_batch_size)
     query_emb, query_states = embed_without_graph(encoder, query_parts, autocast)  # (B, D)
     doc_emb, doc_states = embed_without_graph(encoder, doc_parts, autocast)  # (B + N, D)
     query_emb.requires_grad_(True)
     doc_emb.requires_grad_(True)
-    loss = loss_fn(query_emb, doc_emb)
+    loss, report = loss_fn(query_emb, doc_emb)
     backward(loss)  # step 2: gradients w.r.t. the embeddings only; no encoder graph exists yet
     query_grads = query_emb.grad.split(mini_batch_size)
     doc_grads = doc_emb.grad.split(mini_batch_size)
@@ -87,7 +88,7 @@ def grad_cache_step(encoder: nn.Module, queries: dict, docs: dict, loss_fn: Call
             with autocast():
                 emb = encoder(**part).float()  # (m, D), now with a graph
             emb.backward(gradient=grad)  # step 3: the cached gradient through this chunk's encoder
-    return loss.item()
+    return report
 
 
 def enable_gradient_checkpointing(encoder: nn.Module) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ragtrain import distributed
-from ragtrain.data import collate, tokenize_triples
-from ragtrain.data import Triple
+from ragtrain.data import Triple, collate, tokenize_triples
 from ragtrain.distributed import WorldInfo
 from ragtrain.gradcache import grad_cache_step
 from ragtrain.loss import info_nce
@@ -54,6 +54,9 @@ def test_batches_too_small_to_split_are_dropped_on_every_rank():
     batches = [[0, 1, 2, 3], [4, 5], [6]]
     assert distributed.usable_batches(batches, WorldInfo(rank=1, size=3)) == [[0, 1, 2, 3]]
     assert distributed.usable_batches(batches, WorldInfo()) == [[0, 1, 2, 3], [4, 5]]
+    # With two micro-batches per step, each must still reach every rank: [0, 1] | [2, 3] is fine for 2 ranks.
+    assert distributed.usable_batches(batches, WorldInfo(rank=0, size=2), micro_batch_count=2) == [[0, 1, 2, 3]]
+    assert distributed.usable_batches(batches, WorldInfo(rank=0, size=3), micro_batch_count=2) == []
 
 
 def test_loss_scale_undoes_ddp_averaging():
@@ -66,6 +69,10 @@ def test_loss_scale_undoes_ddp_averaging():
 def test_gather_with_grad_is_identity_for_one_process():
     x = torch.randn(3, 4, requires_grad=True)
     assert distributed.gather_with_grad(x, WorldInfo()) is x
+
+
+def cosine_info_nce(query_emb, doc_emb):
+    return info_nce(F.normalize(query_emb, dim=-1), F.normalize(doc_emb, dim=-1), TEMPERATURE)
 
 
 def _load(model_dir: Path):
@@ -87,7 +94,7 @@ def _reference(model_dir: Path, gathered: bool) -> tuple[float, dict]:
     total = 0.0
     for part in slices:
         queries, docs = collate(data, part, tokenizer.pad_token_id)
-        loss = info_nce(encoder(**queries), encoder(**docs), TEMPERATURE) * len(part) / len(batch)
+        loss = cosine_info_nce(encoder.embed(**queries), encoder.embed(**docs)) * len(part) / len(batch)
         loss.backward()
         total += loss.item()
     return total, _grads(encoder)
@@ -111,8 +118,9 @@ def _worker(rank: int, model_dir: str, port: int, out_dir: str) -> None:
 
         def loss_fn(query_emb, doc_emb):
             if gathered:
-                return distributed.global_info_nce(query_emb, doc_emb, TEMPERATURE, world)
-            return info_nce(query_emb, doc_emb, TEMPERATURE)
+                query_emb, doc_emb = distributed.gather_embeddings(query_emb, doc_emb, world)
+            loss = cosine_info_nce(query_emb, doc_emb)
+            return loss, loss.item()
 
         def backward(loss):
             (loss * scale).backward()
@@ -120,9 +128,8 @@ def _worker(rank: int, model_dir: str, port: int, out_dir: str) -> None:
         if mini_batch:
             loss = grad_cache_step(model, queries, docs, loss_fn, mini_batch, backward)
         else:
-            loss_tensor = loss_fn(model(**queries), model(**docs))
+            loss_tensor, loss = loss_fn(model(**queries), model(**docs))
             backward(loss_tensor)
-            loss = loss_tensor.item()
         # The logged loss: global already when gathered, else each rank's share-weighted part summed.
         logged = loss if gathered else distributed.mean_over_ranks(loss * scale, world, device)
         results[name] = (logged, _grads(encoder))
