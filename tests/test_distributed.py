@@ -3,8 +3,12 @@ combined batch, with gathered negatives, with GradCache, and without gathering."
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 
 from ragtrain import distributed
 from ragtrain.data import Triple, collate, tokenize_triples
@@ -20,6 +25,7 @@ from ragtrain.distributed import WorldInfo
 from ragtrain.gradcache import grad_cache_step
 from ragtrain.loss import info_nce
 from ragtrain.model import EncoderSpec, load_encoder
+from tests.conftest import write_triples
 
 TEMPERATURE = 0.05
 # Five triples over two ranks: unequal slices (2 and 3) and unequal hard-negative counts per rank.
@@ -164,3 +170,36 @@ def test_two_ranks_match_one_process(run, two_rank_results, tiny_model):
 def test_gathered_loss_differs_from_local_loss(two_rank_results):
     """Guards the test above: gathering must add the other rank's negatives, not leave the loss as it was."""
     assert two_rank_results[0]["gathered"][0] != pytest.approx(two_rank_results[0]["local"][0], abs=1e-3)
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "ragtrain", "train", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_writes_once_and_resumes_to_the_same_model(tmp_path, tiny_model):
+    """Two CPU processes: rank 0 alone writes; resuming from a mid-run checkpoint ends at the same weights."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())  # no dropout: both runs draw nothing random
+    (model_dir / "config.json").write_text(json.dumps(config | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+    triples = write_triples(tmp_path / "train.jsonl", count=20, negatives=1)
+    run_dir = tmp_path / "run"
+    common = ["--train-data", str(triples), "--model", str(model_dir), "--output-dir", str(run_dir), "--batch-size", "6",
+              "--max-seq-length", "32", "--epochs", "2", "--device", "cpu", "--save-steps", "2", "--keep-last", "10",
+              "--log-steps", "1", "--grad-cache", "--mini-batch-size", "2"]
+    out = _torchrun(*common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("trained model saved") == 2  # each rank returns; only rank 0 printed the table
+    assert out.stderr.count("device: cpu x 2 processes") == 1
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # one writer: no line twice
+    uninterrupted = load_file(run_dir / "final" / "model.safetensors")
+    out = _torchrun(*common, "--resume-from", str(run_dir / "checkpoints" / "step-2"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = load_file(run_dir / "final" / "model.safetensors")
+    for name, weight in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], weight, atol=1e-6, rtol=0, msg=name)
