@@ -119,3 +119,28 @@ def test_gradient_checkpointing_keeps_the_gradient(batch_and_encoder):
     torch.manual_seed(3)
     loss_fn(encoder(**queries), encoder(**docs)).backward()
     assert_same_grads(grads(encoder), expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", [torch.float16, torch.bfloat16])
+def test_grad_cache_under_autocast_on_gpu_matches_the_uncached_step(batch_and_encoder, precision):
+    """fp16/bf16 autocast: the cached and uncached gradients agree to half precision (RNG replay on CUDA too)."""
+    encoder, queries, docs = batch_and_encoder
+    encoder.cuda().train()
+    queries, docs = ({k: v.cuda() for k, v in part.items()} for part in (queries, docs))
+
+    def amp():
+        return torch.autocast("cuda", dtype=precision)
+
+    torch.manual_seed(5)
+    with amp():
+        embs = [encoder(**part).float() for part in chunks(queries, 2) + chunks(docs, 2)]
+    n_queries = len(chunks(queries, 2))
+    loss_fn(torch.cat(embs[:n_queries]), torch.cat(embs[n_queries:])).backward()
+    expected = grads(encoder)
+    encoder.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    grad_cache_step(encoder, queries, docs, loss_and_value, 2, autocast=amp)
+    for name, grad in grads(encoder).items():
+        torch.testing.assert_close(grad, expected[name], atol=1e-2, rtol=1e-2, msg=name)
