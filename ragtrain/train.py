@@ -200,8 +200,8 @@ def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint, main: bool 
     if not main:
         return config
     for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False)
-    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
+    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False, soft_wrap=True)
     return config
 
 

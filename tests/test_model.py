@@ -81,7 +81,7 @@ def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
     name = "sentence-transformers/all-MiniLM-L6-v2"
     if resolve_model_path(name) == name:
         pytest.skip("the bundled all-MiniLM-L6-v2 is not installed")
-    final = train(TrainConfig(train_data=write_triples(tmp_path / "t.jsonl", count=8), model=name,
+    final = train(TrainConfig(train_data=write_triples(tmp_path / "t.jsonl", count=4), model=name,
                               output_dir=tmp_path / "run", batch_size=4, max_seq_length=32, output_dim=output_dim,
                               learning_rate=1e-4, warmup_ratio=0.0, device="cpu"))
     texts = TEXTS + ["Bread dough rises when yeast eats sugar.", "A planet moves in an orbit around the sun."]

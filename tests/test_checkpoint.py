@@ -1,0 +1,54 @@
+"""Checkpoints: pruning, finding the latest, RNG round trip, and resuming with changed options."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ragtrain.checkpoint import find_checkpoint, prune_checkpoints, reconcile_config, rng_states, set_rng_states
+from ragtrain.config import TrainConfig, as_dict
+from ragtrain.errors import UserError
+
+
+def make_steps(run, steps):
+    for step in steps:
+        (run / "checkpoints" / f"step-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"step-{step}" / "state.json").write_text("{}")
+
+
+def test_keep_last_plus_the_best(tmp_path):
+    make_steps(tmp_path, [2, 4, 6, 8, 10])
+    prune_checkpoints(tmp_path, keep_last=2, best_step=4)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-10", "step-4", "step-8"]
+
+
+def test_latest_is_the_highest_step_not_the_last_name(tmp_path):
+    make_steps(tmp_path, [9, 10, 100])
+    assert find_checkpoint(tmp_path, "latest").name == "step-100"
+    assert find_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "step-9")).name == "step-9"
+    with pytest.raises(UserError, match="not a checkpoint"):
+        find_checkpoint(tmp_path, str(tmp_path))
+    with pytest.raises(UserError, match="no checkpoint"):
+        find_checkpoint(tmp_path / "empty", "latest")
+
+
+def test_rng_states_round_trip(tmp_path):
+    torch.save(rng_states(), tmp_path / "rng.pt")
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+
+
+def test_reconcile_keeps_trajectory_options_and_takes_harmless_ones(tmp_path):
+    saved = as_dict(TrainConfig(train_data=tmp_path / "t.jsonl", batch_size=16, eval_steps=5))
+    new = TrainConfig(train_data=tmp_path / "t.jsonl", batch_size=32, eval_steps=10, resume="latest")
+    config, warnings = reconcile_config(new, saved)
+    assert config.batch_size == 16 and config.eval_steps == 10 and config.resume == "latest"
+    assert len(warnings) == 2
+    assert any("--batch-size 32" in w and "keeping the checkpoint's 16" in w for w in warnings)
+    assert any("--eval-steps" in w and "using 10" in w for w in warnings)
