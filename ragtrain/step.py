@@ -29,10 +29,12 @@ class StepResult:
 def embed(model: nn.Module, queries: dict, docs: dict, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw (unnormalised) embeddings of queries (B, D) and documents (B + N, D), in the autocast dtype.
 
-    `model` is `distributed.wrap_model(encoder)`: its forward is the encoder's embed, so DDP sees it.
+    `model` is `distributed.wrap_model(encoder)`, whose forward is the encoder's embed (DDP syncs only what
+    runs through forward), or a bare Encoder in one process.
     """
+    forward = model.embed if isinstance(model, Encoder) else model
     with autocast(device, config.mixed_precision, config.precision):
-        return model(**queries), model(**docs)
+        return forward(**queries), forward(**docs)
 
 
 def step_directions(config: TrainConfig, encoder: Encoder, step: int, device: torch.device) -> torch.Tensor | None:
@@ -44,11 +46,13 @@ def step_directions(config: TrainConfig, encoder: Encoder, step: int, device: to
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               micro_batches: list[tuple[dict, dict, int]], config: TrainConfig, device: torch.device,
-               directions: torch.Tensor | None = None, world: WorldInfo = WorldInfo()) -> StepResult:
+               micro_batches: list[tuple[dict, dict]], config: TrainConfig, device: torch.device,
+               directions: torch.Tensor | None = None, world: WorldInfo = WorldInfo(),
+               global_sizes: list[int] | None = None) -> StepResult:
     """Accumulate gradients over the micro-batches (each loss / count), clip, and step the optimizer.
 
-    Each micro-batch is (queries, docs, triples in it over all ranks): this rank's share of it. Its loss
+    Each micro-batch is (queries, docs), this rank's share of a micro-batch of global_sizes[i] triples
+    over all ranks (default: this rank's own count, i.e. one process). Its loss
     uses its own in-batch negatives (gathered from every rank with --gather-negatives), so the update is the
     mean of the micro-batches' gradients; it equals one big batch's only when there are no in-batch
     negatives to lose. --grad-cache gives the whole batch's negatives with a mini-batch's activations.
@@ -59,10 +63,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
     gather = config.gather_negatives and world.is_distributed
     loss_fn = partial(_loss, config=config, directions=directions, world=world if gather else WorldInfo())
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce once, after the last one
-    for n, (queries, docs, global_count) in enumerate(micro_batches):
+    for n, (queries, docs) in enumerate(micro_batches):
         queries = {k: v.to(device, non_blocking=True) for k, v in queries.items()}
         docs = {k: v.to(device, non_blocking=True) for k, v in docs.items()}
-        scale = distributed.loss_scale(world, queries["input_ids"].size(0), global_count, gather) / len(micro_batches)
+        local = queries["input_ids"].size(0)
+        scale = distributed.loss_scale(world, local, global_sizes[n] if global_sizes else local, gather) / len(micro_batches)
 
         def backward(loss: torch.Tensor, scale: float = scale) -> None:
             scaler.scale(loss * scale).backward()  # frees this micro-batch's graph before the next

@@ -107,10 +107,10 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
                 multiplier = lr_multiplier(state.step, warmup, total_steps, config.min_lr_ratio)
                 set_learning_rates(optimizer, multiplier)
                 pad_id = tokenizer.pad_token_id or 0
-                parts = [(*collate(data, distributed.shard_batch(part, world), pad_id), len(part))
-                         for part in micro_batches(batches[index], config.grad_accum_steps)]
+                global_parts = micro_batches(batches[index], config.grad_accum_steps)  # each rank: its slice of each
+                parts = [collate(data, distributed.shard_batch(part, world), pad_id) for part in global_parts]
                 result = train_step(model, optimizer, scaler, parts, config, device,
-                                    step_directions(config, encoder, state.step, device), world)
+                                    step_directions(config, encoder, state.step, device), world, [len(p) for p in global_parts])
                 seconds = time.perf_counter() - tick
                 lrs = learning_rates(optimizer)
                 state.step, state.batch_in_epoch = state.step + 1, index + 1
