@@ -119,10 +119,9 @@ def usable_batches(batches: list[list[int]], world: WorldInfo, micro_batch_count
     """The global batches every rank can train on: each micro-batch gives each rank at least one triple.
 
     Only an epoch's last, short batches can fail this; dropping them on every rank (the same decision from
-    the same data) keeps the ranks in step. One process keeps every batch of two or more triples.
+    the same data) keeps the ranks in step. One process keeps every batch.
     """
-    smallest = max(world.size, 2)
-    return [b for b in batches if min(len(m) for m in micro_batches(b, micro_batch_count)) >= smallest]
+    return [b for b in batches if min(len(m) for m in micro_batches(b, micro_batch_count)) >= world.size]
 
 
 def gather_with_grad(tensor: torch.Tensor, world: WorldInfo) -> torch.Tensor:

@@ -82,6 +82,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
         for name, value in parts.items():
             totals[name] = totals.get(name, 0.0) + value / len(micro_batches)
         real_tokens += int(queries["attention_mask"].sum()) + int(docs["attention_mask"].sum())
+    if world.is_distributed and not gather:  # each rank saw only its own negatives: log the mean over ranks
+        totals = {name: distributed.mean_over_ranks(value, world, device) for name, value in totals.items()}
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")

@@ -59,7 +59,7 @@ def test_shards_cover_the_batch_in_order_with_sizes_within_one(n, size):
 def test_batches_too_small_to_split_are_dropped_on_every_rank():
     batches = [[0, 1, 2, 3], [4, 5], [6]]
     assert distributed.usable_batches(batches, WorldInfo(rank=1, size=3)) == [[0, 1, 2, 3]]
-    assert distributed.usable_batches(batches, WorldInfo()) == [[0, 1, 2, 3], [4, 5]]
+    assert distributed.usable_batches(batches, WorldInfo()) == batches
     # With two micro-batches per step, each must still reach every rank: [0, 1] | [2, 3] is fine for 2 ranks.
     assert distributed.usable_batches(batches, WorldInfo(rank=0, size=2), micro_batch_count=2) == [[0, 1, 2, 3]]
     assert distributed.usable_batches(batches, WorldInfo(rank=0, size=3), micro_batch_count=2) == []
