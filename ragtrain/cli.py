@@ -80,6 +80,7 @@ def train(
     output_dim: Annotated[Optional[int], typer.Option(help="Add a linear projection head to this many dimensions.")] = None,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings (cosine); --no-normalize trains in Euclidean space.")] = True,
     freeze_base: Annotated[bool, typer.Option(help="Train only the projection head (needs --output-dim).")] = False,
+    attention_dropout: Annotated[bool, typer.Option("--attention-dropout/--no-attention-dropout", help="Keep the model's dropout on attention probabilities (off by default: without it fused attention stores no (B, heads, L, L) tensors, ~30% less memory).")] = False,
     max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 128,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the InfoNCE loss.")] = 0.05,
     symmetric: Annotated[bool, typer.Option(help="Add the documents -> queries direction to the loss.")] = False,

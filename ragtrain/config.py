@@ -95,6 +95,7 @@ class TrainConfig:
     output_dim: int | None = None
     normalize: bool = True
     freeze_base: bool = False
+    attention_dropout: bool = False
     max_seq_length: int = 128
     # loss
     temperature: float = 0.05

