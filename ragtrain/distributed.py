@@ -89,7 +89,10 @@ def wrap_model(encoder: nn.Module, world: WorldInfo, device: torch.device) -> nn
     if not world.is_distributed:
         return model
     freeze_unused_pooler(model)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # Transformer buffers (position ids) are constants, so no broadcast before each forward: that broadcast
+    # is a collective, and GradCache runs a different number of forwards on ranks with different shares.
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
 
 
 def freeze_unused_pooler(model: nn.Module) -> None:

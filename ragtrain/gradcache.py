@@ -13,7 +13,7 @@ Gradient checkpointing, the other trade of compute for activation memory, is swi
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -63,7 +63,7 @@ def embed_without_graph(encoder: nn.Module, parts: list[dict], autocast) -> tupl
 
 
 def grad_cache_step(encoder: nn.Module, queries: dict, docs: dict, loss_fn: Callable, mini_batch_size: int,
-                    backward: Callable = torch.Tensor.backward, autocast=contextlib.nullcontext) -> float:
+                    backward: Callable = torch.Tensor.backward, autocast=contextlib.nullcontext) -> Any:
     """Accumulate into `encoder`'s .grad the gradient of the loss of query_emb (B, D), doc_emb (B + N, D).
 
     `encoder(input_ids, attention_mask)` returns embeddings; it may be DistributedDataParallel, whose
