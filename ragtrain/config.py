@@ -157,6 +157,11 @@ class TrainConfig:
     mixed_precision: bool = False
     precision: str = "bf16"
     threads: int = 0
+    # scale: memory savers and several processes (torchrun)
+    grad_cache: bool = False  # the whole batch's negatives with a mini-batch's activation memory
+    mini_batch_size: int = 32  # texts embedded at once under --grad-cache
+    gradient_checkpointing: bool = False
+    gather_negatives: bool = True  # under torchrun: score each query against every rank's documents
     # validation, logging, checkpoints
     eval_steps: int = 0
     eval_batch_size: int = 64
@@ -225,6 +230,10 @@ class TrainConfig:
         _check(not self.early_stopping_patience or metric,
                "--early-stopping-patience needs something to watch; pass --eval-data or --val-data")
         _check(not (self.resume and self.overwrite), "--resume and --overwrite contradict each other; pass one")
+        _check(self.mini_batch_size >= 1, f"--mini-batch-size must be at least 1, got {self.mini_batch_size}")
+        _check(not (self.grad_cache and self.grad_accum_steps > 1),
+               "--grad-cache keeps the whole batch's negatives at a mini-batch's memory, which --grad-accum-steps "
+               "cannot; drop --grad-accum-steps (set --mini-batch-size instead)")
         return self
 
 

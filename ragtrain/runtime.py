@@ -11,8 +11,19 @@ from ragtrain.errors import UserError
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is a user error."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is a user error.
+
+    Under torchrun (`local_rank` given) each process takes its own GPU, cuda:LOCAL_RANK.
+    """
+    if local_rank is not None:
+        device = resolve_device(name)
+        if device.type == "mps":
+            raise UserError("several processes (torchrun) cannot share MPS; use --device cpu or CUDA GPUs")
+        if device.type == "cuda" and local_rank >= torch.cuda.device_count():
+            raise UserError(f"process with LOCAL_RANK {local_rank} has no GPU of its own ({torch.cuda.device_count()} "
+                            "here); set torchrun --nproc-per-node to at most the number of GPUs")
+        return torch.device("cuda", local_rank) if device.type == "cuda" else device
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -20,15 +20,18 @@ from rich.console import Console
 from tqdm import tqdm
 
 from ragtrain import checkpoint as ckpt
+from ragtrain import distributed
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
-from ragtrain.data import collate, epoch_batches, load_triples, micro_batches, tokenize_triples
+from ragtrain.data import TokenizedTriples, collate, epoch_batches, load_triples, micro_batches, tokenize_triples
+from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
 from ragtrain.evaluate import load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
 from ragtrain.model import EncoderSpec, freeze_base, load_encoder, save_encoder
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
+from ragtrain.gradcache import enable_gradient_checkpointing
 from ragtrain.step import step_directions, train_step
 from ragtrain.summary import summary_table
 from ragtrain.validation import is_better, run_validation
@@ -37,12 +40,23 @@ console = Console(stderr=True)
 
 
 def train(config: TrainConfig) -> Path:
+    """Train on one process, or as one rank of a torchrun job (then only rank 0 writes and prints)."""
     config.validate()
-    device = resolve_device(config.device)
+    world = distributed.world_from_env()
+    device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
     check_precision(device, config.mixed_precision, config.precision)
+    distributed.setup(world, device)
+    try:
+        return _train(config, world, device)
+    finally:
+        distributed.cleanup(world)
+
+
+def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
+    main = world.is_main
     resume_from = _check_output_dir(config)
     if resume_from is not None:
-        config = _resume_config(config, resume_from)
+        config = _resume_config(config, resume_from, main)
     if config.threads:
         torch.set_num_threads(config.threads)
     if device.type == "cpu":
@@ -57,9 +71,15 @@ def train(config: TrainConfig) -> Path:
     if config.freeze_base:
         freeze_base(encoder)
     encoder.to(device).train()
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(encoder)
+    model = distributed.wrap_model(encoder, world, device)  # embed through DDP; `encoder` for saving and validation
     data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
     val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
-    steps_per_epoch = len(epoch_batches(data, config.batch_size, config.seed, 0, config.group_by_length))
+    steps_per_epoch = len(global_batches(data, config, 0, world))
+    if steps_per_epoch == 0:
+        raise UserError(f"--batch-size {config.batch_size} leaves no batch with a triple for each of the "
+                        f"{world.size} processes; raise --batch-size")
     total_steps = steps_per_epoch * config.epochs
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
@@ -68,26 +88,32 @@ def train(config: TrainConfig) -> Path:
     if resume_from is not None:
         ckpt.restore_training(resume_from, optimizer, scaler, device)
         state = resume_from.state
-    elif config.overwrite and config.output_dir.exists():
+    distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
+    if main and config.overwrite and config.output_dir.exists() and resume_from is None:
         shutil.rmtree(config.output_dir)  # only now: a failed setup leaves the old run untouched
-    console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
-                  + f"; {len(data)} triples, {total_steps} steps, warmup {warmup}", highlight=False)
-    atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
-        "device_resolved": str(device), "total_steps": total_steps, "warmup_steps_resolved": warmup})
+    if main:
+        console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
+                      + (f" x {world.size} processes" if world.is_distributed else "")
+                      + f"; {len(data)} triples, {total_steps} steps, warmup {warmup}", highlight=False)
+        atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
+            "device_resolved": str(device), "total_steps": total_steps, "warmup_steps_resolved": warmup,
+            "world_size": world.size})
     started = time.perf_counter()
     rates: list[float] = []
-    with _metrics_log(config.output_dir, state.step) as log:
+    with _metrics_log(config.output_dir, state.step) if main else contextlib.nullcontext() as log:
         for epoch in range(state.epoch, config.epochs):
-            batches = epoch_batches(data, config.batch_size, config.seed, epoch, config.group_by_length)
-            progress = tqdm(total=total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
+            batches = global_batches(data, config, epoch, world)
+            progress = tqdm(total=total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                            unit="step", disable=not main)
             for index in range(state.batch_in_epoch, len(batches)):
                 tick = time.perf_counter()
                 multiplier = lr_multiplier(state.step, warmup, total_steps, config.min_lr_ratio)
                 set_learning_rates(optimizer, multiplier)
                 pad_id = tokenizer.pad_token_id or 0
-                parts = [collate(data, part, pad_id) for part in micro_batches(batches[index], config.grad_accum_steps)]
-                result = train_step(encoder, optimizer, scaler, parts, config, device,
-                                    step_directions(config, encoder, state.step, device))
+                global_parts = micro_batches(batches[index], config.grad_accum_steps)  # each rank: its slice of each
+                parts = [collate(data, distributed.shard_batch(part, world), pad_id) for part in global_parts]
+                result = train_step(model, optimizer, scaler, parts, config, device,
+                                    step_directions(config, encoder, state.step, device), world, [len(p) for p in global_parts])
                 seconds = time.perf_counter() - tick
                 lrs = learning_rates(optimizer)
                 state.step, state.batch_in_epoch = state.step + 1, index + 1
@@ -101,10 +127,10 @@ def train(config: TrainConfig) -> Path:
                                "triples_per_s": rates[-1], "tokens_per_s": result.real_tokens / seconds,
                                "memory_mb": peak_memory_mb(device), "skipped_steps": state.skipped_steps})
                 if config.eval_steps and state.step % config.eval_steps == 0:
-                    _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch)
+                    _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch, world)
                 if (config.save_steps and state.step % config.save_steps == 0) or (
                         config.eval_steps and state.step % config.eval_steps == 0):
-                    ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
+                    _save_checkpoint(config, state, encoder, tokenizer, optimizer, scaler, world)
                 if state.stopped_early:
                     break
             progress.close()
@@ -112,30 +138,51 @@ def train(config: TrainConfig) -> Path:
                 break
             state.epoch, state.batch_in_epoch = epoch + 1, 0
             if not (config.eval_steps and state.step % config.eval_steps == 0):  # not validated at this very step
-                _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch)
-            ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
+                _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch, world)
+            _save_checkpoint(config, state, encoder, tokenizer, optimizer, scaler, world)
     final = config.output_dir / "final"
-    save_encoder(encoder, tokenizer, final, config.max_seq_length)
-    Console().print(summary_table(config, state, rates, time.perf_counter() - started, total_steps, peak_memory_mb(device)))
+    if main:
+        save_encoder(encoder, tokenizer, final, config.max_seq_length)
+        Console().print(summary_table(config, state, rates, time.perf_counter() - started, total_steps, peak_memory_mb(device)))
+    distributed.barrier(world)  # no rank returns before final/ is written
     return final
 
 
-def _validate_and_keep(encoder, tokenizer, val_data, eval_set, config: TrainConfig, device, state: TrainState, log, epoch: int) -> None:
+def global_batches(data: TokenizedTriples, config: TrainConfig, epoch: int, world: WorldInfo) -> list[list[int]]:
+    """The epoch's global batches (each rank trains on its slice of each); the same list on every rank."""
+    batches = epoch_batches(data, config.batch_size, config.seed, epoch, config.group_by_length)
+    return distributed.usable_batches(batches, world, config.grad_accum_steps)
+
+
+def _save_checkpoint(config: TrainConfig, state: TrainState, encoder, tokenizer, optimizer, scaler, world: WorldInfo) -> None:
+    """Rank 0 writes (the model and optimizer are the same on every rank); the others wait for it."""
+    if world.is_main:
+        ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
+    distributed.barrier(world)
+
+
+def _validate_and_keep(encoder, tokenizer, val_data, eval_set, config: TrainConfig, device, state: TrainState, log, epoch: int,
+                       world: WorldInfo = WorldInfo()) -> None:
     """Validate, log, keep best/ when the watched metric improved, and count towards early stopping."""
     metric = config.selection_metric
     if metric is None:
         return
+    # Every rank validates (no extra wall time); rank 0's figures decide, so best/ and early stopping agree.
     results = run_validation(encoder, tokenizer, val_data, eval_set, config, device, tokenizer.pad_token_id or 0)
+    results, main = distributed.broadcast_from_main(results, world), world.is_main
     _log(log, {"step": state.step, "epoch": epoch, **results})
-    tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    if main:
+        tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     if is_better(metric, results[metric], state.best_metric):
         state.best_metric, state.best_step, state.evals_without_improvement = results[metric], state.step, 0
-        save_encoder(encoder, tokenizer, config.output_dir / "best", config.max_seq_length)
+        if main:
+            save_encoder(encoder, tokenizer, config.output_dir / "best", config.max_seq_length)
     else:
         state.evals_without_improvement += 1
         if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
             state.stopped_early = True
-            tqdm.write(f"early stopping: {metric} did not improve in {state.evals_without_improvement} validations")
+            if main:
+                tqdm.write(f"early stopping: {metric} did not improve in {state.evals_without_improvement} validations")
 
 
 def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
@@ -151,8 +198,10 @@ def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
     return None
 
 
-def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint) -> TrainConfig:
+def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint, main: bool = True) -> TrainConfig:
     config, warnings = ckpt.reconcile_config(config, checkpoint.config)
+    if not main:
+        return config
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
     console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False, soft_wrap=True)
@@ -173,6 +222,8 @@ def _metrics_log(run_dir: Path, resume_step: int) -> Iterator:
 
 
 def _log(handle, row: dict) -> None:
+    if handle is None:  # not rank 0
+        return
     handle.write(json.dumps(row) + "\n")
     handle.flush()
 

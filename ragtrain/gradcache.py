@@ -1,0 +1,104 @@
+"""GradCache: the contrastive loss of a big batch with the activation memory of a mini-batch.
+
+The loss couples every query with every document, so a batch of B normally keeps B encoders' activations
+alive until backward. GradCache (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch Size under
+Memory Limited Setup") splits the step in three:
+  1. embed the batch mini-batch by mini-batch without a graph (no activations kept);
+  2. compute the loss on those embeddings and backpropagate it to the embeddings only (cheap);
+  3. re-embed each mini-batch with a graph and backpropagate the cached embedding gradient through it.
+The parameter gradient is the same as the uncached one: the chain rule, split at the embeddings.
+Gradient checkpointing, the other trade of compute for activation memory, is switched on here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+class RandContext:
+    """The RNG state at creation, restored inside `with`: the re-embedding draws the same dropout masks."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_devices = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+        self.cuda_states = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
+        self._fork = None
+
+    def __enter__(self) -> None:
+        # fork_rng puts the outer RNG state back on exit, so replaying does not shift later random draws.
+        self._fork = torch.random.fork_rng(devices=self.cuda_devices, enabled=True)
+        self._fork.__enter__()
+        torch.set_rng_state(self.cpu_state)
+        for device, state in zip(self.cuda_devices, self.cuda_states):
+            torch.cuda.set_rng_state(state, device)
+
+    def __exit__(self, *exc) -> None:
+        self._fork.__exit__(*exc)
+        self._fork = None
+
+
+def chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
+    """Row slices of a tokenised batch, each trimmed to its own longest sequence (less padding per chunk)."""
+    parts = []
+    for start in range(0, inputs["input_ids"].size(0), size):
+        part = {k: v[start : start + size] for k, v in inputs.items()}
+        longest = int(part["attention_mask"].sum(dim=1).max().item())
+        parts.append({k: v[:, :longest] for k, v in part.items()})
+    return parts
+
+
+@torch.no_grad()
+def embed_without_graph(encoder: nn.Module, parts: list[dict], autocast) -> tuple[torch.Tensor, list[RandContext]]:
+    """Step 1: embeddings of every chunk, no activations kept, and the RNG state each chunk started from."""
+    embs, states = [], []
+    for part in parts:
+        states.append(RandContext(*part.values()))
+        with autocast():
+            embs.append(encoder(**part).float())  # (m, D)
+    return torch.cat(embs), states
+
+
+def grad_cache_step(encoder: nn.Module, queries: dict, docs: dict, loss_fn: Callable, mini_batch_size: int,
+                    backward: Callable = torch.Tensor.backward, autocast=contextlib.nullcontext) -> Any:
+    """Accumulate into `encoder`'s .grad the gradient of the loss of query_emb (B, D), doc_emb (B + N, D).
+
+    `encoder(input_ids, attention_mask)` returns embeddings; it may be DistributedDataParallel, whose
+    gradients are then all-reduced once, on the last chunk's backward. `loss_fn(query_emb, doc_emb)` returns
+    (loss, report); `backward(loss)` runs the loss's backward (the caller's DDP and AMP scaling go there).
+    Returns the report.
+    """
+    query_parts, doc_parts = chunks(queries, mini_batch_size), chunks(docs, mini_batch_size)
+    query_emb, query_states = embed_without_graph(encoder, query_parts, autocast)  # (B, D)
+    doc_emb, doc_states = embed_without_graph(encoder, doc_parts, autocast)  # (B + N, D)
+    query_emb.requires_grad_(True)
+    doc_emb.requires_grad_(True)
+    loss, report = loss_fn(query_emb, doc_emb)
+    backward(loss)  # step 2: gradients w.r.t. the embeddings only; no encoder graph exists yet
+    query_grads = query_emb.grad.split(mini_batch_size)
+    doc_grads = doc_emb.grad.split(mini_batch_size)
+    replays = list(zip(query_parts + doc_parts, query_states + doc_states, query_grads + doc_grads))
+    no_sync = getattr(encoder, "no_sync", contextlib.nullcontext)  # DDP: all-reduce only once, at the end
+    for n, (part, state, grad) in enumerate(replays):
+        last = n == len(replays) - 1
+        with state, (contextlib.nullcontext() if last else no_sync()):
+            with autocast():
+                emb = encoder(**part).float()  # (m, D), now with a graph
+            emb.backward(gradient=grad)  # step 3: the cached gradient through this chunk's encoder
+    return report
+
+
+def enable_gradient_checkpointing(encoder: nn.Module) -> None:
+    """Keep only each layer's input in forward and recompute the layer in backward (Hugging Face models).
+
+    Non-reentrant checkpointing: it works with inputs that need no gradient, DDP and GradCache's replays,
+    and restores the RNG state so dropout draws the same masks when recomputing.
+    """
+    transformer, kwargs = encoder.transformer, {"use_reentrant": False}
+    if hasattr(transformer, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+        transformer.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
