@@ -31,6 +31,21 @@ def build_tiny_model(directory: Path, hidden_size: int = 32, seed: int = 0) -> P
     return directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache, and the hub out of reach."""
+    import os
+
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub; a missing model fails fast
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
