@@ -7,6 +7,7 @@ searched exactly (search.py); corpus and query embeddings are cached on disk unl
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
     data = load_eval_data(config.eval_data, config.split)
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),

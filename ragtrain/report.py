@@ -19,21 +19,27 @@ def headline_k(k_values: tuple[int, ...]) -> int:
 def results_table(results: dict, k_values: tuple[int, ...]) -> Table:
     """One row per model; every row after the first shows its change against the first."""
     k = headline_k(k_values)
-    columns = list(dict.fromkeys([f"ndcg@{k}", f"mrr@{k}", f"recall@{k}", f"recall@{max(k_values)}"]))
+    columns = [f"ndcg@{k}", f"mrr@{k}", *(f"recall@{cut}" for cut in sorted(k_values))]
     data = results["data"]
     excluded = f", {data['excluded_queries']} without relevant documents left out" if data["excluded_queries"] else ""
     table = Table(title=f"Retrieval on {results['queries']} queries, {results['corpus']} documents{excluded}")
     table.add_column("model", overflow="fold")
     for column in columns:
-        table.add_column(column, justify="right", overflow="fold")
+        table.add_column(column, justify="right")
     table.add_column("seconds", justify="right")
     base = None
     for model, result in results["models"].items():
         values = [result["metrics"][c] for c in columns]
-        cells = [f"{v:.4f}" if base is None else f"{v:.4f} ({v - b:+.4f})" for v, b in zip(values, base or values)]
-        table.add_row(model, *cells, f"{result['timings']['total_s']:.1f}")
+        cells = [f"{v:.4f}" if base is None else f"{v:.4f}\n{v - b:+.4f}" for v, b in zip(values, base or values)]
+        table.add_row(display_name(model), *cells, f"{result['timings']['total_s']:.1f}")
         base = base or values
     return table
+
+
+def display_name(model: str) -> str:
+    """A short label: a hub name's model part, or a path's last two parts (run/final)."""
+    parts = Path(model.rstrip("/")).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 and Path(model).exists() else parts[-1] if parts else model
 
 
 def run_tag(model: str) -> str:

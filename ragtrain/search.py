@@ -33,7 +33,7 @@ def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, 
     order = sorted(range(len(texts)), key=lambda i: -len(token_ids[i]))  # stable: equal lengths keep input order
     pad_id = tokenizer.pad_token_id or 0
     out: torch.Tensor | None = None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=None):
         index = order[start : start + batch_size]
         batch = {k: v.to(device) for k, v in pad([token_ids[i] for i in index], pad_id).items()}
         emb = encoder(**batch).float().cpu()  # (batch, dim)
