@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ragtrain.errors import UserError
+from ragtrain.fileio import read_numbered_jsonl
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
 
@@ -44,27 +45,10 @@ def load_triples(path: Path) -> list[Triple]:
     if not path.is_file():
         raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
     head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
-    numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else _read_numbered_jsonl(path)
+    numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else read_numbered_jsonl(path, "train file")
     if not numbered:
         raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
     return [_triple_from_row(row, f"{path}:{number}") for number, row in numbered]
-
-
-def _read_numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line, so a bad triple is reported by its line."""
-    rows = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object with query/positive/negatives")
-            rows.append((number, row))
-    return rows
 
 
 def _read_json_array(path: Path) -> list[dict]:

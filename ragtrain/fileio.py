@@ -16,6 +16,11 @@ from ragtrain.errors import UserError
 
 def read_jsonl(path: Path, what: str = "file") -> list[dict[str, Any]]:
     """Read a JSONL file; a malformed line is a UserError naming the file and line number."""
+    return [row for _, row in read_numbered_jsonl(path, what)]
+
+
+def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, so later checks can name the line too."""
     if not path.is_file():
         raise UserError(f"{what} {path} not found")
     rows = []
@@ -29,7 +34,7 @@ def read_jsonl(path: Path, what: str = "file") -> list[dict[str, Any]]:
                 raise UserError(f"{path}:{line_number}: not valid JSON ({exc.msg}); fix or remove that line") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((line_number, row))
     return rows
 
 
