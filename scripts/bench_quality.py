@@ -34,12 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-length", type=int, default=128, help="training: tokens per text")
     p.add_argument("--eval-max-seq-length", type=int, default=256, help="evaluation: tokens per text, every row")
-    p.add_argument("--negatives", type=int, default=4, help="hard negatives per triple, both trainers")
+    p.add_argument("--negatives", type=int, default=1,
+                   help="hard negatives per triple, both trainers (1: each extra one costs a batch of passages per step on CPU)")
     p.add_argument("--sup-epochs", type=int, default=1)
     p.add_argument("--sup-lr", type=float, default=2e-5)
     p.add_argument("--lf-triples", type=int, default=737, help="label-free triples sampled (one epoch)")
     p.add_argument("--lf-lr", type=float, default=2e-5)
-    p.add_argument("--lf-query-strategy", default="mix")
+    p.add_argument("--lf-query-strategy", default="heading", help="titles -> abstracts: SciFact titles read like claims")
     p.add_argument("--temperature", type=float, default=0.05, help="ours; sentence-transformers gets scale 1/T")
     p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,st-sup,lf,st-lf)")
     return p.parse_args(argv)
@@ -112,7 +113,8 @@ def st_train(argv: list[str]) -> None:
     model.max_seq_length = a.max_seq_length
     args = SentenceTransformerTrainingArguments(
         output_dir=str(Path(a.output) / "trainer"), num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
-        learning_rate=a.lr, warmup_ratio=0.1, lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0,
+        learning_rate=a.lr, warmup_steps=0.1,  # a float is a ratio in transformers 5
+        lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0,
         batch_sampler=BatchSamplers.NO_DUPLICATES, seed=42, save_strategy="no", report_to="none", logging_steps=10,
         use_cpu=True, dataloader_drop_last=False,
     )
