@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seq-length", type=int, default=128, help="training: tokens per text")
     p.add_argument("--eval-max-seq-length", type=int, default=256, help="evaluation: tokens per text, every row")
     p.add_argument("--negatives", type=int, default=1,
-                   help="hard negatives per triple, both trainers (1: each extra one costs a batch of passages per step on CPU)")
+                   help="hard negatives per triple, both trainers: the first N of prepare-data's default 4 (each one costs a "
+                        "batch of passages per step on CPU)")
     p.add_argument("--sup-epochs", type=int, default=1)
     p.add_argument("--sup-lr", type=float, default=2e-5)
     p.add_argument("--lf-triples", type=int, default=737, help="label-free triples sampled (one epoch)")
@@ -59,8 +60,11 @@ def run_step(name: str, command: list[str], done: Path, args, times: dict) -> No
         result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         sys.exit(f"step {name} failed (exit {result.returncode}); see {log}")
+    times_file = args.work_dir / "times.json"
+    if times_file.is_file():  # another invocation may have recorded steps meanwhile
+        times.update({k: v for k, v in json.loads(times_file.read_text()).items() if k not in times})
     times[name] = time.perf_counter() - started
-    (args.work_dir / "times.json").write_text(json.dumps(times, indent=1))
+    times_file.write_text(json.dumps(times, indent=1))
     print(f"      {times[name]:.0f} s", flush=True)
 
 
@@ -143,12 +147,11 @@ def main(argv: list[str] | None = None) -> None:
         models["base MiniLM-L6"] = BASE
     if only & {"sup", "st-sup"}:
         run_step("prepare-sup", [*cli, "prepare-data", "--beir", str(args.data), "-o", str(work / "sup_data"),
-                                 "--negatives", str(args.negatives), "--overwrite"], work / "sup_data" / "train.jsonl", args, times)
+                                 "--overwrite"], work / "sup_data" / "train.jsonl", args, times)
         fixed_triples(work / "sup_data" / "train.jsonl", work / "sup_triples.jsonl", args.negatives, None, 42)
     if only & {"lf", "st-lf"}:
         run_step("prepare-lf", [*cli, "prepare-data", str(args.data / "corpus.jsonl"), "-o", str(work / "lf_data"),
-                                "--query-strategy", args.lf_query_strategy, "--negatives", str(args.negatives),
-                                "--overwrite"], work / "lf_data" / "train.jsonl", args, times)
+                                "--query-strategy", args.lf_query_strategy, "--overwrite"], work / "lf_data" / "train.jsonl", args, times)
         fixed_triples(work / "lf_data" / "train.jsonl", work / "lf_triples.jsonl", args.negatives, args.lf_triples, 42)
     for key, label, triples, lr, epochs in (("sup", "supervised", "sup_triples", args.sup_lr, args.sup_epochs),
                                             ("lf", "label-free", "lf_triples", args.lf_lr, 1)):
@@ -188,10 +191,10 @@ def report(results: dict, times: dict, args) -> None:
     from rich.table import Table
 
     table = Table(title=f"SciFact dev (160 claims, 5,183 abstracts), eval max length {args.eval_max_seq_length}")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for name, _ in METRICS:
         table.add_column(name, justify="right")
-    table.add_column("Δ nDCG@10 vs base", justify="right")
+    table.add_column("Δ nDCG@10", justify="right")
     table.add_column("train s", justify="right")
     table.add_column("eval s", justify="right")
     base = results.get("base MiniLM-L6", {}).get("ndcg@10")
