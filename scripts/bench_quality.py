@@ -204,7 +204,7 @@ def report(results: dict, times: dict, args) -> None:
         evaluated = times.get("eval-" + label.replace(" ", "_"))
         table.add_row(label, *(f"{metrics[key]:.4f}" for _, key in METRICS), delta,
                       f"{trained:.0f}" if trained else "", f"{evaluated:.0f}" if evaluated else "")
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # a narrow pipe would truncate the figures
     console.print(table)
     ndcg = {label: m["ndcg@10"] for label, m in results.items()}
     checks = []
