@@ -1,0 +1,234 @@
+"""Does fine-tuning make retrieval better? SciFact dev nDCG@10 of ragtrain against BM25, the base model and
+sentence-transformers' trainer (MultipleNegativesRankingLoss) on the same triples, steps and schedule.
+
+Rows: BM25; the base all-MiniLM-L6-v2; supervised (prepare-data --beir on the train qrels, then train);
+label-free (prepare-data on corpus.jsonl alone: no queries, no qrels); and sentence-transformers on each
+of the two triples files. Every measurement is on the dev qrels (160 claims, 5,183 abstracts). Each step
+runs the real CLI in a subprocess; outputs are cached in --work-dir and --reuse skips finished steps.
+
+    python scripts/bench_quality.py [--work-dir checkpoints/bench_quality] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+BASE = "sentence-transformers/all-MiniLM-L6-v2"
+METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=SCIFACT, help="BEIR SciFact folder (train and dev qrels)")
+    p.add_argument("--work-dir", type=Path, default=REPO / "checkpoints" / "bench_quality")
+    p.add_argument("--reuse", action="store_true", help="skip steps whose outputs are already in --work-dir")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-seq-length", type=int, default=128, help="training: tokens per text")
+    p.add_argument("--eval-max-seq-length", type=int, default=256, help="evaluation: tokens per text, every row")
+    p.add_argument("--negatives", type=int, default=1,
+                   help="hard negatives per triple, both trainers: the first N of prepare-data's default 4 (each one costs a "
+                        "batch of passages per step on CPU)")
+    p.add_argument("--sup-epochs", type=int, default=1)
+    p.add_argument("--sup-lr", type=float, default=2e-5)
+    p.add_argument("--lf-triples", type=int, default=737, help="label-free triples sampled (one epoch)")
+    p.add_argument("--lf-lr", type=float, default=2e-5)
+    p.add_argument("--lf-query-strategy", default="heading", help="titles -> abstracts: SciFact titles read like claims")
+    p.add_argument("--temperature", type=float, default=0.05, help="ours; sentence-transformers gets scale 1/T")
+    p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,st-sup,lf,st-lf)")
+    return p.parse_args(argv)
+
+
+def run_step(name: str, command: list[str], done: Path, args, times: dict) -> None:
+    """Run one CLI step as a subprocess unless --reuse and its output exists; record its wall time."""
+    if args.reuse and done.exists():
+        print(f"[reuse] {name}", flush=True)
+        return
+    print(f"[run] {name}: {shlex.join(command)}", flush=True)
+    started = time.perf_counter()
+    log = args.work_dir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"step {name} failed (exit {result.returncode}); see {log}")
+    times_file = args.work_dir / "times.json"
+    if times_file.is_file():  # another invocation may have recorded steps meanwhile
+        times.update({k: v for k, v in json.loads(times_file.read_text()).items() if k not in times})
+    times[name] = time.perf_counter() - started
+    times_file.write_text(json.dumps(times, indent=1))
+    print(f"      {times[name]:.0f} s", flush=True)
+
+
+def fixed_triples(source: Path, target: Path, n_negatives: int, limit: int | None, seed: int) -> int:
+    """The one triples file both trainers read: `limit` triples sampled (seeded), each with exactly
+    `n_negatives` negatives. Triples the miner left short (its false-negative filter can drop every
+    candidate) are filled with random passages of other triples, so sentence-transformers, which needs a
+    fixed number of negative columns, sees exactly what ragtrain sees."""
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    rng = random.Random(seed)
+    if limit is not None and limit < len(rows):
+        rows = rng.sample(rows, limit)
+    pool = sorted({r["positive"] for r in rows})
+    for row in rows:
+        negatives = row["negatives"][:n_negatives]
+        while len(negatives) < n_negatives:
+            candidate = rng.choice(pool)
+            if candidate != row["positive"] and candidate not in negatives:
+                negatives.append(candidate)
+        row["negatives"] = negatives
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return len(rows)
+
+
+def st_train(argv: list[str]) -> None:
+    """sentence-transformers' own trainer: MultipleNegativesRankingLoss (in-batch + hard negatives, shared
+    across the batch like ours), no-duplicates batches, AdamW, linear warmup then cosine, as ragtrain."""
+    p = argparse.ArgumentParser()
+    for flag in ("--train", "--output"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.05)
+    a = p.parse_args(argv)
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    sys.path.insert(0, str(REPO))
+    from ragtrain.model import resolve_model_path
+
+    rows = [json.loads(line) for line in Path(a.train).read_text().splitlines() if line.strip()]
+    columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
+    for n in range(len(rows[0]["negatives"])):
+        columns[f"negative_{n + 1}"] = [r["negatives"][n] for r in rows]
+    model = SentenceTransformer(resolve_model_path(BASE), device="cpu")
+    model.max_seq_length = a.max_seq_length
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(Path(a.output) / "trainer"), num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
+        learning_rate=a.lr, warmup_steps=0.1,  # a float is a ratio in transformers 5
+        lr_scheduler_type="cosine", weight_decay=0.01, max_grad_norm=1.0,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, seed=42, save_strategy="no", report_to="none", logging_steps=10,
+        use_cpu=True, dataloader_drop_last=False,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                                         loss=MultipleNegativesRankingLoss(model, scale=1 / a.temperature))
+    trainer.train()
+    model.save(str(Path(a.output) / "final"))
+    print(json.dumps({"steps": trainer.state.global_step}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not (args.data / "qrels" / "dev.tsv").is_file():
+        sys.exit(f"SciFact not found at {args.data}; pass --data (a BEIR folder with qrels/train.tsv and dev.tsv)")
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    times = json.loads((work / "times.json").read_text()) if args.reuse and (work / "times.json").is_file() else {}
+    only = set(args.only.split(",")) if args.only else {"bm25", "base", "sup", "st-sup", "lf", "st-lf"}
+    py, cli = sys.executable, [sys.executable, "-m", "ragtrain"]
+    train_common = ["--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length),
+                    "--temperature", str(args.temperature), "--device", "cpu", "--overwrite"]
+    models: dict[str, str] = {}
+    if "bm25" in only:
+        models["BM25"] = "bm25"
+    if "base" in only:
+        models["base MiniLM-L6"] = BASE
+    if only & {"sup", "st-sup"}:
+        run_step("prepare-sup", [*cli, "prepare-data", "--beir", str(args.data), "-o", str(work / "sup_data"),
+                                 "--overwrite"], work / "sup_data" / "train.jsonl", args, times)
+        fixed_triples(work / "sup_data" / "train.jsonl", work / "sup_triples.jsonl", args.negatives, None, 42)
+    if only & {"lf", "st-lf"}:
+        run_step("prepare-lf", [*cli, "prepare-data", str(args.data / "corpus.jsonl"), "-o", str(work / "lf_data"),
+                                "--query-strategy", args.lf_query_strategy, "--overwrite"], work / "lf_data" / "train.jsonl", args, times)
+        fixed_triples(work / "lf_data" / "train.jsonl", work / "lf_triples.jsonl", args.negatives, args.lf_triples, 42)
+    for key, label, triples, lr, epochs in (("sup", "supervised", "sup_triples", args.sup_lr, args.sup_epochs),
+                                            ("lf", "label-free", "lf_triples", args.lf_lr, 1)):
+        if key in only:
+            out = work / f"ragtrain_{key}"
+            run_step(f"train-{key}", [*cli, "train", "--train-data", str(work / f"{triples}.jsonl"), "-o", str(out),
+                                      "--epochs", str(epochs), "--learning-rate", str(lr), *train_common],
+                     out / "final" / "ragtrain.json", args, times)
+            models[f"ragtrain {label}"] = str(out / "final")
+        if f"st-{key}" in only:
+            out = work / f"st_{key}"
+            run_step(f"st-train-{key}", [py, __file__, "st-train", "--train", str(work / f"{triples}.jsonl"),
+                                         "--output", str(out), "--epochs", str(epochs), "--lr", str(lr),
+                                         "--batch-size", str(args.batch_size), "--max-seq-length",
+                                         str(args.max_seq_length), "--temperature", str(args.temperature)],
+                     out / "final" / "modules.json", args, times)
+            models[f"sentence-transformers {label}"] = str(out / "final")
+    results = {}
+    for label, model in models.items():
+        name = "eval-" + label.replace(" ", "_")
+        out = work / "eval" / f"{label.replace(' ', '_')}.json"
+        run_step(name, [*cli, "evaluate", model, "--eval-data", str(args.data), "--split", "dev", "--k", "1,10,100",
+                        "--max-seq-length", str(args.eval_max_seq_length), "--device", "cpu", "--output", str(out)],
+                 out, args, times)
+        results[label] = json.loads(out.read_text())["models"][model]["metrics"]
+    report(results, times, args)
+
+
+def train_time(label: str, times: dict) -> float | None:
+    key = {"ragtrain supervised": "train-sup", "ragtrain label-free": "train-lf",
+           "sentence-transformers supervised": "st-train-sup", "sentence-transformers label-free": "st-train-lf"}.get(label)
+    return times.get(key)
+
+
+def report(results: dict, times: dict, args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"SciFact dev (160 claims, 5,183 abstracts), eval max length {args.eval_max_seq_length}")
+    table.add_column("model", no_wrap=True)
+    for name, _ in METRICS:
+        table.add_column(name, justify="right")
+    table.add_column("Δ nDCG@10", justify="right")
+    table.add_column("train s", justify="right")
+    table.add_column("eval s", justify="right")
+    base = results.get("base MiniLM-L6", {}).get("ndcg@10")
+    for label, metrics in results.items():
+        delta = "" if base is None or label == "base MiniLM-L6" else f"{metrics['ndcg@10'] - base:+.4f}"
+        trained = train_time(label, times)
+        evaluated = times.get("eval-" + label.replace(" ", "_"))
+        table.add_row(label, *(f"{metrics[key]:.4f}" for _, key in METRICS), delta,
+                      f"{trained:.0f}" if trained else "", f"{evaluated:.0f}" if evaluated else "")
+    console = Console(width=max(Console().width, 120))  # a narrow pipe would truncate the figures
+    console.print(table)
+    ndcg = {label: m["ndcg@10"] for label, m in results.items()}
+    checks = []
+    if base is not None and "ragtrain supervised" in ndcg:
+        sup = ndcg["ragtrain supervised"]
+        checks.append(("supervised >= base + 0.05", sup >= base + 0.05))
+        if "BM25" in ndcg:
+            checks.append(("supervised > BM25", sup > ndcg["BM25"]))
+        if "sentence-transformers supervised" in ndcg:
+            checks.append(("supervised >= sentence-transformers", sup >= ndcg["sentence-transformers supervised"]))
+    if base is not None and "ragtrain label-free" in ndcg:
+        free = ndcg["ragtrain label-free"]
+        checks.append(("label-free >= base + 0.015", free >= base + 0.015))
+        if "sentence-transformers label-free" in ndcg:
+            checks.append(("label-free >= sentence-transformers", free >= ndcg["sentence-transformers label-free"]))
+    for name, ok in checks:
+        console.print(f"{'[green]PASS' if ok else '[red]FAIL'}[/] {name}")
+    console.print(f"total wall time of the steps run: {sum(times.values()):.0f} s")
+    (args.work_dir / "results.json").write_text(json.dumps({"ndcg@10": ndcg, "metrics": results, "times": times,
+                                                              "checks": dict(checks)}, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "st-train":
+        st_train(sys.argv[2:])
+    else:
+        main()
