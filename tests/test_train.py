@@ -147,6 +147,30 @@ def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path, tiny_model):
     assert (final / "model.safetensors").is_file()
 
 
+def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model):
+    """The fp16 path's scaler logic, on CPU (torch's GradScaler works there): a finite scale gives the
+    unscaled gradient norm and an update; an overflowing scale skips the update and says so."""
+    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder.eval()
+    batch = [collate(tokenize_triples(load_triples(write_triples(tiny_model.parent / "s.jsonl", count=4)), tokenizer, 32),
+                     [0, 1, 2, 3], 0)]
+    cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0)
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.1)
+    before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
+    plain = train_step(encoder, optimizer, grad_scaler(torch.device("cpu"), False, "bf16"), batch, cfg, torch.device("cpu"))
+    for n, p in encoder.named_parameters():
+        p.data.copy_(before[n])
+    scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, torch.device("cpu"))
+    assert not scaled.skipped and scaled.grad_norm == pytest.approx(plain.grad_norm, rel=1e-4)
+    assert any(not torch.equal(p, before[n]) for n, p in encoder.named_parameters())
+    for n, p in encoder.named_parameters():
+        p.data.copy_(before[n])
+    overflow = torch.amp.GradScaler("cpu", init_scale=3e38)  # loss * scale is inf: every gradient overflows
+    result = train_step(encoder, optimizer, overflow, batch, cfg, torch.device("cpu"))
+    assert result.skipped and overflow.get_scale() < 3e38
+    assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_with_a_scaler_on_cuda(tmp_path, tiny_model):
