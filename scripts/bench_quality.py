@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's ragtrain, not an installed copy
+from ragtrain.fileio import jsonl_text, read_jsonl  # noqa: E402
+
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
@@ -74,7 +77,7 @@ def fixed_triples(source: Path, target: Path, n_negatives: int, limit: int | Non
     `n_negatives` negatives. Triples the miner left short (its false-negative filter can drop every
     candidate) are filled with random passages of other triples, so sentence-transformers, which needs a
     fixed number of negative columns, sees exactly what ragtrain sees."""
-    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(source)
     rng = random.Random(seed)
     if limit is not None and limit < len(rows):
         rows = rng.sample(rows, limit)
@@ -86,7 +89,7 @@ def fixed_triples(source: Path, target: Path, n_negatives: int, limit: int | Non
             if candidate != row["positive"] and candidate not in negatives:
                 negatives.append(candidate)
         row["negatives"] = negatives
-    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    target.write_text(jsonl_text(rows))
     return len(rows)
 
 
@@ -107,10 +110,9 @@ def st_train(argv: list[str]) -> None:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.base.sampler import BatchSamplers
 
-    sys.path.insert(0, str(REPO))
     from ragtrain.model import resolve_model_path
 
-    rows = [json.loads(line) for line in Path(a.train).read_text().splitlines() if line.strip()]
+    rows = read_jsonl(Path(a.train))
     columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
     for n in range(len(rows[0]["negatives"])):
         columns[f"negative_{n + 1}"] = [r["negatives"][n] for r in rows]
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     train_common = ["--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length),
                     "--temperature", str(args.temperature), "--device", "cpu", "--overwrite"]
     models: dict[str, str] = {}
+    trained_by: dict[str, str] = {}  # row label -> name of the step that trained it (for its time)
     if "bm25" in only:
         models["BM25"] = "bm25"
     if "base" in only:
@@ -158,12 +161,14 @@ def main(argv: list[str] | None = None) -> None:
                                             ("lf", "label-free", "lf_triples", args.lf_lr, 1)):
         if key in only:
             out = work / f"ragtrain_{key}"
+            trained_by[f"ragtrain {label}"] = f"train-{key}"
             run_step(f"train-{key}", [*cli, "train", "--train-data", str(work / f"{triples}.jsonl"), "-o", str(out),
                                       "--epochs", str(epochs), "--learning-rate", str(lr), *train_common],
                      out / "final" / "ragtrain.json", args, times)
             models[f"ragtrain {label}"] = str(out / "final")
         if f"st-{key}" in only:
             out = work / f"st_{key}"
+            trained_by[f"sentence-transformers {label}"] = f"st-train-{key}"
             run_step(f"st-train-{key}", [py, __file__, "st-train", "--train", str(work / f"{triples}.jsonl"),
                                          "--output", str(out), "--epochs", str(epochs), "--lr", str(lr),
                                          "--batch-size", str(args.batch_size), "--max-seq-length",
@@ -172,22 +177,23 @@ def main(argv: list[str] | None = None) -> None:
             models[f"sentence-transformers {label}"] = str(out / "final")
     results = {}
     for label, model in models.items():
-        name = "eval-" + label.replace(" ", "_")
-        out = work / "eval" / f"{label.replace(' ', '_')}.json"
-        run_step(name, [*cli, "evaluate", model, "--eval-data", str(args.data), "--split", "dev", "--k", "1,10,100",
+        out = work / "eval" / f"{slug(label)}.json"
+        run_step(eval_step(label), [*cli, "evaluate", model, "--eval-data", str(args.data), "--split", "dev", "--k", "1,10,100",
                         "--max-seq-length", str(args.eval_max_seq_length), "--device", "cpu", "--no-cache", "--output", str(out)],
                  out, args, times)
         results[label] = json.loads(out.read_text())["models"][model]["metrics"]
-    report(results, times, args)
+    report(results, times, trained_by, args)
 
 
-def train_time(label: str, times: dict) -> float | None:
-    key = {"ragtrain supervised": "train-sup", "ragtrain label-free": "train-lf",
-           "sentence-transformers supervised": "st-train-sup", "sentence-transformers label-free": "st-train-lf"}.get(label)
-    return times.get(key)
+def slug(label: str) -> str:
+    return label.replace(" ", "_")
 
 
-def report(results: dict, times: dict, args) -> None:
+def eval_step(label: str) -> str:
+    return "eval-" + slug(label)
+
+
+def report(results: dict, times: dict, trained_by: dict[str, str], args) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -201,8 +207,8 @@ def report(results: dict, times: dict, args) -> None:
     base = results.get("base MiniLM-L6", {}).get("ndcg@10")
     for label, metrics in results.items():
         delta = "" if base is None or label == "base MiniLM-L6" else f"{metrics['ndcg@10'] - base:+.4f}"
-        trained = train_time(label, times)
-        evaluated = times.get("eval-" + label.replace(" ", "_"))
+        trained = times.get(trained_by.get(label, ""))
+        evaluated = times.get(eval_step(label))
         table.add_row(label, *(f"{metrics[key]:.4f}" for _, key in METRICS), delta,
                       f"{trained:.0f}" if trained else "", f"{evaluated:.0f}" if evaluated else "")
     console = Console(width=max(Console().width, 120))  # a narrow pipe would truncate the figures

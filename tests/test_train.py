@@ -157,14 +157,17 @@ def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model
     cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.1)
     before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
+
+    def restore() -> None:
+        for n, p in encoder.named_parameters():
+            p.data.copy_(before[n])
+
     plain = train_step(encoder, optimizer, grad_scaler(torch.device("cpu"), False, "bf16"), batch, cfg, torch.device("cpu"))
-    for n, p in encoder.named_parameters():
-        p.data.copy_(before[n])
+    restore()
     scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, torch.device("cpu"))
     assert not scaled.skipped and scaled.grad_norm == pytest.approx(plain.grad_norm, rel=1e-4)
     assert any(not torch.equal(p, before[n]) for n, p in encoder.named_parameters())
-    for n, p in encoder.named_parameters():
-        p.data.copy_(before[n])
+    restore()
     overflow = torch.amp.GradScaler("cpu", init_scale=3e38)  # loss * scale is inf: every gradient overflows
     result = train_step(encoder, optimizer, overflow, batch, cfg, torch.device("cpu"))
     assert result.skipped and overflow.get_scale() < 3e38
