@@ -248,6 +248,7 @@ class EvaluateConfig:
     batch_size: int = 32
     max_seq_length: int = 256
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
     run_file: Path | None = None
     cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ragtrain/embeddings (~/.cache/ragtrain/embeddings)
     use_cache: bool = True
@@ -262,6 +263,8 @@ class EvaluateConfig:
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
         _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        _check(self.precision in {"auto", "fp32", "bf16", "fp16"},
+               f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for option, path in (("--output", self.output), ("--run-file", self.run_file)):
             _check(path is None or not path.is_dir(), f"{option} {path} is a directory; give a file name")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")

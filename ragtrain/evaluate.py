@@ -23,7 +23,7 @@ from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
 from ragtrain.negatives import bm25_search, build_bm25
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text, write_run_file
-from ragtrain.runtime import resolve_device
+from ragtrain.runtime import inference_precision, resolve_device
 from ragtrain.search import (cache_key, default_cache_dir, dense_rankings, dense_search, embed_texts,  # noqa: F401
                              load_cached, model_fingerprint, store_cached)
 
@@ -82,7 +82,7 @@ def rank_bm25(data: EvalData, depth: int) -> Ranked:
     return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 
 
-def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device) -> Ranked:
+def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str) -> Ranked:
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
     encoder, tokenizer = load_encoder(model_dir)
@@ -91,7 +91,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     similarity = similarity_of(model_dir, encoder.spec.normalize)
     timings["load_s"] = time.perf_counter() - started
     settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
-                "output_dim": encoder.spec.output_dim, "similarity": similarity, "dtype": "float32"}
+                "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision}
     fingerprint = model_fingerprint(model_dir)
     cache_dir = config.cache_dir or default_cache_dir()
     embedded, cache_hits = {}, []
@@ -101,7 +101,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
         emb = load_cached(cache_dir, key, len(texts)) if config.use_cache else None
         cache_hits.append(emb is not None)
         if emb is None:
-            emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part)
+            emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part, precision)
             if similarity == "cosine":
                 emb = torch.nn.functional.normalize(emb, dim=-1)
             emb = emb.numpy()
@@ -114,7 +114,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     timings["search_s"] = time.perf_counter() - started
     cache = "off" if not config.use_cache else "hit" if all(cache_hits) else "miss" if not any(cache_hits) else "partial"
     return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
-                                             "cache": cache, "cache_dir": str(cache_dir) if config.use_cache else None})
+                                             "precision": precision, "cache": cache, "cache_dir": str(cache_dir) if config.use_cache else None})
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
@@ -122,6 +122,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
     data = load_eval_data(config.eval_data, config.split)
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
+    precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
                         "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries},
@@ -129,7 +130,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
-        ranked = rank_bm25(data, max(config.k_values)) if model == BM25 else rank_dense(model, data, config, device)
+        ranked = rank_bm25(data, max(config.k_values)) if model == BM25 else rank_dense(model, data, config, device, precision)
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, ranked.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)
         ranked.timings["total_s"] = time.perf_counter() - started

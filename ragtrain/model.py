@@ -52,7 +52,8 @@ class Encoder(nn.Module):
         """Pooled (and projected) embeddings before normalisation: (batch, dim)."""
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
         pooled = pool(hidden, attention_mask, self.spec.pooling)  # (B, H)
-        return self.projection(pooled) if self.projection is not None else pooled
+        # fp32 out of the projection too: under autocast it computes in half precision; loss and norms should not
+        return self.projection(pooled).float() if self.projection is not None else pooled
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         emb = self.embed(input_ids, attention_mask)

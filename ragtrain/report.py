@@ -33,6 +33,9 @@ def results_table(results: dict, k_values: tuple[int, ...]) -> Table:
         cells = [f"{v:.4f}" if base is None else f"{v:.4f}\n{v - b:+.4f}" for v, b in zip(values, base or values)]
         table.add_row(display_name(model), *cells, f"{result['timings']['total_s']:.1f}")
         base = base or values
+    precisions = sorted({r["precision"] for r in results["models"].values() if r.get("precision")})
+    if precisions:  # say how dense models were encoded: bf16 numbers can differ from fp32 in the 4th decimal
+        table.caption = f"dense models encoded in {', '.join(precisions)} (--precision)"
     return table
 
 

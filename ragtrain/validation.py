@@ -12,7 +12,7 @@ from ragtrain.evaluate import EvalData, dense_rankings, embed_texts
 from ragtrain.loss import contrastive_loss
 from ragtrain.metrics import mean_metrics
 from ragtrain.model import Encoder
-from ragtrain.runtime import autocast
+from ragtrain.runtime import autocast, inference_precision
 
 K = 10
 
@@ -37,10 +37,11 @@ def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfi
 @torch.no_grad()
 def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: TrainConfig, device: torch.device) -> dict[str, float]:
     """Recall@10 and nDCG@10 of a search over the whole evaluation corpus."""
+    # the training precision under mixed precision, else what `ragtrain evaluate` uses by default (bf16 where native)
+    precision = config.precision if config.mixed_precision else inference_precision(device, "auto")
     args = (config.eval_batch_size, config.max_seq_length, device)
-    with autocast(device, config.mixed_precision, config.precision):
-        corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus").float()
-        query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries").float()
+    corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus", precision)
+    query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries", precision)
     encoder.train()
     ranked = dense_rankings(query_emb, corpus_emb, K)
     rankings = {q: [eval_set.corpus_ids[i] for i in row] for q, row in zip(eval_set.query_ids, ranked)}

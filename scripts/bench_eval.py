@@ -1,9 +1,11 @@
 """Benchmark: `ragtrain evaluate` against sentence-transformers' InformationRetrievalEvaluator, side by side.
 
-SciFact (../shared/data/scifact, dev queries), the bundled all-MiniLM-L6-v2, max length 256, fp32, 2 threads.
+SciFact (../shared/data/scifact, dev queries), the bundled all-MiniLM-L6-v2, max length 256, 2 threads.
 Each measurement runs in its own subprocess, so peak RSS is separate; wall time covers model loading,
-encoding, search and scoring (not interpreter start or imports). ragtrain runs twice on one fresh cache
-directory: cold (encodes) then warm (embeddings from the cache). Usage:
+encoding, search and scoring (not interpreter start or imports). ragtrain runs with its default precision
+(auto: bf16 where the CPU computes it natively, else fp32) twice on one fresh cache directory, cold (encodes)
+then warm (embeddings from the cache), and once more cold in fp32; the peer runs as it comes (fp32).
+Every ragtrain row's metrics are compared with the peer's. Usage:
 
     python scripts/bench_eval.py [--threads 2] [--split dev]
 """
@@ -50,19 +52,20 @@ def run_peer(split: str, max_length: int) -> dict:
     return {"wall_s": wall, "metrics": {m: scores[f"cosine_{m}"] for m in COMPARED}}
 
 
-def run_ragtrain(split: str, max_length: int, cache_dir: str) -> dict:
+def run_ragtrain(split: str, max_length: int, cache_dir: str, precision: str) -> dict:
     from rich.console import Console
 
     from ragtrain.config import EvaluateConfig
     from ragtrain.evaluate import evaluate
 
     config = EvaluateConfig(models=(MODEL,), eval_data=SCIFACT, split=split, k_values=(1, 10, 100),
-                            max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir))
+                            max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir), precision=precision)
     started = time.perf_counter()
     results = evaluate(config, console=Console(file=open("/dev/null", "w")))
     wall = time.perf_counter() - started
     result = results["models"][MODEL]
-    return {"wall_s": wall, "metrics": {m: result["metrics"][m] for m in COMPARED}, "cache": result["cache"]}
+    return {"wall_s": wall, "metrics": {m: result["metrics"][m] for m in COMPARED}, "cache": result["cache"],
+            "precision": result["precision"]}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -72,7 +75,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "peer":
         out = run_peer(args.split, args.max_length)
     else:
-        out = run_ragtrain(args.split, args.max_length, args.cache_dir)
+        out = run_ragtrain(args.split, args.max_length, args.cache_dir, args.precision)
     out["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(out))
 
@@ -85,7 +88,7 @@ def measure(label: str, name: str, args: argparse.Namespace, extra: list[str]) -
     if done.returncode != 0 or not lines:
         sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
-    print(f"  {label:<16} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
+    print(f"  {label:<22} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
     return result
 
 
@@ -97,25 +100,29 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="time ragtrain only (cold and warm)")
     parser.add_argument("--worker", choices=["peer", "ragtrain"], help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
     if not (SCIFACT / "corpus.jsonl").is_file():
         sys.exit(f"SciFact not found at {SCIFACT}; this benchmark needs ../shared/data/scifact beside the repository")
-    print(f"SciFact {args.split}, {MODEL}, max length {args.max_length}, {args.threads} threads, fp32")
+    print(f"SciFact {args.split}, {MODEL}, max length {args.max_length}, {args.threads} threads")
     with tempfile.TemporaryDirectory(prefix="ragtrain-bench-cache-") as cache_dir:
         cold = measure("ragtrain cold", "ragtrain", args, ["--cache-dir", cache_dir])
         warm = measure("ragtrain warm", "ragtrain", args, ["--cache-dir", cache_dir])
+        fp32 = measure("ragtrain cold, fp32", "ragtrain", args, ["--cache-dir", cache_dir + "/fp32", "--precision", "fp32"])
         if args.skip_peer:
             return
-        peer = measure("peer", "peer", args, [])
+        peer = measure("peer (fp32)", "peer", args, [])
     assert warm["cache"] == "hit", warm
-    print(f"\nspeed-up against the peer: cold {peer['wall_s'] / cold['wall_s']:.2f}x, "
-          f"warm (cached) {peer['wall_s'] / warm['wall_s']:.1f}x")
-    print(f"{'metric':<12}{'peer':>10}{'ragtrain':>10}{'|diff|':>10}")
+    print(f"\nragtrain's default precision here: {cold['precision']}")
+    print(f"speed-up against the peer: cold {peer['wall_s'] / cold['wall_s']:.2f}x, "
+          f"warm (cached) {peer['wall_s'] / warm['wall_s']:.1f}x, cold in fp32 {peer['wall_s'] / fp32['wall_s']:.2f}x")
+    print(f"{'metric':<12}{'peer':>10}{'ragtrain':>10}{'|diff|':>10}{'fp32':>10}{'|diff|':>10}")
     for m in COMPARED:
-        diff = abs(peer["metrics"][m] - cold["metrics"][m])
-        print(f"{m:<12}{peer['metrics'][m]:>10.4f}{cold['metrics'][m]:>10.4f}{diff:>10.5f}" + ("" if diff <= 1e-3 else "  > 0.001"))
+        diffs = [abs(peer["metrics"][m] - ours["metrics"][m]) for ours in (cold, fp32)]
+        print(f"{m:<12}{peer['metrics'][m]:>10.4f}{cold['metrics'][m]:>10.4f}{diffs[0]:>10.5f}{fp32['metrics'][m]:>10.4f}"
+              f"{diffs[1]:>10.5f}" + ("" if max(diffs) <= 1e-3 else "  > 0.001"))
 
 
 if __name__ == "__main__":

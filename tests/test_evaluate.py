@@ -208,3 +208,36 @@ def test_trec_run_file_and_json_output(beir, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["settings"]["k_values"] == [1, 3] and "timings" in saved["models"]["bm25"]
     assert saved["models"]["bm25"]["per_query"]["q1"]["recall@1"] == 1.0
+
+
+# ---- precision
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import ragtrain.runtime as runtime
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    assert runtime.inference_precision(cpu, "auto") == "bf16"
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    assert runtime.inference_precision(cpu, "auto") == "fp32"
+    assert runtime.inference_precision(cpu, "bf16") == "bf16"  # asked for: honoured, even if emulated
+    with pytest.raises(UserError, match="fp16"):
+        runtime.inference_precision(cpu, "fp16")
+
+
+def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    texts = list(DOCS.values())
+    fp32 = ev.embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d")
+    bf16 = ev.embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
+    assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
+    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet())["models"][str(tiny_model)]
+    assert (first["precision"], first["cache"]) == ("fp32", "miss")
+    assert (second["precision"], second["cache"]) == ("bf16", "miss")  # other numbers: never served fp32's cache
+
+
+@pytest.mark.parametrize("args, word", [(["--precision", "fp8"], "--precision"),
+                                        (["--precision", "fp16", "--device", "cpu"], "fp16")])
+def test_bad_precision_is_refused_before_loading(beir, tmp_path, args, word):
+    assert word in _user_error(["evaluate", str(tmp_path / "no-model"), "--eval-data", str(beir), *args])
