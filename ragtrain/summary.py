@@ -26,7 +26,8 @@ def summary_table(config: TrainConfig, state: TrainState, rates: list[float], se
     if config.mixed_precision and config.precision == "fp16":
         rows.append(("fp16 steps skipped (overflow)", str(state.skipped_steps)))
     if state.best_metric is not None:
-        rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"))
+        rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
+                     + (" (the base model: no step beat it)" if state.best_step == 0 else "")))
         rows.append(("best model", str(config.output_dir / "best")))
     rows.append(("final model", str(config.output_dir / "final")))
     for name, value in rows:

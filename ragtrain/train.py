@@ -101,6 +101,8 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     started = time.perf_counter()
     rates: list[float] = []
     with _metrics_log(config.output_dir, state.step) if main else contextlib.nullcontext() as log:
+        if state.step == 0:  # the base model first: the curve's origin, and best/ is never worse than it
+            _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, 0, world)
         for epoch in range(state.epoch, config.epochs):
             batches = global_batches(data, config, epoch, world)
             progress = tqdm(total=total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}",

@@ -88,10 +88,10 @@ def test_run_directory_contents(tmp_path, tiny_model):
                 "triples_per_s", "tokens_per_s", "memory_mb"):
         assert key in steps[0], key
     assert steps[0]["lr_head_decay"] == pytest.approx(100 * steps[0]["lr_base_decay"])
-    assert len([r for r in rows if "val_loss" in r]) == 3  # one validation per epoch
+    assert [r["step"] for r in rows if "val_loss" in r] == [0, 6, 12, 18]  # the base model, then each epoch's end
     best = json.loads((run / "checkpoints" / "step-18" / "state.json").read_text())["best_step"]
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert kept == sorted({"step-18", f"step-{best}"})  # keep-last 1, plus the best
+    assert kept == sorted({"step-18"} | ({f"step-{best}"} if best else set()))  # keep-last 1, plus the best
     assert (run / "best" / "model.safetensors").is_file() and (run / "final" / "modules.json").is_file()
 
 
@@ -101,13 +101,19 @@ def test_validation_on_a_beir_set_and_early_stopping(tmp_path, tiny_model):
     (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"river moon {i}"}) + "\n" for i in range(12)))
     (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"moon {i}"}) + "\n" for i in range(4)))
     (beir / "qrels" / "val.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4)))
-    # a rate of ~0 changes nothing: the metric never improves after the first validation
+    # a rate of ~0 changes nothing: no step beats the base model, validated before the first step
     cfg = config(tmp_path, tiny_model, eval_data=beir, eval_steps=2, early_stopping_patience=2, learning_rate=1e-12)
     train(cfg)
     rows = [json.loads(line) for line in (cfg.output_dir / "metrics.jsonl").read_text().splitlines()]
     validations = [r for r in rows if "ndcg@10" in r]
-    assert [r["step"] for r in validations] == [2, 4, 6]  # stopped after two validations without improvement
+    assert [r["step"] for r in validations] == [0, 2, 4]  # stopped after two validations without improvement
     assert all(0 <= r["recall@10"] <= 1 for r in validations)
+    state = json.loads((cfg.output_dir / "checkpoints" / "step-4" / "state.json").read_text())
+    assert state["best_step"] == 0 and (cfg.output_dir / "best" / "model.safetensors").is_file()  # best/ = the base
+    base, _ = load_encoder(str(tiny_model))
+    best, _ = load_encoder(str(cfg.output_dir / "best"))
+    for (name, a), b in zip(base.state_dict().items(), best.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_accumulation_is_the_mean_of_the_micro_batch_gradients(tiny_model):
