@@ -133,7 +133,7 @@ class TrainConfig:
     normalize: bool = True
     freeze_base: bool = False
     attention_dropout: bool = False
-    max_seq_length: int = 128
+    max_seq_length: int = 256  # as evaluate's: a model trained shorter than it is evaluated loses much of its gain
     # loss
     temperature: float = 0.05
     symmetric: bool = False
