@@ -39,14 +39,16 @@ class Ranked:
 
 
 def resolve_model_dir(model: str) -> str:
-    """A model directory from what a user may point at: a run directory (its final/, else best/), a training
-    checkpoint (its model/), a model directory, or a Hugging Face name (returned resolved, for the hub)."""
+    """A model directory from what a user may point at: a run directory (its best/ where validation chose one,
+    else final/), a training checkpoint (its model/), a model directory, or a Hugging Face name (returned
+    resolved, for the hub). best/ first: when fine-tuning made the model worse on validation, best/ is the
+    base model (validated at step 0), so a run never hands back a model worse than the one it started from."""
     path = Path(model)
     if not path.is_dir():
         return resolve_model_path(model)
     if (path / "config.json").is_file():
         return str(path)
-    for sub in ("model", "final", "best"):
+    for sub in ("model", "best", "final"):
         if (path / sub / "config.json").is_file():
             return str(path / sub)
     return str(path)  # let the loader say what is missing

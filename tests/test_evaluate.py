@@ -190,7 +190,10 @@ def test_run_and_checkpoint_directories_resolve_to_the_model(tmp_path, tiny_mode
     for sub in ("final", "checkpoints/step-5/model"):
         (run / sub).mkdir(parents=True)
         (run / sub / "config.json").write_text("{}")
-    assert resolve_model_dir(str(run)) == str(run / "final")
+    assert resolve_model_dir(str(run)) == str(run / "final")  # no validation: no best/
+    (run / "best").mkdir()
+    (run / "best" / "config.json").write_text("{}")
+    assert resolve_model_dir(str(run)) == str(run / "best")  # chosen by validation, never worse than the base
     assert resolve_model_dir(str(run / "checkpoints" / "step-5")) == str(run / "checkpoints/step-5/model")
     assert resolve_model_dir(str(tiny_model)) == str(tiny_model)
 
