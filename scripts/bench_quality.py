@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sup-lr", type=float, default=3e-5)
     p.add_argument("--lf-triples", type=int, default=737, help="label-free triples sampled (one epoch)")
     p.add_argument("--lf-lr", type=float, default=2e-5)
-    p.add_argument("--lf-query-strategy", default="heading", help="titles -> abstracts: SciFact titles read like claims")
+    p.add_argument("--lf-query-strategy", default="heading,crop", help="prepare-data's default: titles and spans of abstracts")
     p.add_argument("--temperature", type=float, default=0.05, help="ours; sentence-transformers gets scale 1/T")
     p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,st-sup,lf,st-lf)")
     return p.parse_args(argv)
