@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="hard negatives per triple, both trainers: the first N of prepare-data's default 4 (each one costs a "
                         "batch of passages per step on CPU)")
     p.add_argument("--sup-epochs", type=int, default=2)
-    p.add_argument("--sup-lr", type=float, default=3e-5)
+    p.add_argument("--sup-lr", type=float, default=8e-5, help="dev nDCG@10 after 2 epochs: 3e-5 0.7042, 5e-5 0.7319, 8e-5 0.7476")
     p.add_argument("--lf-triples", type=int, default=737, help="label-free triples sampled (one epoch)")
     p.add_argument("--lf-lr", type=float, default=2e-5)
     p.add_argument("--lf-query-strategy", default="heading,crop", help="prepare-data's default: titles and spans of abstracts")
