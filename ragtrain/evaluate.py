@@ -46,12 +46,10 @@ def resolve_model_dir(model: str) -> str:
     path = Path(model)
     if not path.is_dir():
         return resolve_model_path(model)
-    if (path / "config.json").is_file():
-        return str(path)
-    for sub in ("model", "best", "final"):
+    for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
         if (path / sub / "config.json").is_file():
             return str(path / sub)
-    return str(path)  # let the loader say what is missing
+    return str(path)  # a model directory, or let the loader say what is missing
 
 
 def similarity_of(model_dir: str, normalize: bool) -> str:

@@ -8,8 +8,9 @@ BASE="sentence-transformers/all-MiniLM-L6-v2"  # resolved to the bundled copy (g
 
 ragtrain prepare-data data/sample --output-dir "$OUT/data" --overwrite
 # Validation on the held-out val split (before the first step too) keeps best/: never worse than the base.
+# The sample's passages are short (median 74 tokens), so train and evaluate at 128 tokens: half the time and memory.
 ragtrain train --train-data "$OUT/data/train.jsonl" --val-data "$OUT/data/val.jsonl" --eval-data "$OUT/data/eval" \
-    --model "$BASE" --output-dir "$OUT/model" --epochs 1 --overwrite
+    --model "$BASE" --output-dir "$OUT/model" --epochs 1 --max-seq-length 128 --overwrite
 # The run directory means its best/ model; the test split was seen by neither prepare-data's training side nor train.
 ragtrain evaluate "$BASE" "$OUT/model" --eval-data "$OUT/data/eval" --split test \
-    --k 1,5,10 --output "$OUT/results.json"
+    --k 1,5,10 --max-seq-length 128 --output "$OUT/results.json"

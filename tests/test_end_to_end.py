@@ -26,9 +26,11 @@ def test_prepare_train_evaluate_in_sequence(tmp_path, docs_dir, tiny_model):
     assert out.returncode == 0, out.stderr
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("val_loss" in row for row in logged)
-    out = run("evaluate", str(tiny_model), str(run_dir / "final"), "--eval-data", str(data / "eval"),
+    # the run directory itself, as the quickstart passes it: its best/ (validation ran), not its config.json
+    out = run("evaluate", str(tiny_model), str(run_dir), "--eval-data", str(data / "eval"),
               "--k", "1,5,10", "--output", str(results))
     assert out.returncode == 0, out.stderr
     metrics = json.loads(results.read_text())["models"]
-    assert set(metrics) == {str(tiny_model), str(run_dir / "final")}
+    assert set(metrics) == {str(tiny_model), str(run_dir)}
+    assert metrics[str(run_dir)]["resolved"] == str(run_dir / "best")
     assert all(0.0 <= v <= 1.0 for m in metrics.values() for v in m["metrics"].values())

@@ -187,6 +187,8 @@ def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, 
 
 def test_run_and_checkpoint_directories_resolve_to_the_model(tmp_path, tiny_model):
     run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text('{"epochs": 1}')  # train writes its options there, beside final/ and best/
     for sub in ("final", "checkpoints/step-5/model"):
         (run / sub).mkdir(parents=True)
         (run / sub / "config.json").write_text("{}")
