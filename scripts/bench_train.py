@@ -170,9 +170,11 @@ def main() -> None:
     data = workdir / "triples.jsonl"
     data.write_text("".join(json.dumps(t) + "\n" for t in build_triples(args.triples)))
     results = {}
+    import torch
+
     from ragtrain.runtime import native_bf16
 
-    bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch_cpu()) else []
+    bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch.device("cpu")) else []
     sides = ["ragtrain", "sentence-transformers", *bf16_sides]
     for side in sides:
         out = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data), "--warmup", str(args.warmup),
@@ -187,12 +189,6 @@ def main() -> None:
               f"{peer['triples_per_s']:.2f} ({ours['triples_per_s'] / peer['triples_per_s']:.2f}x; "
               f"{ours['triples_per_s'] / results['sentence-transformers']['triples_per_s']:.2f}x the peer's fp32); "
               f"peak RSS {ours['peak_rss_mb']:.0f} vs {peer['peak_rss_mb']:.0f} MB")
-
-
-def torch_cpu():
-    import torch
-
-    return torch.device("cpu")
 
 
 def report(results: dict, flops: float, args) -> None:
