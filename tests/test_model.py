@@ -1,13 +1,19 @@
-"""Pooling on hand-made tensors, and a saved model loading three ways with the same embeddings."""
+"""Pooling on hand-made tensors, length buckets (hand-computed, brute force, same embeddings and gradients as one
+pass), and a saved model loading three ways with the same embeddings."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoModel, AutoTokenizer
 
+from ragtrain import model as model_module
 from ragtrain.data import pad
-from ragtrain.model import EncoderSpec, load_encoder, pool, resolve_model_path, save_encoder
+from ragtrain.model import EncoderSpec, length_buckets, load_encoder, padding_buckets, pool, resolve_model_path, save_encoder
 
 TEXTS = ["the cat sat on the tree", "a river flows to the sea from the mountain", "python code", "moon"]
 
@@ -19,6 +25,63 @@ def test_pooling_modes_on_hand_made_states():
     assert torch.equal(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
     assert torch.equal(pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0], [5.0, 6.0]]))
     assert torch.equal(pool(hidden, mask, "last"), torch.tensor([[3.0, 4.0], [9.0, 10.0]]))
+
+
+def test_length_buckets_on_a_hand_computed_case():
+    # sorted lengths 5 6 7 | 30 31 | 90 100 at 50 per pass: 3*7 + 2*31 + 2*100 + 3*50 = 433, the minimum
+    # (one pass: 7*100 + 50 = 750; 5..31 together: 5*31 + 2*100 + 100 = 455; 90 and 100 apart: 473)
+    assert length_buckets([5, 100, 7, 90, 30, 31, 6], 50) == [(7, [0, 2, 6]), (31, [4, 5]), (100, [1, 3])]
+    assert length_buckets([5, 100, 7, 90, 30, 31, 6], 1000) == [(100, list(range(7)))]
+    assert length_buckets([9, 9, 9], 0) == [(9, [0, 1, 2])]
+
+
+def padded_cost(passes, pass_cost):
+    return sum(width * len(rows) + pass_cost for width, rows in passes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=7), st.integers(0, 60))
+def test_length_buckets_cover_every_row_once_at_the_least_cost(lengths, pass_cost):
+    passes = length_buckets(lengths, pass_cost)
+    assert sorted(row for _, rows in passes for row in rows) == list(range(len(lengths)))
+    assert all(lengths[row] <= width for width, rows in passes for row in rows)
+    # brute force: every split of the sorted rows into consecutive runs
+    ordered = sorted(lengths)
+    best = min(sum(max(ordered[a:b]) * (b - a) + pass_cost for a, b in zip((0, *cuts), (*cuts, len(ordered))))
+               for k in range(len(ordered)) for cuts in itertools.combinations(range(1, len(ordered)), k))
+    assert padded_cost(passes, pass_cost) == best
+
+
+def test_padding_buckets_split_right_padded_cpu_batches_only(monkeypatch):
+    right = (torch.arange(100) < torch.tensor([[100], [1], [2]])).long()  # (3, 100): rows of 100, 1 and 2 tokens
+    # one pass: 3 * 100 + 32 = 332 tokens' worth; two: 2 * 2 + 32 + 100 + 32 = 168
+    assert [(w, r.tolist()) for w, r in padding_buckets(right)] == [(2, [1, 2]), (100, [0])]
+    left = right.flip(1)  # left padding cannot be cut at a width
+    assert [(w, r.tolist()) for w, r in padding_buckets(left)] == [(100, [0, 1, 2])]
+    monkeypatch.setattr(model_module, "PASS_COST_TOKENS", {"cuda": 32})  # a device without a measured cost
+    assert [(w, r.tolist()) for w, r in padding_buckets(right)] == [(100, [0, 1, 2])]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
+def test_bucketed_embeddings_and_gradients_equal_one_pass(tiny_model, monkeypatch, pooling):
+    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec(pooling, True, 8))
+    encoder.eval()  # no dropout: both runs see the same function
+    texts = TEXTS + ["a much longer text about the cat and the river and the sea and the moon " * 3, "sea"]
+    batch = pad(tokenizer(texts, truncation=True, max_length=64)["input_ids"], tokenizer.pad_token_id)
+    assert len(padding_buckets(batch["attention_mask"])) > 1
+
+    def embed_and_grads():
+        encoder.zero_grad()
+        emb = encoder(**batch)  # (6, 8)
+        (emb * torch.arange(1.0, 9.0)).sum().backward()  # a loss that tells rows and dimensions apart
+        return emb.detach(), [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+
+    bucketed, bucketed_grads = embed_and_grads()
+    monkeypatch.setattr(model_module, "PASS_COST_TOKENS", {})  # one pass over the padded batch
+    single, single_grads = embed_and_grads()
+    assert torch.allclose(bucketed, single, atol=1e-6)
+    assert len(bucketed_grads) == len(single_grads)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(bucketed_grads, single_grads))
 
 
 def embed_with_ragtrain(path, texts=TEXTS) -> torch.Tensor:
