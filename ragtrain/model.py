@@ -80,7 +80,7 @@ class Encoder(nn.Module):
 def padding_buckets(attention_mask: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
     """(width, row indices) of each transformer pass for a right-padded (B, L) mask; one pass off CPU.
 
-    Only CPU is measured (bench_train: 6.1 -> 9.5 triples/s on SciFact triples); a GPU pass has a larger
+    Only CPU is measured (bench_train, fp32: 7.1 -> 9.5-10.6 triples/s); a GPU pass has a larger
     fixed cost, and left-padded rows cannot be cut at a width, so both keep a single pass.
     """
     pass_cost = PASS_COST_TOKENS.get(attention_mask.device.type)
