@@ -27,7 +27,7 @@ class StepResult:
 
 
 def embed(model: nn.Module, queries: dict, docs: dict, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw (unnormalised) embeddings of queries (B, D) and documents (B + N, D), in the autocast dtype.
+    """Raw (unnormalised) embeddings of queries (B, D) and documents (B + N, D), computed under autocast.
 
     `model` is `distributed.wrap_model(encoder)`, whose forward is the encoder's embed (DDP syncs only what
     runs through forward), or a bare Encoder in one process.
