@@ -58,6 +58,8 @@ def test_padding_buckets_split_right_padded_cpu_batches_only(monkeypatch):
     assert [(w, r.tolist()) for w, r in padding_buckets(right)] == [(2, [1, 2]), (100, [0])]
     left = right.flip(1)  # left padding cannot be cut at a width
     assert [(w, r.tolist()) for w, r in padding_buckets(left)] == [(100, [0, 1, 2])]
+    empty_row = torch.cat([right, torch.zeros(1, 100, dtype=torch.long)])  # a row with no tokens still gets width 1
+    assert [(w, r.tolist()) for w, r in padding_buckets(empty_row)] == [(2, [1, 2, 3]), (100, [0])]
     monkeypatch.setattr(model_module, "PASS_COST_TOKENS", {"cuda": 32})  # a device without a measured cost
     assert [(w, r.tolist()) for w, r in padding_buckets(right)] == [(100, [0, 1, 2])]
 
