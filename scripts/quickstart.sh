@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The quickstart: raw documents in data/sample -> triples -> one epoch of training -> evaluation of the
-# base model and the trained one side by side. About 4 minutes on 2 CPU cores.
+# base model and the trained one side by side. About 2.5 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${QUICKSTART_DIR:-checkpoints/quickstart}"
