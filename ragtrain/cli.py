@@ -100,7 +100,7 @@ def train(
     freeze_base: Annotated[bool, typer.Option(help="Train only the projection head (needs --output-dim).")] = False,
     attention_dropout: Annotated[bool, typer.Option("--attention-dropout/--no-attention-dropout", help="Keep the model's dropout on attention probabilities (off by default: without it fused attention stores no (B, heads, L, L) tensors, ~30% less memory).")] = False,
     max_seq_length: Annotated[int, typer.Option(help="Tokens kept per text; 256 like evaluate's default (train at the length you evaluate at: on SciFact, training at 128 kept only half the gain at 256).")] = 256,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the InfoNCE loss. 0.05 suits labelled pairs; label-free triples did better at 0.1 on SciFact (see README Results).")] = 0.05,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the InfoNCE loss. Label-free, 0.1 did better on SciFact and worse on the quickstart sample (README Results): compare on your validation split.")] = 0.05,
     symmetric: Annotated[bool, typer.Option(help="Add the documents -> queries direction to the loss.")] = False,
     isotropy_weight: Annotated[float, typer.Option(help="Weight of the SIGReg isotropy regulariser (0: off).")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the training triples.")] = 1,
