@@ -7,12 +7,15 @@ step-N/
   state.json      TrainState: step, epoch, position in the epoch, best metric, early-stopping count
   config.json     the resolved options of the run
 Tensors files are read back with `weights_only=True`: a checkpoint cannot run code when loaded.
+A checkpoint appears whole (fileio.atomic_directory) or not at all; one missing any of CHECKPOINT_FILES (a
+half-deleted one from an older ragtrain) is never resumed from and is removed by `recover_checkpoints`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import re
 import shutil
@@ -24,7 +27,7 @@ import torch
 
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.fileio import atomic_directory, atomic_write_json
+from ragtrain.fileio import atomic_directory, atomic_write_json, recover_names, temp_name
 from ragtrain.model import Encoder, save_encoder
 
 CHECKPOINTS = "checkpoints"
@@ -33,6 +36,10 @@ STEP_DIR = re.compile(r"^step-(\d+)$")
 MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric"}
 NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+# Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
+CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
+                    "model/ragtrain.json")
+WEIGHTS = ("model/model.safetensors", "model/model.safetensors.index.json")
 
 
 @dataclass
@@ -64,13 +71,20 @@ def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenize
     final = run_dir / CHECKPOINTS / f"step-{state.step}"
     with atomic_directory(final, overwrite=True) as tmp:
         save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scaler.state_dict(), tmp / "scaler.pt")
-        torch.save(rng_states(), tmp / "rng.pt")
+        _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        _torch_save(scaler.state_dict(), tmp / "scaler.pt")
+        _torch_save(rng_states(), tmp / "rng.pt")
         atomic_write_json(tmp / "state.json", dataclasses.asdict(state))
         atomic_write_json(tmp / "config.json", as_dict(config))
     prune_checkpoints(run_dir, config.keep_last, state.best_step)
     return final
+
+
+def _torch_save(obj, path: Path) -> None:
+    """torch.save through a Python file: a full disk then surfaces as OSError(ENOSPC) behind torch's
+    RuntimeError (writing to a path, torch's C++ writer reports no errno), so it becomes one clear line."""
+    with open(path, "xb") as handle:
+        torch.save(obj, handle)
 
 
 def prune_checkpoints(run_dir: Path, keep_last: int, best_step: int | None) -> None:
@@ -78,14 +92,37 @@ def prune_checkpoints(run_dir: Path, keep_last: int, best_step: int | None) -> N
     steps = sorted(checkpoint_steps(run_dir))
     for step in steps[:-keep_last]:
         if step != best_step:
-            shutil.rmtree(run_dir / CHECKPOINTS / f"step-{step}")
+            path = run_dir / CHECKPOINTS / f"step-{step}"
+            doomed = temp_name(path)  # renamed first: a kill mid-delete leaves a temporary, not half a checkpoint
+            os.rename(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
-def checkpoint_steps(run_dir: Path) -> list[int]:
+def checkpoint_steps(run_dir: Path, complete: bool = True) -> list[int]:
+    """Steps of the run's step-N checkpoints: the complete ones, or (complete=False) every step-N folder."""
     folder = run_dir / CHECKPOINTS
     if not folder.is_dir():
         return []
-    return [int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    return [int(m.group(1)) for p in folder.iterdir()
+            if p.is_dir() and (m := STEP_DIR.match(p.name)) and (not complete or not missing_files(p))]
+
+
+def missing_files(path: Path) -> list[str]:
+    """What a checkpoint directory lacks to be resumed from ([] for a complete one)."""
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    return missing + ([WEIGHTS[0]] if not any((path / name).is_file() for name in WEIGHTS) else [])
+
+
+def recover_checkpoints(run_dir: Path) -> list[str]:
+    """After a killed run: a checkpoint set aside mid-replace is put back, half-written temporaries are removed,
+    and so are incomplete step-N folders (an older ragtrain deleted before replacing). Returns notes."""
+    folder = run_dir / CHECKPOINTS
+    notes = recover_names(folder, lambda name: STEP_DIR.match(name) is not None)
+    for step in sorted(set(checkpoint_steps(run_dir, complete=False)) - set(checkpoint_steps(run_dir))):
+        path = folder / f"step-{step}"
+        shutil.rmtree(path)
+        notes.append(f"removed the incomplete checkpoint {path} (left by a killed run; it could not be resumed from)")
+    return notes
 
 
 def find_checkpoint(run_dir: Path, resume: str) -> Path:
@@ -95,6 +132,9 @@ def find_checkpoint(run_dir: Path, resume: str) -> Path:
         if not (path / "state.json").is_file():
             raise UserError(f"--resume {resume}: not a checkpoint (no state.json); pass a checkpoints/step-N "
                             "directory, or --resume alone for the latest one")
+        if missing := missing_files(path):
+            raise UserError(f"--resume {resume}: incomplete checkpoint (no {missing[0]}); pass another one, or "
+                            "--resume alone for the latest complete one")
         return path
     steps = checkpoint_steps(run_dir)
     if not steps:

@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ragtrain.config import DEFAULT_MODEL, EvaluateConfig, PrepareConfig, TrainConfig
 from ragtrain.errors import UserError
+from ragtrain.fileio import os_error_line
 
 app = typer.Typer(
     help="Fine-tune text embedding models for retrieval: prepare data, train, evaluate.",
@@ -23,15 +25,20 @@ err = Console(stderr=True)
 
 
 def reports_user_errors(command: Callable) -> Callable:
-    """A UserError becomes one red line on stderr and exit code 2, never a traceback."""
+    """A UserError becomes one red line on stderr and exit code 2, never a traceback; so does a file operation
+    that failed on a full, read-only or forbidden disk where no writer turned it into a UserError already."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            message = str(exc)
+        except OSError as exc:
+            if (message := os_error_line(exc)) is None:
+                raise
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(code=2)
 
     return wrapper
 
@@ -67,7 +74,7 @@ def prepare_data(
     same_document_negatives: Annotated[bool, typer.Option(help="Allow negatives from the query's own document (off: other passages of it are often relevant too).")] = False,
     miner: Annotated[str, typer.Option(help="bm25 (lexical, no model) or dense (needs --model).")] = "bm25",
     model: Annotated[Optional[str], typer.Option(help="Encoder for --miner dense: a Hugging Face name or local directory.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output-dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier prepare-data output in --output-dir (never a folder it did not write, or one holding an input).")] = False,
 ) -> None:
     """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
     from ragtrain.config import parse_range
@@ -133,7 +140,7 @@ def train(
     keep_last: Annotated[int, typer.Option(help="Step checkpoints kept (plus the best one).")] = 2,
     resume: Annotated[bool, typer.Option(help="Continue the run in --output-dir from its latest checkpoint.")] = False,
     resume_from: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoints/step-N directory.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --output-dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, best/ and final/; other files stay.")] = False,
 ) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
     from ragtrain.train import train as run_training

@@ -1,17 +1,71 @@
-"""Small file helpers: JSONL reading with line numbers, and atomic writes (temporary name, then rename)."""
+"""Small file helpers: JSONL reading with line numbers, and crash-safe writes.
+
+Every output is built under a temporary name beside its final place and renamed in whole, so a reader (or
+the run after a killed one) finds the old copy or the new one, never half of either. The names used:
+
+  .NAME.XXXXXXXX.tmp      a copy being built, or an old copy swapped out and being deleted: always removable
+  .NAME.XXXXXXXX.old.tmp  the old copy renamed aside where the file system cannot swap two directories in one
+                          step; while NAME is missing it is the only complete copy, so `recover` puts it back
+
+A writer holds an flock on its temporary while it works, so `recover` never removes one that is still in use.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; temporaries of a live writer are then not protected from `recover`
+    fcntl = None
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<old>\.old)?\.tmp$")
+# Errors the user can fix by freeing space or choosing another place, with what to tell them.
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+ERRNO_IN_TEXT = re.compile(r"os error (\d+)|\[Errno (\d+)\]")  # Rust (safetensors) and Python spellings
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+
+
+class WriteError(UserError):
+    """An output could not be written (disk full, read-only, no permission); nothing was left half-written."""
+
+    def __init__(self, code: int, target: Path):
+        super().__init__(f"cannot write {target}: {DISK_ERRORS[code]}; {_advice(code)} (nothing was left half-written)")
+        self.errno = code
+
+
+def _advice(code: int) -> str:
+    return "free some space and run again" if code in (errno.ENOSPC, errno.EDQUOT) else "choose a location you can write to"
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line for a full, read-only or forbidden file that no writer above turned into a WriteError (it may
+    be a read: a file without read permission), else None: any other OSError is a bug and keeps its traceback."""
+    code = disk_errno(exc)
+    if code is None:
+        return None
+    advice = _advice(code) if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "check its permissions"
+    return f"{exc.filename or 'a file'}: {DISK_ERRORS[code]}; {advice}"
 
 
 def read_jsonl(path: Path, what: str = "file") -> list[dict[str, Any]]:
@@ -45,16 +99,22 @@ def jsonl_text(rows: list[dict[str, Any]]) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, fd = None, None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover(path)  # temporaries of a write that was killed
+        tmp, fd = _create_temp(path, directory=False)
+        with open(fd, "w", encoding="utf-8", closefd=False) as handle:
             handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise_if_disk_error(exc, path)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock: the file is in place or removed by now
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -63,21 +123,212 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `final`; on success it replaces `final`, on error it is removed.
+    """Yield an empty temporary directory beside `final`; on success it replaces `final` whole, on error it is
+    removed. A kill at any moment leaves `final` complete, old or new (or the old copy set aside, which the
+    next `recover` puts back); leftovers of an earlier killed write of `final` are cleaned up first.
 
     `final` must not exist, or be empty, or `overwrite` must be set.
     """
     if final.exists() and not final.is_dir():
         raise UserError(f"output {final} exists and is not a directory; choose another --output-dir")
+    recover(final)
     if final.is_dir() and any(final.iterdir()) and not overwrite:
         raise UserError(f"output directory {final} is not empty; pass --overwrite or choose another --output-dir")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp, fd = None, None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp, fd = _create_temp(final, directory=True)
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        normal_permissions(tmp)
+        _swap_in(tmp, final)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise_if_disk_error(exc, final)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Put the complete directory `new` at `final`; the old copy, if any, is deleted last."""
+    if not os.path.lexists(final):
+        os.rename(new, final)
+    elif _exchange(new, final):  # one atomic step: `final` is the new copy, `new`'s temporary name the old one
+        shutil.rmtree(new, ignore_errors=True)
+    else:
+        aside = temp_name(final, old=True)
+        os.rename(final, aside)
+        try:
+            os.rename(new, final)
+        except BaseException:
+            os.rename(aside, final)  # the new copy cannot go in: the old one goes back at once
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@functools.cache
+def _renameat2():
+    if not sys.platform.startswith("linux"):
+        return None
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system or file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def temp_name(final: Path, old: bool = False) -> Path:
+    return final.parent / f".{final.name}.{secrets.token_hex(4)}{'.old' if old else ''}.tmp"
+
+
+def _create_temp(final: Path, directory: bool) -> tuple[Path, int]:
+    """A new temporary beside `final` (mode 0777/0666 less the umask) and an open, flocked descriptor on it."""
+    while True:
+        tmp = temp_name(final)
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+                fd = os.open(tmp, os.O_RDONLY)
+            else:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # no flock on this file system: just unprotected
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return tmp, fd
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a live writer holds `path` (its flock); a killed one's lock went with it."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def recover(final: Path) -> list[str]:
+    """Clean up after a killed write of `final`: an old copy set aside whose new copy never arrived is put back,
+    every other temporary of `final` (half-built, or old and already replaced) is removed. Only names of the
+    form above, for `final`'s own name, are touched. Returns a note for each copy put back."""
+    parent, notes = final.parent, []
+    if not final.name or not parent.is_dir():
+        return notes
+    leftovers = [p for p in parent.iterdir() if (m := TEMP_NAME.match(p.name)) and m["name"] == final.name]
+    for path in sorted(leftovers, key=lambda p: not p.name.endswith(".old.tmp")):  # set-aside copies first
+        if _in_use(path):
+            continue
+        if path.name.endswith(".old.tmp") and not os.path.lexists(final):
+            os.rename(path, final)
+            notes.append(f"put back {final}, set aside by a run that was killed before its new copy arrived")
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return notes
+
+
+def recover_names(directory: Path, is_ours) -> list[str]:
+    """`recover` for every name in `directory` that has leftovers and that `is_ours(name)` accepts."""
+    if not directory.is_dir():
+        return []
+    names = {m["name"] for p in directory.iterdir() if (m := TEMP_NAME.match(p.name))}
+    return [note for name in sorted(names) if is_ours(name) for note in recover(directory / name)]
+
+
+def is_temporary(name: str) -> bool:
+    return TEMP_NAME.match(name) is not None
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask alone must set one)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(root: Path) -> None:
+    """Folders 0777 and files 0666 less the umask, as `mkdir` and `open` give: temporary folders and some
+    libraries' files (transformers' safetensors) are created private (0700/0600), which would keep a
+    teammate from reading a saved model."""
+    mask = current_umask()
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
+def disk_errno(exc: BaseException) -> int | None:
+    """The errno of a disk-full, read-only or permission error behind `exc` (its own, a cause's, or one that a
+    library only spelled out in its message, as safetensors does), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        if code in DISK_ERRORS:
+            return code
+        match = ERRNO_IN_TEXT.search(str(exc))
+        if match and int(match.group(1) or match.group(2)) in DISK_ERRORS:
+            return int(match.group(1) or match.group(2))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def raise_if_disk_error(exc: BaseException, target: Path) -> None:
+    """Raise a one-line WriteError naming `target` when `exc` comes from a full, read-only or forbidden place."""
+    code = disk_errno(exc)
+    if code is not None:
+        raise WriteError(code, target) from None
+
+
+def check_writable(directory: Path, option: str) -> None:
+    """Create and delete a small file where `option`'s output will go (`directory`, or its nearest existing
+    parent), so a read-only, full or pseudo file system (/proc) is one clear line before any work starts."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option}: {existing} is a file, not a folder; choose another path")
+    probe, fd = None, None
+    try:
+        probe, fd = _create_temp(existing / "ragtrain-probe", directory=False)
+        os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        reason = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
+        raise UserError(f"{option}: cannot write in {existing} ({reason}); choose another location") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if probe is not None:
+            probe.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from ragtrain import __version__
 from ragtrain.config import PrepareConfig, as_dict
 from ragtrain.documents import Fields, Passage, deduplicate, read_documents, split_passages
 from ragtrain.errors import UserError
-from ragtrain.fileio import atomic_directory, atomic_write_json, atomic_write_text, jsonl_text
+from ragtrain.fileio import atomic_directory, atomic_write_json, atomic_write_text, jsonl_text, recover
 from ragtrain.negatives import MiningOptions, mine_within
 from ragtrain.queries import Query, make_queries, parse_strategies
 
@@ -45,6 +45,7 @@ class PrepareSummary:
 
 
 def prepare(config: PrepareConfig) -> PrepareSummary:
+    recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
     config.validate()
     counts: Counter = Counter()
     if config.beir is not None:

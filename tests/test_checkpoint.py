@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.checkpoint import find_checkpoint, prune_checkpoints, reconcile_config, rng_states, set_rng_states
+from ragtrain.checkpoint import (CHECKPOINT_FILES, find_checkpoint, missing_files, prune_checkpoints, reconcile_config,
+                                 recover_checkpoints, rng_states, set_rng_states)
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
 
 
 def make_steps(run, steps):
+    """Checkpoint folders holding every file a complete one has (empty: these tests never load them)."""
     for step in steps:
-        (run / "checkpoints" / f"step-{step}").mkdir(parents=True)
-        (run / "checkpoints" / f"step-{step}" / "state.json").write_text("{}")
+        for name in (*CHECKPOINT_FILES, "model/model.safetensors"):
+            path = run / "checkpoints" / f"step-{step}" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
 
 
 def test_keep_last_plus_the_best(tmp_path):
@@ -52,3 +56,27 @@ def test_reconcile_keeps_trajectory_options_and_takes_harmless_ones(tmp_path):
     assert len(warnings) == 2
     assert any("--batch-size 32" in w and "keeping the checkpoint's 16" in w for w in warnings)
     assert any("--eval-steps" in w and "using 10" in w for w in warnings)
+
+
+def test_resume_never_picks_a_half_deleted_checkpoint(tmp_path):
+    """What an older ragtrain left when killed while re-saving step-6 (it deleted the old copy first)."""
+    make_steps(tmp_path, [3, 6])
+    (tmp_path / "checkpoints" / "step-6" / "optimizer.pt").unlink()
+    assert missing_files(tmp_path / "checkpoints" / "step-6") == ["optimizer.pt"]
+    assert find_checkpoint(tmp_path, "latest").name == "step-3"
+    with pytest.raises(UserError, match="incomplete checkpoint \\(no optimizer.pt\\)"):
+        find_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "step-6"))
+    notes = recover_checkpoints(tmp_path)
+    assert len(notes) == 1 and "removed the incomplete checkpoint" in notes[0]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-3"]
+
+
+def test_pruning_and_recovery_leave_other_names_alone(tmp_path):
+    make_steps(tmp_path, [2, 4, 6])
+    folder = tmp_path / "checkpoints"
+    (folder / ".step-8.abcd1234.tmp").mkdir()  # a half-written step-8 of a killed run
+    (folder / "notes.txt").write_text("mine")
+    (folder / "step-x").mkdir()
+    recover_checkpoints(tmp_path)
+    prune_checkpoints(tmp_path, keep_last=1, best_step=None)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "step-6", "step-x"]

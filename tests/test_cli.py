@@ -109,3 +109,28 @@ def test_python_dash_m_runs_the_cli():
 
     out = subprocess.run([sys.executable, "-m", "ragtrain", "--help"], capture_output=True, text=True, check=True)
     assert "prepare-data" in out.stdout
+
+
+def test_a_disk_error_no_writer_caught_is_one_line_and_any_other_os_error_a_traceback(capsys):
+    import errno
+
+    import typer
+
+    from ragtrain.cli import reports_user_errors
+
+    @reports_user_errors
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/run/metrics.jsonl")
+
+    with pytest.raises(typer.Exit) as exited:
+        full()
+    assert exited.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == ("error: /data/run/metrics.jsonl: no space left on the device; free "
+                                               "some space and run again")
+
+    @reports_user_errors
+    def bug():
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/tmp/x")
+
+    with pytest.raises(FileNotFoundError):
+        bug()
