@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtrain.errors import UserError
+from ragtrain.fileio import check_writable
+from ragtrain.outputdir import check_location, check_prepare_output
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -106,11 +108,9 @@ class PrepareConfig:
                f"--query-strategy must be mix or a comma-separated list of cloze, crop, heading; got {self.query_strategy!r}")
         for option, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
             _check(bool(name.strip()), f"{option} must name a field, got an empty string")
-        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
-        _check(
-            self.overwrite or not (self.output_dir.is_dir() and any(self.output_dir.iterdir())),
-            f"output directory {self.output_dir} is not empty; pass --overwrite or choose another --output-dir",
-        )
+        check_location(self.output_dir, [*self.inputs, self.pairs, self.beir])
+        check_prepare_output(self.output_dir, self.overwrite)
+        check_writable(self.output_dir.parent, "--output-dir")  # the new output is built beside the old
         return self
 
 
@@ -234,7 +234,22 @@ class TrainConfig:
         _check(not (self.grad_cache and self.grad_accum_steps > 1),
                "--grad-cache keeps the whole batch's negatives at a mini-batch's memory, which --grad-accum-steps "
                "cannot; drop --grad-accum-steps (set --mini-batch-size instead)")
+        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
+        check_location(self.output_dir, self.inputs())
+        check_writable(self.output_dir, "--output-dir")
         return self
+
+    def inputs(self) -> list[Path | None]:
+        """What the run reads: its output directory must neither hold nor sit inside any of these. The run's
+        own checkpoints (--resume-from RUN/checkpoints/step-N) are no input in that sense."""
+        paths = [self.train_data, self.val_data, self.eval_data]
+        if not self.resume and Path(self.model).exists():  # a resumed run loads the checkpoint's model instead
+            paths.append(Path(self.model))
+        if self.resume and self.resume != "latest":
+            own = (self.output_dir / "checkpoints").resolve()
+            if not Path(self.resume).resolve().is_relative_to(own):
+                paths.append(Path(self.resume))
+        return paths
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -268,4 +283,9 @@ class EvaluateConfig:
         for option, path in (("--output", self.output), ("--run-file", self.run_file)):
             _check(path is None or not path.is_dir(), f"{option} {path} is a directory; give a file name")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
+        for option, path in (("--output", self.output), ("--run-file", self.run_file)):
+            if path is not None:
+                check_writable(path.parent, option)
+        if self.use_cache and self.cache_dir is not None:
+            check_writable(self.cache_dir, "--cache-dir")
         return self

@@ -1,6 +1,7 @@
 """train(config) -> path of the final model: set up, one straight loop over global batches, clean up.
 
-The run directory holds config.json, metrics.jsonl, checkpoints/step-N/, best/ and final/.
+The run directory holds config.json, metrics.jsonl, checkpoints/step-N/, best/ and final/, and while a run
+is alive its lock file (runlock.py): one run per directory.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import json
 import math
 import random
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +20,7 @@ from rich.console import Console
 from tqdm import tqdm
 
 from ragtrain import checkpoint as ckpt
-from ragtrain import distributed
+from ragtrain import distributed, outputdir, runlock
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.data import TokenizedTriples, collate, epoch_batches, load_triples, micro_batches, tokenize_triples
@@ -47,9 +47,33 @@ def train(config: TrainConfig) -> Path:
     check_precision(device, config.mixed_precision, config.precision)
     distributed.setup(world, device)
     try:
-        return _train(config, world, device)
+        with _run_directory(config.output_dir, world):
+            return _train(config, world, device)
     finally:
         distributed.cleanup(world)
+
+
+@contextlib.contextmanager
+def _run_directory(run_dir: Path, world: WorldInfo) -> Iterator[None]:
+    """Rank 0 locks the run directory and cleans up what a killed run left there; when another run holds it,
+    every rank stops with the same line. The lock is released however the run ends."""
+    lock, error = None, None
+    try:
+        if world.is_main:
+            try:
+                lock, note = runlock.acquire(run_dir)
+                notes = ([note] if note else []) + outputdir.recover_run(run_dir) + ckpt.recover_checkpoints(run_dir)
+                for line in notes:
+                    console.print(f"note: {line}", highlight=False, soft_wrap=True)
+            except UserError as exc:
+                error = str(exc)
+        error = distributed.broadcast_from_main(error, world)
+        if error:
+            raise UserError(error)
+        yield
+    finally:
+        if lock is not None:
+            runlock.release(lock)
 
 
 def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
@@ -89,8 +113,8 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
         ckpt.restore_training(resume_from, optimizer, scaler, device)
         state = resume_from.state
     distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
-    if main and config.overwrite and config.output_dir.exists() and resume_from is None:
-        shutil.rmtree(config.output_dir)  # only now: a failed setup leaves the old run untouched
+    if main and config.overwrite and resume_from is None:
+        outputdir.clear_run(config.output_dir)  # only now: a failed setup leaves the old run untouched
     if main:
         console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
                       + (f" x {world.size} processes" if world.is_distributed else "")
@@ -189,14 +213,9 @@ def _validate_and_keep(encoder, tokenizer, val_data, eval_set, config: TrainConf
 
 def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
     """Refuse to mix two runs in one directory; with --resume, the checkpoint to continue from."""
-    out = config.output_dir
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output-dir {out} is a file; choose a directory")
     if config.resume:
-        return ckpt.load_checkpoint(ckpt.find_checkpoint(out, config.resume))
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-        raise UserError(f"output directory {out} already holds a run; pass --resume to continue it, "
-                        "--overwrite to replace it, or choose another --output-dir")
+        return ckpt.load_checkpoint(ckpt.find_checkpoint(config.output_dir, config.resume))
+    outputdir.check_run_output(config.output_dir, config.overwrite)
     return None
 
 
@@ -215,12 +234,20 @@ def _metrics_log(run_dir: Path, resume_step: int) -> Iterator:
     """metrics.jsonl opened for appending; on resume, rows after the checkpoint's step are dropped first."""
     path = run_dir / "metrics.jsonl"
     if resume_step and path.is_file():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+        rows = [line for line in path.read_text().splitlines() if _logged_step(line) <= resume_step]
         atomic_write_text(path, "".join(row + "\n" for row in rows))
     elif not resume_step:
         path.unlink(missing_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         yield handle
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity for a line cut short by a kill, so resume drops it."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _log(handle, row: dict) -> None:

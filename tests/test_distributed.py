@@ -197,6 +197,7 @@ def test_torchrun_trains_writes_once_and_resumes_to_the_same_model(tmp_path, tin
     assert out.stderr.count("device: cpu x 2 processes") == 1
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # one writer: no line twice
+    assert not (run_dir / "ragtrain.lock").exists()  # taken by process 0 alone (a second taker would have failed)
     uninterrupted = load_file(run_dir / "final" / "model.safetensors")
     out = _torchrun(*common, "--resume-from", str(run_dir / "checkpoints" / "step-2"))
     assert out.returncode == 0, out.stderr[-3000:]

@@ -204,9 +204,15 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert "--overwrite" in _user_error([str(docs_dir), "--output-dir", str(out)])
-    assert (out / "keep.txt").read_text() == "mine"
-    result = runner.invoke(app, ["prepare-data", str(docs_dir), "--output-dir", str(out), "--overwrite",
-                                 "--val-fraction", "0.2", "--test-fraction", "0.2"])
+    # --overwrite replaces only a prepare-data output: a folder of the user's own is refused, and kept
+    assert "not a prepare-data output" in _user_error([str(docs_dir), "--output-dir", str(out), "--overwrite"])
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    args = ["prepare-data", str(docs_dir), "--output-dir", str(out), "--val-fraction", "0.2", "--test-fraction", "0.2"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = all_bytes(out)
+    result = runner.invoke(app, [*args, "--overwrite", "--seed", "7"])
     assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "train.jsonl").is_file()
+    assert all_bytes(out) != first and (out / "train.jsonl").is_file()
     assert "train triples" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "out"]  # the old copy is gone, no temporaries

@@ -228,7 +228,17 @@ def test_bad_options(tmp_path, triples_file, tiny_model, extra, words, monkeypat
 def test_an_existing_run_needs_resume_or_overwrite(tmp_path, triples_file, tiny_model):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    saved = json.dumps({"train_data": str(triples_file), "output_dir": str(run)})  # a run's config.json
+    (run / "config.json").write_text(saved)
     line = cli_error(["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(run)])
     assert "--resume" in line and "--overwrite" in line
-    assert (run / "config.json").read_text() == "{}"
+    assert (run / "config.json").read_text() == saved
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
+    with train_module._metrics_log(tmp_path, 3) as handle:  # resuming from step 3
+        handle.write(json.dumps({"step": 4, "loss": 0.5}) + "\n")
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 1.0}, {"step": 4, "loss": 0.5}]
