@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from ragtrain.config import DEFAULT_MODEL, EvaluateConfig, PrepareConfig, TrainConfig
 from ragtrain.errors import UserError
-from ragtrain.fileio import os_error_line
+from ragtrain.diskerrors import os_error_line
 
 app = typer.Typer(
     help="Fine-tune text embedding models for retrieval: prepare data, train, evaluate.",

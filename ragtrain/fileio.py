@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ragtrain.diskerrors import DISK_ERRORS, raise_if_disk_error
 from ragtrain.errors import UserError
 
 try:
@@ -34,38 +35,8 @@ except ImportError:  # Windows: no flock; temporaries of a live writer are then 
     fcntl = None
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<old>\.old)?\.tmp$")
-# Errors the user can fix by freeing space or choosing another place, with what to tell them.
-DISK_ERRORS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-}
-ERRNO_IN_TEXT = re.compile(r"os error (\d+)|\[Errno (\d+)\]")  # Rust (safetensors) and Python spellings
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
-
-
-class WriteError(UserError):
-    """An output could not be written (disk full, read-only, no permission); nothing was left half-written."""
-
-    def __init__(self, code: int, target: Path):
-        super().__init__(f"cannot write {target}: {DISK_ERRORS[code]}; {_advice(code)} (nothing was left half-written)")
-        self.errno = code
-
-
-def _advice(code: int) -> str:
-    return "free some space and run again" if code in (errno.ENOSPC, errno.EDQUOT) else "choose a location you can write to"
-
-
-def os_error_line(exc: OSError) -> str | None:
-    """One line for a full, read-only or forbidden file that no writer above turned into a WriteError (it may
-    be a read: a file without read permission), else None: any other OSError is a bug and keeps its traceback."""
-    code = disk_errno(exc)
-    if code is None:
-        return None
-    advice = _advice(code) if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "check its permissions"
-    return f"{exc.filename or 'a file'}: {DISK_ERRORS[code]}; {advice}"
+PROBE = "ragtrain-probe"  # .ragtrain-probe.XXXXXXXX.tmp: check_writable's test file
 
 
 def read_jsonl(path: Path, what: str = "file") -> list[dict[str, Any]]:
@@ -289,29 +260,6 @@ def normal_permissions(root: Path) -> None:
                 os.chmod(path, 0o666 & ~mask)
 
 
-def disk_errno(exc: BaseException) -> int | None:
-    """The errno of a disk-full, read-only or permission error behind `exc` (its own, a cause's, or one that a
-    library only spelled out in its message, as safetensors does), else None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        code = getattr(exc, "errno", None)
-        if code in DISK_ERRORS:
-            return code
-        match = ERRNO_IN_TEXT.search(str(exc))
-        if match and int(match.group(1) or match.group(2)) in DISK_ERRORS:
-            return int(match.group(1) or match.group(2))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def raise_if_disk_error(exc: BaseException, target: Path) -> None:
-    """Raise a one-line WriteError naming `target` when `exc` comes from a full, read-only or forbidden place."""
-    code = disk_errno(exc)
-    if code is not None:
-        raise WriteError(code, target) from None
-
-
 def check_writable(directory: Path, option: str) -> None:
     """Create and delete a small file where `option`'s output will go (`directory`, or its nearest existing
     parent), so a read-only, full or pseudo file system (/proc) is one clear line before any work starts."""
@@ -322,7 +270,8 @@ def check_writable(directory: Path, option: str) -> None:
         raise UserError(f"{option}: {existing} is a file, not a folder; choose another path")
     probe, fd = None, None
     try:
-        probe, fd = _create_temp(existing / "ragtrain-probe", directory=False)
+        recover(existing / PROBE)  # probes of a process killed right here
+        probe, fd = _create_temp(existing / PROBE, directory=False)
         os.write(fd, b"\0" * 4096)
     except OSError as exc:
         reason = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
