@@ -44,6 +44,7 @@ def test_the_lock_records_its_holder_and_is_gone_after_release(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # starts a process
 def test_a_held_lock_refuses_a_second_taker_naming_the_holder(tmp_path):
     process = holder(tmp_path / "run")
     try:
@@ -57,6 +58,7 @@ def test_a_held_lock_refuses_a_second_taker_naming_the_holder(tmp_path):
     release(lock)
 
 
+@pytest.mark.slow  # starts a process
 def test_a_killed_holders_lock_is_taken_over_with_a_note(tmp_path):
     process = holder(tmp_path)
     process.kill()
