@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 from pathlib import Path
+
+# Before transformers is imported (huggingface_hub reads it once, at import): tests never reach for the hub, so a
+# missing model fails at once instead of after the network's timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
@@ -34,12 +39,9 @@ def build_tiny_model(directory: Path, hidden_size: int = 32, seed: int = 0) -> P
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache, and the hub out of reach."""
-    import os
-
+    """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache."""
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub; a missing model fails fast
     yield
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)
