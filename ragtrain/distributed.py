@@ -17,7 +17,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
-
 @dataclass(frozen=True)
 class WorldInfo:
     rank: int = 0

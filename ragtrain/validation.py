@@ -21,8 +21,8 @@ K = 10
 def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, device: torch.device, pad_id: int) -> float:
     """Mean contrastive loss per query (no regulariser) over fixed batches of the validation triples.
 
-    Repeated passages are masked as in training; a batch of one triple (at most the last) is left out:
-    its only in-batch candidate is its own positive.
+    Repeated passages are masked as in training. A batch of one triple (at most the last) is left out,
+    as before: it has no in-batch negatives.
     """
     encoder.eval()
     total, queries_seen = 0.0, 0

@@ -23,6 +23,7 @@ from ragtrain.optim import lr_multiplier
 from ragtrain.runtime import grad_scaler
 from ragtrain.step import step_batches, step_directions, train_step
 from ragtrain.train import train
+from ragtrain.validation import validation_loss
 from tests.conftest import write_triples
 
 CPU = torch.device("cpu")
@@ -239,6 +240,9 @@ def test_the_step_masks_repeated_passages(tiny_model):
     result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), grad_scaler(CPU, False, "bf16"),
                         [batch], cfg, CPU)
     assert result.parts["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    # the validation loss masks them too (one batch of the three triples)
+    validation_cfg = TrainConfig(train_data=tiny_model, temperature=0.1, batch_size=3)
+    assert validation_loss(encoder, data, validation_cfg, CPU, 0) == pytest.approx(expected.item(), rel=1e-5)
 
 
 def small_batch(tiny_model, count: int = 4):
