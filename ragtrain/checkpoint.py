@@ -3,7 +3,7 @@
 step-N/
   model/          the encoder as a normal model directory (safetensors; loadable on its own)
   optimizer.pt    AdamW state             scaler.pt   GradScaler state
-  rng.pt          torch (CPU, CUDA), Python and NumPy generator states
+  rng.pt          every rank's torch (CPU and the device: CUDA or MPS), Python and NumPy generator states
   state.json      TrainState: step, epoch, position in the epoch, best metric, early-stopping count
   config.json     the resolved options of the run
 Tensors files are read back with `weights_only=True`: a checkpoint cannot run code when loaded.
@@ -14,6 +14,7 @@ half-deleted one from an older ragtrain) is never resumed from and is removed by
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, recover_names, temp_name
 from ragtrain.model import Encoder, save_encoder
+from ragtrain.runtime import device_rng_state, set_device_rng_state
 
 CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -50,8 +52,10 @@ class TrainState:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
-    skipped_steps: int = 0  # fp16 steps skipped by the scaler after an overflow
+    skipped_steps: int = 0  # steps without an update: the loss or gradient was not finite (fp16 overflow too)
+    skipped_in_a_row: int = 0  # the latest run of such steps; training stops at MAX_SKIPPED_IN_A_ROW
     stopped_early: bool = False
+    train_data_sha256: str | None = None  # what the run trained on, so resume can warn when it changed
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,17 @@ class Checkpoint:
 
 
 def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenizer, optimizer, scaler,
-                    config: TrainConfig) -> Path:
-    """Write checkpoints/step-N atomically (a crash leaves the previous checkpoints intact), then prune."""
+                    config: TrainConfig, rng_by_rank: list[dict] | None = None) -> Path:
+    """Write checkpoints/step-N atomically (a crash leaves the previous checkpoints intact), then prune.
+
+    rng_by_rank: every rank's `rng_states`, in rank order (default: this process's alone).
+    """
     final = run_dir / CHECKPOINTS / f"step-{state.step}"
     with atomic_directory(final, overwrite=True) as tmp:
         save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
         _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
         _torch_save(scaler.state_dict(), tmp / "scaler.pt")
-        _torch_save(rng_states(), tmp / "rng.pt")
+        _torch_save({"ranks": rng_by_rank or [rng_states()]}, tmp / "rng.pt")
         atomic_write_json(tmp / "state.json", dataclasses.asdict(state))
         atomic_write_json(tmp / "config.json", as_dict(config))
     prune_checkpoints(run_dir, config.keep_last, state.best_step)
@@ -148,27 +155,54 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, state, json.loads((path / "config.json").read_text()))
 
 
-def restore_training(checkpoint: Checkpoint, optimizer, scaler, device: torch.device) -> None:
-    """Optimizer, scaler and RNG states back in place (the model is loaded from checkpoint.model_dir)."""
-    optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", map_location=device, weights_only=True))
+def restore_training(checkpoint: Checkpoint, optimizer, scaler, device: torch.device, rank: int = 0) -> int:
+    """Optimizer, scaler and this rank's RNG states back in place (the model is loaded from checkpoint.model_dir).
+
+    Returns the number of ranks that wrote the checkpoint. A rank it has no state for keeps its freshly
+    seeded generators: the run goes on, but its dropout draws differ from an uninterrupted run's.
+    """
+    saved = torch.load(checkpoint.path / "optimizer.pt", map_location=device, weights_only=True)
+    try:
+        optimizer.load_state_dict(saved)
+    except ValueError as exc:  # parameter groups that differ: another model, head or ragtrain version
+        raise UserError(f"checkpoint {checkpoint.path} does not fit this model's optimizer ({exc}); resume with "
+                        "the options and ragtrain version that wrote it, or start a new run") from None
     scaler.load_state_dict(torch.load(checkpoint.path / "scaler.pt", weights_only=True))
-    set_rng_states(torch.load(checkpoint.path / "rng.pt", weights_only=True))
+    rng = torch.load(checkpoint.path / "rng.pt", weights_only=True)
+    ranks = rng["ranks"] if "ranks" in rng else [rng]  # before every rank's state was kept: rank 0's alone
+    if rank < len(ranks):
+        set_rng_states(ranks[rank], device)
+    return len(ranks)
 
 
-def rng_states() -> dict:
+def rng_states(device: torch.device = torch.device("cpu")) -> dict:
+    """This process's generators: torch's CPU one, the device's (CUDA or MPS; none on CPU), Python's, NumPy's."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "device_type": device.type,
+        "device": device_rng_state(device),
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
     }
 
 
-def set_rng_states(states: dict) -> None:
+def rng_states_to_bytes(states: dict) -> bytes:
+    """`rng_states` as bytes, to send between ranks (all_gather_object fails to unpickle tensors here)."""
+    buffer = io.BytesIO()
+    torch.save(states, buffer)
+    return buffer.getvalue()
+
+
+def rng_states_from_bytes(blob: bytes) -> dict:
+    return torch.load(io.BytesIO(blob), weights_only=True)
+
+
+def set_rng_states(states: dict, device: torch.device = torch.device("cpu")) -> None:
+    """Put back what `rng_states` saved; the device's state only on a device of the same type."""
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states.get("device_type") == device.type:
+        set_device_rng_state(device, states.get("device"))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     name, key, *rest = states["numpy"]

@@ -1,4 +1,4 @@
-"""Training triples: reading, tokenising once, length-grouped batches with no duplicate text, collation."""
+"""Training triples: reading, tokenising once, length-grouped batches, the false-negative mask, collation."""
 
 from __future__ import annotations
 
@@ -97,9 +97,10 @@ def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int
 
     Triples are shuffled, cut into chunks of GROUP_FACTOR batches, sorted by length inside each chunk
     (little padding, yet each batch is still a random draw of similar-length triples), cut into batches,
-    and the batch order shuffled again. A triple that would repeat a passage (or a query) already in the
-    batch is deferred to a later batch: a repeated passage is a false negative. Every triple appears
-    exactly once per epoch.
+    and the batch order shuffled again. Every triple appears exactly once per epoch, and every batch holds
+    `batch_size` triples but one (the rest of the last chunk): ceil(n / batch_size) batches in every epoch.
+    A passage may repeat within a batch; the loss masks it out where it would be a false negative
+    (`false_negative_mask`), so no triple has to wait for another batch.
     """
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(data)))
@@ -110,26 +111,30 @@ def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int
         chunk = order[start : start + group]
         if group_by_length:
             chunk.sort(key=lambda i: (data.longest_doc(i), len(data.queries[i])))
-        batches.extend(_batches_without_duplicates(chunk, data, batch_size))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
 
 
-def _batches_without_duplicates(indices: list[int], data: TokenizedTriples, batch_size: int) -> list[list[int]]:
-    batches: list[list[int]] = []
-    pending = list(indices)
-    while pending:
-        batch, seen, deferred = [], set(), []
-        for i in pending:
-            texts = {("q", data.query_texts[i]), ("d", data.positive_texts[i]), *(("d", n) for n in data.negative_texts[i])}
-            if len(batch) < batch_size and not texts & seen:
-                batch.append(i)
-                seen |= texts
-            else:
-                deferred.append(i)
-        batches.append(batch)
-        pending = deferred
-    return batches
+def false_negative_mask(data: TokenizedTriples, batch: list[int]) -> torch.Tensor:
+    """(B, B + N) bool over collate's document layout: True where a document is a known positive of the
+    query but not its own positive's column, so the loss leaves it out of that query's softmax.
+
+    A query's known positives are the positives of every triple in the batch with the same query. Texts
+    are compared as token ids, so whitespace or case variants that tokenize the same count as one passage.
+    Query i's own column i is never masked.
+    """
+    ids: dict[tuple[int, ...], int] = {}
+    docs = [data.positives[i] for i in batch] + [n for i in batch for n in data.negatives[i]]
+    doc_keys = torch.tensor([ids.setdefault(tuple(d), len(ids)) for d in docs], dtype=torch.long)  # (B + N,)
+    query_keys = torch.tensor([ids.setdefault(tuple(data.queries[i]), len(ids)) for i in batch], dtype=torch.long)  # (B,)
+    size = len(batch)
+    same_query = query_keys[:, None] == query_keys[None, :]  # (B, B): triple l asks what triple i asks
+    is_positive_of = doc_keys[None, :] == doc_keys[:size, None]  # (B, B + N): document c is triple l's positive
+    known = (same_query.float() @ is_positive_of.float()) > 0  # (B, B + N): c is a positive of some l asking i's query
+    own = torch.zeros_like(known)
+    own[:, :size] = torch.eye(size, dtype=torch.bool)
+    return known & ~own
 
 
 def micro_batches(batch: list[int], count: int) -> list[list[int]]:

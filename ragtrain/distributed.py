@@ -16,8 +16,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ragtrain.data import micro_batches
-
 
 @dataclass(frozen=True)
 class WorldInfo:
@@ -84,11 +82,15 @@ class EmbedForward(nn.Module):
 
 
 def wrap_model(encoder: nn.Module, world: WorldInfo, device: torch.device) -> nn.Module:
-    """The encoder's raw-embedding forward; in DistributedDataParallel under torchrun (gradients averaged)."""
+    """The encoder's raw-embedding forward; in DistributedDataParallel under torchrun (gradients averaged).
+
+    The unused pooler is frozen in every run, one process too, so that the optimizer's parameter groups,
+    and with them a checkpoint's optimizer state, are the same whatever the number of processes.
+    """
     model = EmbedForward(encoder)
+    freeze_unused_pooler(model)
     if not world.is_distributed:
         return model
-    freeze_unused_pooler(model)
     # Transformer buffers (position ids) are constants, so no broadcast before each forward: that broadcast
     # is a collective, and GradCache runs a different number of forwards on ranks with different shares.
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -112,19 +114,11 @@ def shard_batch(batch: list[int], world: WorldInfo) -> list[int]:
     """This rank's contiguous slice of a global batch; slice sizes differ by at most one.
 
     Every rank computes the same global batches from (seed, epoch), so every rank runs the same number of
-    steps. A batch with fewer triples than ranks would leave a rank empty: `usable_batches` drops those.
+    steps. A batch with fewer triples than ranks leaves some ranks an empty slice; they still take part in
+    the step (see `step.step_batches`), so no triple is dropped.
     """
     n = len(batch)
     return batch[world.rank * n // world.size : (world.rank + 1) * n // world.size]
-
-
-def usable_batches(batches: list[list[int]], world: WorldInfo, micro_batch_count: int = 1) -> list[list[int]]:
-    """The global batches every rank can train on: each micro-batch gives each rank at least one triple.
-
-    Only an epoch's last, short batches can fail this; dropping them on every rank (the same decision from
-    the same data) keeps the ranks in step. One process keeps every batch.
-    """
-    return [b for b in batches if min(len(m) for m in micro_batches(b, micro_batch_count)) >= world.size]
 
 
 def gather_with_grad(tensor: torch.Tensor, world: WorldInfo) -> torch.Tensor:
@@ -198,6 +192,15 @@ def broadcast_from_main(value, world: WorldInfo):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_objects(value, world: WorldInfo) -> list:
+    """Every rank's `value` (any picklable object), in rank order, on every rank; [value] for one process."""
+    if not world.is_distributed:
+        return [value]
+    values = [None] * world.size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def mean_over_ranks(value: float, world: WorldInfo, device: torch.device) -> float:

@@ -18,27 +18,34 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ragtrain.runtime import device_rng_state, set_device_rng_state
+
 
 class RandContext:
-    """The RNG state at creation, restored inside `with`: the re-embedding draws the same dropout masks."""
+    """The RNG state at creation, restored inside `with`: the re-embedding draws the same dropout masks.
+
+    It covers the CPU generator and that of every accelerator (CUDA, MPS) the given tensors live on, and
+    on exit puts back the states found on entry, so replaying does not shift later random draws.
+    """
 
     def __init__(self, *tensors: torch.Tensor):
+        self.devices = sorted({t.device for t in tensors if t.device.type != "cpu"}, key=str)
         self.cpu_state = torch.get_rng_state()
-        self.cuda_devices = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
-        self.cuda_states = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
-        self._fork = None
+        self.device_states = [device_rng_state(d) for d in self.devices]
+        self._outer: tuple | None = None
 
     def __enter__(self) -> None:
-        # fork_rng puts the outer RNG state back on exit, so replaying does not shift later random draws.
-        self._fork = torch.random.fork_rng(devices=self.cuda_devices, enabled=True)
-        self._fork.__enter__()
+        self._outer = (torch.get_rng_state(), [device_rng_state(d) for d in self.devices])
         torch.set_rng_state(self.cpu_state)
-        for device, state in zip(self.cuda_devices, self.cuda_states):
-            torch.cuda.set_rng_state(state, device)
+        for device, state in zip(self.devices, self.device_states):
+            set_device_rng_state(device, state)
 
     def __exit__(self, *exc) -> None:
-        self._fork.__exit__(*exc)
-        self._fork = None
+        cpu_state, device_states = self._outer
+        torch.set_rng_state(cpu_state)
+        for device, state in zip(self.devices, device_states):
+            set_device_rng_state(device, state)
+        self._outer = None
 
 
 def chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:

@@ -1,8 +1,8 @@
 """Contrastive loss and the isotropy regulariser, as pure functions of embeddings.
 
 Nothing here touches the model: the training step embeds queries and documents, then calls
-`contrastive_loss`. That keeps the loss testable on hand-made tensors and lets a distributed step
-pass gathered embeddings (with `label_offset`) without changing the maths.
+`contrastive_loss`. That keeps the loss testable on hand-made tensors and lets a distributed step pass
+gathered embeddings, laid out as one process would lay out the combined batch, without changing the maths.
 """
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ EP_POINTS = 33
 ISOTROPY_DIRECTIONS = 256  # random unit directions per step; SIGReg's default order of magnitude
 
 
-def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float, label_offset: int = 0) -> torch.Tensor:
+def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE over in-batch negatives plus hard negatives: mean cross-entropy over queries.
 
-    query_emb: (B, D). doc_emb: (M, D) with query i's positive at row i + label_offset; every other row
-    (the other positives and all hard negatives) is a negative for every query.
+    query_emb: (B, D). doc_emb: (M, D) with query i's positive at row i; every other row (the other
+    positives and all hard negatives) is a negative for every query, except where `mask` (B, M) is True:
+    those candidates (another copy of the query's positive) are left out of that query's softmax, so they
+    get no gradient from it. The mask never covers a query's own positive.
     """
     scores = query_emb @ doc_emb.T / temperature  # (B, M)
-    labels = torch.arange(query_emb.size(0), device=query_emb.device) + label_offset  # (B,)
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    labels = torch.arange(query_emb.size(0), device=query_emb.device)  # (B,)
     return F.cross_entropy(scores, labels)
 
 
@@ -36,6 +40,7 @@ def contrastive_loss(
     symmetric: bool = False,
     isotropy_weight: float = 0.0,
     directions: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss from embeddings before normalisation, and each part on its own for the log.
 
@@ -43,15 +48,19 @@ def contrastive_loss(
     symmetric adds documents -> queries (each positive must pick its query among the B queries); the two
     directions are averaged so the loss keeps its scale. The isotropy term (weight `isotropy_weight`, random
     unit `directions` of shape (D, K)) is computed in fp32 on the raw embeddings of queries and documents.
+    mask: (B, B + N) bool, the candidates left out of each query's softmax (`data.false_negative_mask`); in
+    the symmetric term, positive i leaves out query j where query j's candidate i is masked.
     """
     query_emb, doc_emb = at_least_fp32(query_emb), at_least_fp32(doc_emb)
     q = F.normalize(query_emb, dim=-1) if normalize else query_emb  # (B, D)
     d = F.normalize(doc_emb, dim=-1) if normalize else doc_emb  # (B + N, D)
-    forward = info_nce(q, d, temperature)
+    forward = info_nce(q, d, temperature, mask)
     parts = {"loss_q2d": forward.item()}
     loss = forward
     if symmetric:
-        backward = info_nce(d[: q.size(0)], q, temperature)  # positives (B, D) against queries (B, D)
+        size = q.size(0)
+        backward_mask = mask[:, :size].T if mask is not None else None  # (B, B): positive i, query j
+        backward = info_nce(d[:size], q, temperature, backward_mask)  # positives (B, D) against queries (B, D)
         parts["loss_d2q"] = backward.item()
         loss = (forward + backward) / 2
     if isotropy_weight > 0:

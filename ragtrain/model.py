@@ -51,6 +51,11 @@ class Encoder(nn.Module):
     def hidden_size(self) -> int:
         return self.transformer.config.hidden_size
 
+    @property
+    def output_size(self) -> int:
+        """The size of `embed`'s vectors: the projection's output where there is one, else the hidden size."""
+        return self.projection.out_features if self.projection is not None else self.hidden_size
+
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled (and projected) embeddings before normalisation: (batch, dim).
 

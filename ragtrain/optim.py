@@ -1,4 +1,4 @@
-"""AdamW parameter groups (base/head rates, no decay on biases and norms) and the lr multiplier per step."""
+"""AdamW parameter groups (base/head rates, no decay on biases and normalisation layers) and the lr multiplier per step."""
 
 from __future__ import annotations
 
@@ -7,27 +7,36 @@ import math
 import torch
 from torch import nn
 
-NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-
-
 def parameter_groups(model: nn.Module, weight_decay: float, base_lr: float, head_lr: float) -> list[dict]:
     """Up to four AdamW groups: {base, head} x {decay, no_decay}; frozen parameters are left out.
 
     The head is the projection (`projection.*`); everything else is the base transformer. Weight decay
-    pulls weights towards zero, which is right for matrices but wrong for biases and LayerNorm gains.
+    pulls weights towards zero, which is right for matrices but wrong for biases and normalisation gains.
     """
+    skip = no_decay_parameters(model)
     groups: dict[str, dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         part = "head" if name.startswith("projection.") else "base"
-        decays = not any(marker in name for marker in NO_DECAY_MARKERS)
+        decays = id(param) not in skip
         key = f"{part}_{'decay' if decays else 'no_decay'}"
         group = groups.setdefault(key, {"params": [], "name": key, "weight_decay": weight_decay if decays else 0.0,
                                         "lr": head_lr if part == "head" else base_lr})
         group["params"].append(param)
     order = ("base_decay", "base_no_decay", "head_decay", "head_no_decay")
     return [groups[key] for key in order if key in groups]
+
+
+def no_decay_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters weight decay leaves alone: every 1-D one (biases, gains) and every parameter of a
+    normalisation module, told by its type whatever the architecture calls it (BERT's LayerNorm, GPT-2's ln_1,
+    Llama's and Qwen's RMSNorm, T5's LayerNorm: all have "Norm" in their class name)."""
+    skip = set()
+    for module in model.modules():
+        norm = "norm" in type(module).__name__.lower()
+        skip.update(id(p) for p in module.parameters(recurse=False) if norm or p.ndim < 2)
+    return skip
 
 
 def build_optimizer(model: nn.Module, weight_decay: float, base_lr: float, head_lr: float) -> torch.optim.AdamW:

@@ -84,6 +84,25 @@ def grad_scaler(device: torch.device, enabled: bool, precision: str) -> torch.am
     return torch.amp.GradScaler(device.type if on else "cpu", enabled=on)
 
 
+def device_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The random generator state of an accelerator (CUDA, MPS); None on CPU, whose state is torch.get_rng_state()."""
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def set_device_rng_state(device: torch.device, state: torch.Tensor | None) -> None:
+    """Put back what `device_rng_state(device)` returned; nothing to do on CPU (or for None)."""
+    if state is None:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory so far: allocated CUDA memory on a GPU, else the process's peak resident set size."""
     if device.type == "cuda":

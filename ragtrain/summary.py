@@ -23,13 +23,20 @@ def summary_table(config: TrainConfig, state: TrainState, rates: list[float], se
         ("triples/s (median)", f"{statistics.median(steady):.1f}" if steady else "-"),
         ("peak memory", f"{memory_mb:.0f} MB"),
     ]
-    if config.mixed_precision and config.precision == "fp16":
-        rows.append(("fp16 steps skipped (overflow)", str(state.skipped_steps)))
+    if state.skipped_steps or (config.mixed_precision and config.precision == "fp16"):
+        rows.append(("steps skipped (loss or gradient not finite)", str(state.skipped_steps)))
     if state.best_metric is not None:
         rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
-                     + (" (the base model: no step beat it)" if state.best_step == 0 else "")))
+                     + (_base_note(config) if state.best_step == 0 else "")))
         rows.append(("best model", str(config.output_dir / "best")))
     rows.append(("final model", str(config.output_dir / "final")))
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _base_note(config: TrainConfig) -> str:
+    """best/ is step 0's model: the base, seen through a --output-dim head as initialised (random when new)."""
+    if config.output_dim is not None:
+        return " (the base model with its --output-dim head as initialised: no step beat it)"
+    return " (the base model: no step beat it)"

@@ -7,36 +7,60 @@ is alive its lock file (runlock.py): one run per directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
+from torch import nn
 from tqdm import tqdm
 
 from ragtrain import checkpoint as ckpt
 from ragtrain import distributed, outputdir, runlock
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
-from ragtrain.data import TokenizedTriples, collate, epoch_batches, load_triples, micro_batches, tokenize_triples
+from ragtrain.data import TokenizedTriples, epoch_batches, load_triples, tokenize_triples
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
-from ragtrain.evaluate import load_eval_data
-from ragtrain.fileio import atomic_write_json, atomic_write_text
-from ragtrain.model import EncoderSpec, freeze_base, load_encoder, save_encoder
+from ragtrain.evaldata import EvalData, load_eval_data
+from ragtrain.evaluate import usable_max_length
+from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
+from ragtrain.gradcache import enable_gradient_checkpointing
+from ragtrain.model import Encoder, EncoderSpec, freeze_base, load_encoder, save_encoder
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
-from ragtrain.gradcache import enable_gradient_checkpointing
-from ragtrain.step import step_directions, train_step
+from ragtrain.step import StepResult, step_batches, step_directions, train_step
 from ragtrain.summary import summary_table
 from ragtrain.validation import is_better, run_validation
 
 console = Console(stderr=True)
+MAX_SKIPPED_IN_A_ROW = 10  # steps in a row without a finite loss and gradient before the run stops
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the loop reads, set up once: options, placement, model, optimizer and tokenised data."""
+
+    config: TrainConfig
+    world: WorldInfo
+    device: torch.device
+    encoder: Encoder  # for saving and validation
+    tokenizer: object
+    model: nn.Module  # the encoder's embed, in DDP under torchrun: what the step calls
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    data: TokenizedTriples
+    val_data: TokenizedTriples | None
+    eval_set: EvalData | None
+    total_steps: int
+    warmup: int
 
 
 def train(config: TrainConfig) -> Path:
@@ -79,8 +103,40 @@ def _run_directory(run_dir: Path, world: WorldInfo) -> Iterator[None]:
 def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     main = world.is_main
     resume_from = _check_output_dir(config)
+    run, state = _setup(config, world, device, resume_from)
+    config = run.config
+    distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
+    if main and config.overwrite and resume_from is None:
+        outputdir.clear_run(config.output_dir)  # only now: a failed setup leaves the old run untouched
+    if main:
+        console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
+                      + (f" x {world.size} processes" if world.is_distributed else "")
+                      + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}", highlight=False)
+        atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
+            "device_resolved": str(device), "total_steps": run.total_steps, "warmup_steps_resolved": run.warmup,
+            "world_size": world.size})
+    started = time.perf_counter()
+    rates: list[float] = []
+    with _metrics_log(config.output_dir, state.step) if main else contextlib.nullcontext() as log:
+        if state.step == 0:  # the base model first: the curve's origin, and best/ is never worse than it
+            _validate_and_keep(run, state, log, 0)
+        _loop(run, state, log, rates)
+    _require_finite_weights(run.encoder, state, config)
+    final = config.output_dir / "final"
+    if main:
+        save_encoder(run.encoder, run.tokenizer, final, config.max_seq_length)
+        Console().print(summary_table(config, state, rates, time.perf_counter() - started, run.total_steps,
+                                      peak_memory_mb(device)))
+    distributed.barrier(world)  # no rank returns before final/ is written
+    return final
+
+
+def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
+           resume_from: ckpt.Checkpoint | None) -> tuple[Run, TrainState]:
+    """Options (reconciled with a checkpoint), data, model, optimizer; the state to start or resume from."""
     if resume_from is not None:
-        config = _resume_config(config, resume_from, main)
+        config = _resume_config(config, resume_from, world.is_main)
+        check_precision(device, config.mixed_precision, config.precision)  # the checkpoint's choice, this device
     if config.threads:
         torch.set_num_threads(config.threads)
     if device.type == "cpu":
@@ -92,117 +148,161 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
     encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
                                       attention_dropout=config.attention_dropout)
+    config = _cap_max_seq_length(config, encoder, tokenizer, world.is_main)
     if config.freeze_base:
         freeze_base(encoder)
     encoder.to(device).train()
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
-    model = distributed.wrap_model(encoder, world, device)  # embed through DDP; `encoder` for saving and validation
+    model = distributed.wrap_model(encoder, world, device)
     data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
     val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
-    steps_per_epoch = len(global_batches(data, config, 0, world))
-    if steps_per_epoch == 0:
-        raise UserError(f"--batch-size {config.batch_size} leaves no batch with a triple for each of the "
-                        f"{world.size} processes; raise --batch-size")
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(len(data) / config.batch_size) * config.epochs  # every epoch has as many batches
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     scaler = grad_scaler(device, config.mixed_precision, config.precision)
-    state = TrainState()
+    state = TrainState(train_data_sha256=file_sha256(config.train_data))
     if resume_from is not None:
-        ckpt.restore_training(resume_from, optimizer, scaler, device)
-        state = resume_from.state
-    distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
-    if main and config.overwrite and resume_from is None:
-        outputdir.clear_run(config.output_dir)  # only now: a failed setup leaves the old run untouched
-    if main:
-        console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
-                      + (f" x {world.size} processes" if world.is_distributed else "")
-                      + f"; {len(data)} triples, {total_steps} steps, warmup {warmup}", highlight=False)
-        atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
-            "device_resolved": str(device), "total_steps": total_steps, "warmup_steps_resolved": warmup,
-            "world_size": world.size})
-    started = time.perf_counter()
-    rates: list[float] = []
-    with _metrics_log(config.output_dir, state.step) if main else contextlib.nullcontext() as log:
-        if state.step == 0:  # the base model first: the curve's origin, and best/ is never worse than it
-            _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, 0, world)
-        for epoch in range(state.epoch, config.epochs):
-            batches = global_batches(data, config, epoch, world)
-            progress = tqdm(total=total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                            unit="step", disable=not main)
+        state = _restore(resume_from, config, optimizer, scaler, device, world, state.train_data_sha256)
+    run = Run(config, world, device, encoder, tokenizer, model, optimizer, scaler, data, val_data, eval_set,
+              total_steps, warmup)
+    return run, state
+
+
+def _loop(run: Run, state: TrainState, log, rates: list[float]) -> None:
+    """The epochs from where `state` stands: steps, logs, validations, checkpoints, early stopping."""
+    config = run.config
+    for epoch in range(state.epoch, config.epochs):
+        if state.stopped_early:  # decided at the previous epoch's end, or before the checkpoint was written
+            return
+        batches = epoch_batches(run.data, config.batch_size, config.seed, epoch, config.group_by_length)
+        with tqdm(total=run.total_steps, initial=state.step, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+                  disable=not run.world.is_main) as progress:  # closed on an error too: its line ends before the error's
             for index in range(state.batch_in_epoch, len(batches)):
-                tick = time.perf_counter()
-                multiplier = lr_multiplier(state.step, warmup, total_steps, config.min_lr_ratio)
-                set_learning_rates(optimizer, multiplier)
-                pad_id = tokenizer.pad_token_id or 0
-                global_parts = micro_batches(batches[index], config.grad_accum_steps)  # each rank: its slice of each
-                parts = [collate(data, distributed.shard_batch(part, world), pad_id) for part in global_parts]
-                result = train_step(model, optimizer, scaler, parts, config, device,
-                                    step_directions(config, encoder, state.step, device), world, [len(p) for p in global_parts])
-                seconds = time.perf_counter() - tick
-                lrs = learning_rates(optimizer)
+                result, seconds = _step(run, state, batches[index])
                 state.step, state.batch_in_epoch = state.step + 1, index + 1
-                state.skipped_steps += result.skipped
-                rates.append(len(batches[index]) / seconds)
+                rates.append(result.triples / seconds)
                 progress.update(1)
-                progress.set_postfix(loss=f"{result.parts['loss']:.4f}", lr=f"{next(iter(lrs.values())):.2e}",
-                                     tps=f"{rates[-1]:.1f}")
-                if state.step % config.log_steps == 0 or state.step == total_steps:
-                    _log(log, {"step": state.step, "epoch": epoch, **lrs, **result.parts, "grad_norm": result.grad_norm,
-                               "triples_per_s": rates[-1], "tokens_per_s": result.real_tokens / seconds,
-                               "memory_mb": peak_memory_mb(device), "skipped_steps": state.skipped_steps})
-                if config.eval_steps and state.step % config.eval_steps == 0:
-                    _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch, world)
-                if (config.save_steps and state.step % config.save_steps == 0) or (
-                        config.eval_steps and state.step % config.eval_steps == 0):
-                    _save_checkpoint(config, state, encoder, tokenizer, optimizer, scaler, world)
+                progress.set_postfix(loss=f"{result.parts['loss']:.4f}", tps=f"{rates[-1]:.1f}",
+                                     lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}")
+                _after_step(run, result, state, log, epoch, seconds)
+                validate = bool(config.eval_steps) and state.step % config.eval_steps == 0
+                if validate:
+                    _validate_and_keep(run, state, log, epoch)
+                if validate or (config.save_steps and state.step % config.save_steps == 0):
+                    _save_checkpoint(run, state)
                 if state.stopped_early:
                     break
-            progress.close()
-            if state.stopped_early:
-                break
-            state.epoch, state.batch_in_epoch = epoch + 1, 0
-            if not (config.eval_steps and state.step % config.eval_steps == 0):  # not validated at this very step
-                _validate_and_keep(encoder, tokenizer, val_data, eval_set, config, device, state, log, epoch, world)
-            _save_checkpoint(config, state, encoder, tokenizer, optimizer, scaler, world)
-    final = config.output_dir / "final"
+        if state.stopped_early:
+            return
+        state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if not (config.eval_steps and state.step % config.eval_steps == 0):  # not validated at this very step
+            _validate_and_keep(run, state, log, epoch)
+        _save_checkpoint(run, state)
+
+
+def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, float]:
+    """One optimizer step on a global batch at the schedule's rate for `state.step`; its result and seconds."""
+    config, tick = run.config, time.perf_counter()
+    set_learning_rates(run.optimizer, lr_multiplier(state.step, run.warmup, run.total_steps, config.min_lr_ratio))
+    parts = step_batches(run.data, batch, config, run.world, run.tokenizer.pad_token_id or 0)
+    directions = step_directions(config, run.encoder, state.step, run.device)
+    result = train_step(run.model, run.optimizer, run.scaler, parts, config, run.device, directions, run.world)
+    return result, time.perf_counter() - tick
+
+
+def _after_step(run: Run, result: StepResult, state: TrainState, log, epoch: int, seconds: float) -> None:
+    """Count a skipped step, log the step, and stop the run after MAX_SKIPPED_IN_A_ROW skipped steps in a row."""
+    config = run.config
+    state.skipped_steps += result.skipped
+    state.skipped_in_a_row = state.skipped_in_a_row + 1 if result.skipped else 0
+    stop = state.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
+    if state.step % config.log_steps == 0 or state.step == run.total_steps or stop:
+        _log(log, {"step": state.step, "epoch": epoch, **learning_rates(run.optimizer), **result.parts,
+                   "grad_norm": result.grad_norm, "batch_size": result.triples, "masked_candidates": result.masked,
+                   "triples_per_s": result.triples / seconds, "tokens_per_s": result.real_tokens / seconds,
+                   "memory_mb": peak_memory_mb(run.device), "skipped_steps": state.skipped_steps})
+    if stop:
+        raise UserError(f"training stopped at step {state.step}: the loss or the gradient was not finite in "
+                        f"{state.skipped_in_a_row} steps in a row (each skipped, no update); {_last_checkpoint(config)}; "
+                        "lower --learning-rate (or check the training data) and start again")
+
+
+def _require_finite_weights(encoder: Encoder, state: TrainState, config: TrainConfig) -> None:
+    """Refuse to save a model whose weights are NaN or infinite (every rank holds the same weights)."""
+    if bool(torch.stack([torch.isfinite(p).all() for p in encoder.parameters()]).all()):
+        return
+    raise UserError(f"training diverged: the weights are not finite after step {state.step}, so nothing more is "
+                    f"saved; {_last_checkpoint(config)}; lower --learning-rate and start again")
+
+
+def _last_checkpoint(config: TrainConfig) -> str:
+    steps = ckpt.checkpoint_steps(config.output_dir)
+    if not steps:
+        return "no checkpoint was saved"
+    return f"the last good checkpoint is kept: {config.output_dir / ckpt.CHECKPOINTS / f'step-{max(steps)}'}"
+
+
+def _restore(checkpoint: ckpt.Checkpoint, config: TrainConfig, optimizer, scaler, device: torch.device,
+             world: WorldInfo, data_sha256: str) -> TrainState:
+    """The checkpoint's training state, with optimizer, scaler and this rank's RNG put back; warns (rank 0)
+    when the checkpoint came from another number of processes or the training data changed since."""
+    ranks = ckpt.restore_training(checkpoint, optimizer, scaler, device, world.rank)
+    state = checkpoint.state
+    warnings = []
+    if ranks != world.size:
+        warnings.append(f"the checkpoint was written by {ranks} process(es) and this run has {world.size}: data "
+                        "order, schedule and optimizer carry on, but dropout draws differ from an uninterrupted run")
+    if state.train_data_sha256 is not None and state.train_data_sha256 != data_sha256:
+        warnings.append(f"the training data {config.train_data} changed since the checkpoint (its sha256 differs); "
+                        "training goes on with the file as it is now")
+    for warning in warnings if world.is_main else []:
+        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
+    state.train_data_sha256 = data_sha256
+    return state
+
+
+def _cap_max_seq_length(config: TrainConfig, encoder: Encoder, tokenizer, main: bool) -> TrainConfig:
+    """--max-seq-length, capped (with a warning) at what the model's position embeddings and tokenizer allow."""
+    limit = usable_max_length(encoder, tokenizer, config.max_seq_length)
+    if limit == config.max_seq_length:
+        return config
     if main:
-        save_encoder(encoder, tokenizer, final, config.max_seq_length)
-        Console().print(summary_table(config, state, rates, time.perf_counter() - started, total_steps, peak_memory_mb(device)))
-    distributed.barrier(world)  # no rank returns before final/ is written
-    return final
+        console.print(f"[yellow]warning:[/yellow] --max-seq-length {config.max_seq_length} is above the model's "
+                      f"limit of {limit} tokens; using {limit}", highlight=False, soft_wrap=True)
+    return dataclasses.replace(config, max_seq_length=limit)
 
 
-def global_batches(data: TokenizedTriples, config: TrainConfig, epoch: int, world: WorldInfo) -> list[list[int]]:
-    """The epoch's global batches (each rank trains on its slice of each); the same list on every rank."""
-    batches = epoch_batches(data, config.batch_size, config.seed, epoch, config.group_by_length)
-    return distributed.usable_batches(batches, world, config.grad_accum_steps)
+def _save_checkpoint(run: Run, state: TrainState) -> None:
+    """Rank 0 writes (the model and optimizer are the same on every rank) with every rank's RNG state
+    (each rank draws its own dropout masks); the others wait for it."""
+    _require_finite_weights(run.encoder, state, run.config)
+    blobs = distributed.gather_objects(ckpt.rng_states_to_bytes(ckpt.rng_states(run.device)), run.world)
+    rng_by_rank = [ckpt.rng_states_from_bytes(blob) for blob in blobs]
+    if run.world.is_main:
+        ckpt.save_checkpoint(run.config.output_dir, state, run.encoder, run.tokenizer, run.optimizer, run.scaler,
+                             run.config, rng_by_rank)
+    distributed.barrier(run.world)
 
 
-def _save_checkpoint(config: TrainConfig, state: TrainState, encoder, tokenizer, optimizer, scaler, world: WorldInfo) -> None:
-    """Rank 0 writes (the model and optimizer are the same on every rank); the others wait for it."""
-    if world.is_main:
-        ckpt.save_checkpoint(config.output_dir, state, encoder, tokenizer, optimizer, scaler, config)
-    distributed.barrier(world)
-
-
-def _validate_and_keep(encoder, tokenizer, val_data, eval_set, config: TrainConfig, device, state: TrainState, log, epoch: int,
-                       world: WorldInfo = WorldInfo()) -> None:
+def _validate_and_keep(run: Run, state: TrainState, log, epoch: int) -> None:
     """Validate, log, keep best/ when the watched metric improved, and count towards early stopping."""
+    config, main = run.config, run.world.is_main
     metric = config.selection_metric
     if metric is None:
         return
     # Every rank validates (no extra wall time); rank 0's figures decide, so best/ and early stopping agree.
-    results = run_validation(encoder, tokenizer, val_data, eval_set, config, device, tokenizer.pad_token_id or 0)
-    results, main = distributed.broadcast_from_main(results, world), world.is_main
+    results = run_validation(run.encoder, run.tokenizer, run.val_data, run.eval_set, config, run.device,
+                             run.tokenizer.pad_token_id or 0)
+    results = distributed.broadcast_from_main(results, run.world)
     _log(log, {"step": state.step, "epoch": epoch, **results})
     if main:
         tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     if is_better(metric, results[metric], state.best_metric):
         state.best_metric, state.best_step, state.evals_without_improvement = results[metric], state.step, 0
+        _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(encoder, tokenizer, config.output_dir / "best", config.max_seq_length)
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length)
     else:
         state.evals_without_improvement += 1
         if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
@@ -220,7 +320,10 @@ def _check_output_dir(config: TrainConfig) -> ckpt.Checkpoint | None:
 
 
 def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint, main: bool = True) -> TrainConfig:
+    """The options to resume with (the checkpoint's where they shape the run), validated again: a kept
+    value may not fit a changed one, and a checkpoint's config.json may have been edited by hand."""
     config, warnings = ckpt.reconcile_config(config, checkpoint.config)
+    config.validate()
     if not main:
         return config
     for warning in warnings:

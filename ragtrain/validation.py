@@ -7,7 +7,7 @@ import math
 import torch
 
 from ragtrain.config import TrainConfig
-from ragtrain.data import TokenizedTriples, collate, epoch_batches
+from ragtrain.data import TokenizedTriples, collate, epoch_batches, false_negative_mask
 from ragtrain.evaluate import EvalData, dense_rankings, embed_texts
 from ragtrain.loss import contrastive_loss
 from ragtrain.metrics import mean_metrics
@@ -19,19 +19,24 @@ K = 10
 
 @torch.no_grad()
 def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, device: torch.device, pad_id: int) -> float:
-    """Mean contrastive loss (no regulariser) over fixed batches of the validation triples."""
+    """Mean contrastive loss per query (no regulariser) over fixed batches of the validation triples.
+
+    Repeated passages are masked as in training. A batch of one triple (at most the last) is left out,
+    as before: it has no in-batch negatives.
+    """
     encoder.eval()
-    losses = []
+    total, queries_seen = 0.0, 0
     for batch in epoch_batches(data, config.batch_size, config.seed, epoch=0):
         if len(batch) < 2:
             continue
         queries, docs = ({k: v.to(device) for k, v in part.items()} for part in collate(data, batch, pad_id))
         with autocast(device, config.mixed_precision, config.precision):
             query_emb, doc_emb = encoder.embed(**queries), encoder.embed(**docs)
-        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric)
-        losses.append(loss.item())
+        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
+                                   mask=false_negative_mask(data, batch).to(device))
+        total, queries_seen = total + loss.item() * len(batch), queries_seen + len(batch)
     encoder.train()
-    return sum(losses) / len(losses) if losses else math.nan
+    return total / queries_seen if queries_seen else math.nan
 
 
 @torch.no_grad()

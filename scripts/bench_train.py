@@ -51,11 +51,12 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     import torch
 
     from ragtrain.config import TrainConfig
-    from ragtrain.data import collate, epoch_batches, load_triples, micro_batches, tokenize_triples
+    from ragtrain.data import epoch_batches, load_triples, tokenize_triples
+    from ragtrain.distributed import WorldInfo
     from ragtrain.model import EncoderSpec, load_encoder
     from ragtrain.optim import build_optimizer
     from ragtrain.runtime import grad_scaler, return_freed_memory_to_os
-    from ragtrain.step import train_step
+    from ragtrain.step import step_batches, train_step
 
     torch.set_num_threads(THREADS)
     return_freed_memory_to_os()  # as train() does on CPU
@@ -71,7 +72,7 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:
         tick = time.perf_counter()
-        parts = [collate(data, part, tokenizer.pad_token_id) for part in micro_batches(batch, 1)]
+        parts = step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id)
         result = train_step(encoder, optimizer, scaler, parts, config, device)
         seconds = time.perf_counter() - tick
         rates.append(len(batch) / seconds)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 from pathlib import Path
+
+# Before transformers is imported (huggingface_hub reads it once, at import): tests never reach for the hub, so a
+# missing model fails at once instead of after the network's timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
@@ -22,7 +27,8 @@ def build_tiny_model(directory: Path, hidden_size: int = 32, seed: int = 0) -> P
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *(f"##{c}" for c in chars)]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # positional: transformers 5 names it `vocab` and silently ignores `vocab_file=` (every word became [UNK])
+    tokenizer = BertTokenizerFast(str(directory / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=2 * hidden_size, max_position_embeddings=128)
@@ -33,12 +39,9 @@ def build_tiny_model(directory: Path, hidden_size: int = 32, seed: int = 0) -> P
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache, and the hub out of reach."""
-    import os
-
+    """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache."""
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub; a missing model fails fast
     yield
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)
@@ -67,8 +70,9 @@ def write_triples(path: Path, count: int = 24, negatives: int = 1) -> Path:
     for n in range(count):
         topic = names[n % len(names)]
         other = names[(n + 1) % len(names)]
-        rows.append({"query": f"{topic} question {n}", "positive": f"{TOPICS[topic]} Note {n}.",
-                     "negatives": [f"{TOPICS[other]} Aside {n}-{j}." for j in range(negatives)]})
+        # the number first: texts cut at a short --max-seq-length stay distinct passages (as token ids)
+        rows.append({"query": f"{topic} question {n}", "positive": f"Note {n}. {TOPICS[topic]}",
+                     "negatives": [f"Aside {n}-{j}. {TOPICS[other]}" for j in range(negatives)]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

@@ -1,4 +1,4 @@
-"""Checkpoints: pruning, finding the latest, RNG round trip, and resuming with changed options."""
+"""Checkpoints: pruning, finding the latest, RNG round trip (every rank its own), and resuming with changed options."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.checkpoint import (CHECKPOINT_FILES, find_checkpoint, missing_files, prune_checkpoints, reconcile_config,
-                                 recover_checkpoints, rng_states, set_rng_states)
+from ragtrain.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, missing_files,
+                                 prune_checkpoints, reconcile_config, recover_checkpoints, restore_training, rng_states,
+                                 set_rng_states)
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
+from ragtrain.model import EncoderSpec, load_encoder
 
 
 def make_steps(run, steps):
@@ -80,3 +82,67 @@ def test_pruning_and_recovery_leave_other_names_alone(tmp_path):
     recover_checkpoints(tmp_path)
     prune_checkpoints(tmp_path, keep_last=1, best_step=None)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "step-6", "step-x"]
+
+
+def rank_checkpoint(tmp_path, encoder, ranks: list[dict] | dict):
+    """A checkpoint directory holding an optimizer, a scaler and the given RNG file content."""
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
+    path = tmp_path / "step-1"
+    path.mkdir()
+    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    torch.save(torch.amp.GradScaler("cpu", enabled=False).state_dict(), path / "scaler.pt")
+    torch.save(ranks, path / "rng.pt")
+    return Checkpoint(path, TrainState(step=1), {})
+
+
+def test_each_rank_restores_its_own_rng_state(tmp_path, tiny_model):
+    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    torch.manual_seed(1)
+    first = rng_states()
+    torch.rand(5)
+    second = rng_states()  # rank 1 had drawn more: its dropout masks differ from rank 0's
+    after_second = torch.rand(3)
+    checkpoint = rank_checkpoint(tmp_path, encoder, {"ranks": [first, second]})
+    optimizer, scaler = torch.optim.AdamW(encoder.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
+    torch.manual_seed(99)
+    assert restore_training(checkpoint, optimizer, scaler, torch.device("cpu"), rank=1) == 2
+    assert torch.equal(torch.rand(3), after_second)
+    torch.manual_seed(99)
+    expected = torch.rand(3)
+    torch.manual_seed(99)
+    assert restore_training(checkpoint, optimizer, scaler, torch.device("cpu"), rank=2) == 2  # a rank it lacks
+    assert torch.equal(torch.rand(3), expected)  # keeps its own, freshly seeded generator
+
+
+def test_a_checkpoint_from_before_per_rank_states_is_rank_0s(tmp_path, tiny_model):
+    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    torch.manual_seed(3)
+    old = rng_states()
+    old.pop("device_type"), old.pop("device")
+    old["cuda"] = []  # the layout of e2a5825's rng.pt
+    expected = torch.rand(2)
+    checkpoint = rank_checkpoint(tmp_path, encoder, old)
+    torch.manual_seed(5)
+    optimizer, scaler = torch.optim.AdamW(encoder.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
+    assert restore_training(checkpoint, optimizer, scaler, torch.device("cpu")) == 1
+    assert torch.equal(torch.rand(2), expected)
+
+
+def test_an_optimizer_state_that_does_not_fit_is_a_user_error(tmp_path, tiny_model):
+    saved_with_head, _ = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
+    checkpoint = rank_checkpoint(tmp_path, saved_with_head, {"ranks": [rng_states()]})
+    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    optimizer, scaler = torch.optim.AdamW(encoder.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
+    with pytest.raises(UserError, match="does not fit this model's optimizer"):
+        restore_training(checkpoint, optimizer, scaler, torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rng_states_keep_the_cuda_generator_of_the_device_in_use(tmp_path):
+    device = torch.device("cuda", torch.cuda.current_device())
+    torch.save(rng_states(device), tmp_path / "rng.pt")
+    expected = torch.rand(4, device=device)  # e.g. a dropout mask drawn on the GPU
+    torch.cuda.manual_seed(1234)
+    set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True), device)
+    assert torch.equal(torch.rand(4, device=device), expected)

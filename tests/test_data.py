@@ -1,14 +1,16 @@
-"""Triples on disk, the length-grouped sampler with no repeated passage, and collation."""
+"""Triples on disk, the length-grouped sampler (full batches), the false-negative mask, and collation."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
-from ragtrain.data import Triple, collate, epoch_batches, load_triples, micro_batches, tokenize_triples
+from ragtrain.data import Triple, collate, epoch_batches, false_negative_mask, load_triples, micro_batches, tokenize_triples
 from ragtrain.errors import UserError
 
 
@@ -34,18 +36,56 @@ def test_every_triple_once_per_epoch_and_batches_change_with_epoch(tokenizer):
     for epoch in (0, 1, 2):
         batches = epoch_batches(data, 8, seed=1, epoch=epoch)
         assert sorted(i for b in batches for i in b) == list(range(203))
-        assert all(1 <= len(b) <= 8 for b in batches)
+        assert sorted(len(b) for b in batches) == [3] + [8] * 25  # ceil(203 / 8) = 26 batches, one of 203 - 200
     assert epoch_batches(data, 8, seed=1, epoch=0) == first  # a pure function of (seed, epoch)
     assert epoch_batches(data, 8, seed=1, epoch=1) != first
 
 
-def test_no_passage_twice_in_a_batch(tokenizer):
-    data = tokenize_triples(varied_triples(120, shared_every=30), tokenizer, 64)  # each positive used 4 times
-    batches = epoch_batches(data, 16, seed=0, epoch=0)
-    assert sorted(i for b in batches for i in b) == list(range(120))
-    for batch in batches:
-        passages = [data.positive_texts[i] for i in batch] + [n for i in batch for n in data.negative_texts[i]]
-        assert len(passages) == len(set(passages))
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_repeated_passages_do_not_shrink_batches(tokenizer, group_by_length):
+    """Each positive is used 4 times and negatives repeat: still full batches, ceil(n / size) of them."""
+    data = tokenize_triples(varied_triples(120, shared_every=30), tokenizer, 64)
+    for epoch in (0, 1):
+        batches = epoch_batches(data, 16, seed=0, epoch=epoch, group_by_length=group_by_length)
+        assert sorted(i for b in batches for i in b) == list(range(120))
+        assert sorted(len(b) for b in batches) == [8] + [16] * 7
+
+
+def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, tokenizer):
+    """data/sample's popular passages used to defer triples: batch 64 gave a median of 16 triples, and batches of 1."""
+    from ragtrain.config import PrepareConfig
+    from ragtrain.prepare import prepare
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    prepare(PrepareConfig(inputs=(sample,), output_dir=tmp_path / "prepared"))
+    data = tokenize_triples(load_triples(tmp_path / "prepared" / "train.jsonl"), tokenizer, 64)
+    passages = [p for i in range(len(data)) for p in (data.positive_texts[i], *data.negative_texts[i])]
+    assert len(set(passages)) < len(passages)  # passages do repeat across triples
+    sizes = [len(b) for b in epoch_batches(data, 64, seed=42, epoch=0)]
+    assert len(sizes) == -(-len(data) // 64) and sorted(sizes)[1:] == [64] * (len(sizes) - 1)
+    assert sum(sizes) == len(data)
+
+
+def test_false_negative_mask_by_hand(tokenizer):
+    """Candidates equal (as token ids) to a query's positive, or to the positive of another triple asking the
+    same query, are masked for that query; its own column never is. Whitespace and case variants match."""
+    triples = [
+        Triple("cat query", "a cat sat", ("a dog ran", "fish swim")),  # 0
+        Triple("moon query", "A  cat sat", ("a cat sat",)),  # 1: the same passage as 0's (case, spaces); its negative too
+        Triple("cat query", "the tree", ("the moon",)),  # 2: asks 0's query: 0's and 2's positives are both known
+        Triple("sun query", "the sun", ("the tree",)),  # 3: its negative is 2's positive
+    ]
+    data = tokenize_triples(triples, tokenizer, 32)
+    assert data.positives[0] == data.positives[1] and data.positive_texts[0] != data.positive_texts[1]
+    mask = false_negative_mask(data, [0, 1, 2, 3])
+    # columns: positives 0-3, then negatives "a dog ran" 4, "fish swim" 5, "a cat sat" 6, "the moon" 7, "the tree" 8
+    expected = torch.zeros(4, 9, dtype=torch.bool)
+    expected[0, [1, 2, 6, 8]] = True  # 0's passage again (col 1, col 6); 2's positive and its copy (col 2, col 8)
+    expected[1, [0, 6]] = True  # its own passage as 0's positive and as its own negative
+    expected[2, [0, 1, 6, 8]] = True  # 0's positive (same query), its copies, and its own positive as 3's negative
+    assert torch.equal(mask, expected)
+    assert not mask.diagonal().any()
+    assert torch.equal(false_negative_mask(data, [3, 0]), torch.zeros(2, 5, dtype=torch.bool))  # nothing repeats
 
 
 def padding(data, batches) -> int:

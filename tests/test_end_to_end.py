@@ -7,6 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts a process for each command
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
@@ -21,16 +25,21 @@ def test_prepare_train_evaluate_in_sequence(tmp_path, docs_dir, tiny_model):
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["counts"]["train_triples"] > 0
     out = run("train", "--train-data", str(data / "train.jsonl"), "--val-data", str(data / "val.jsonl"),
-              "--model", str(tiny_model), "--output-dir", str(run_dir), "--batch-size", "4", "--max-seq-length", "32",
-              "--epochs", "2")
+              "--eval-data", str(data / "eval"), "--model", str(tiny_model), "--output-dir", str(run_dir),
+              "--batch-size", "4", "--max-seq-length", "32", "--epochs", "2")
     assert out.returncode == 0, out.stderr
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert any("val_loss" in row for row in logged)
+    validations = [row for row in logged if "ndcg@10" in row]
+    assert validations[0]["step"] == 0 and all("val_loss" in row for row in validations)
     # the run directory itself, as the quickstart passes it: its best/ (validation ran), not its config.json
-    out = run("evaluate", str(tiny_model), str(run_dir), "--eval-data", str(data / "eval"),
-              "--k", "1,5,10", "--output", str(results))
+    out = run("evaluate", str(tiny_model), str(run_dir), "--eval-data", str(data / "eval"), "--split", "val",
+              "--k", "1,5,10", "--max-seq-length", "32", "--batch-size", "64", "--output", str(results))
     assert out.returncode == 0, out.stderr
     metrics = json.loads(results.read_text())["models"]
     assert set(metrics) == {str(tiny_model), str(run_dir)}
     assert metrics[str(run_dir)]["resolved"] == str(run_dir / "best")
-    assert all(0.0 <= v <= 1.0 for m in metrics.values() for v in m["metrics"].values())
+    # evaluate measures what train's validation measured: the base model at step 0, best/ at its best step
+    best = max(validations, key=lambda row: row["ndcg@10"])  # the first of equal maxima, as train keeps it
+    for model, row in ((str(tiny_model), validations[0]), (str(run_dir), best)):
+        for name in ("ndcg@10", "recall@10"):
+            assert metrics[model]["metrics"][name] == pytest.approx(row[name], abs=1e-9), (model, name)

@@ -99,6 +99,20 @@ def test_rand_context_replays_and_leaves_the_outer_rng_alone():
     assert torch.equal(torch.rand(1), after_first)  # the replay did not move the outer generator
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rand_context_replays_the_gpu_generator_too():
+    """Dropout on a GPU draws from the CUDA generator: the replay must restore that one, not only the CPU's."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    state = RandContext(torch.zeros(1, device=device))
+    first = torch.rand(3, device=device)
+    after_first = torch.rand(1, device=device)
+    with state:
+        replay = torch.rand(3, device=device)
+    assert torch.equal(replay, first)
+    assert torch.equal(torch.rand(1, device=device), after_first)  # the replay did not move the outer generator
+
+
 def test_chunks_trim_padding_per_chunk():
     inputs = {"input_ids": torch.tensor([[5, 6, 0, 0], [5, 6, 7, 8], [5, 0, 0, 0]]),
               "attention_mask": torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])}

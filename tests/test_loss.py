@@ -136,3 +136,51 @@ def test_directions_are_unit_and_a_function_of_seed_and_step():
     assert torch.allclose(a.norm(dim=0), torch.ones(5))
     assert torch.equal(a, random_directions(8, 5, isotropy_generator(1, 3)))
     assert not torch.equal(a, random_directions(8, 5, isotropy_generator(1, 4)))
+
+
+def test_masked_candidates_leave_the_softmax():
+    """The masked loss is the numpy InfoNCE over the remaining columns only."""
+    rng = np.random.default_rng(5)
+    q, d = unit(rng.normal(size=(3, 6))), unit(rng.normal(size=(6, 6)))  # 3 positives + 3 hard negatives
+    q[0] = d[0]  # query 0 finds its passage, which comes back as positive 1 and as negative 4
+    d[1] = d[4] = d[0]
+    d[5] = d[2]  # query 2's passage again, as negative 5
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    mask[0, [1, 4]] = mask[1, [0, 4]] = mask[2, 5] = True
+    got = info_nce(torch.tensor(q), torch.tensor(d), 0.05, mask).item()
+    scores = q @ d.T / 0.05
+    expected = 0.0
+    for i, kept in enumerate([[0, 2, 3, 5], [1, 2, 3, 5], [0, 1, 2, 3, 4]]):
+        row = scores[i, kept]
+        expected -= (scores[i, i] - row.max() - math.log(np.exp(row - row.max()).sum())) / 3
+    assert got == pytest.approx(expected, rel=1e-9)
+    unmasked = info_nce(torch.tensor(q), torch.tensor(d), 0.05).item()
+    assert unmasked > got + 0.5  # the copies of a query's positive weighed heavily as negatives
+
+
+def test_a_masked_column_gets_no_gradient_from_its_query():
+    torch.manual_seed(6)
+    q = torch.randn(2, 4, dtype=torch.float64)
+    d = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[False, False, True, False], [False, False, False, False]])  # query 0 drops document 2
+    info_nce(q[:1], d, 0.1, mask[:1]).backward()  # query 0's term alone
+    assert torch.equal(d.grad[2], torch.zeros(4, dtype=torch.float64))
+    assert d.grad[3].abs().sum() > 0 and d.grad[0].abs().sum() > 0  # the columns it keeps do get one
+    d.grad = None
+    info_nce(q, d, 0.1, mask).backward()  # both queries: document 2's gradient is query 1's term alone (/ 2)
+    reference = d.detach().clone().requires_grad_(True)
+    (F.cross_entropy(q[1:] @ reference.T / 0.1, torch.tensor([1])) / 2).backward()
+    torch.testing.assert_close(d.grad[2], reference.grad[2], rtol=1e-12, atol=1e-12)
+
+
+def test_symmetric_term_masks_the_queries_that_share_a_positive():
+    rng = np.random.default_rng(7)
+    q, d = unit(rng.normal(size=(3, 5))), unit(rng.normal(size=(4, 5)))
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    mask[0, 2] = mask[2, 0] = True  # queries 0 and 2 have the same positive passage
+    _, parts = contrastive_loss(torch.tensor(q), torch.tensor(d), 0.05, symmetric=True, mask=mask)
+    backward = 0.0
+    for i, kept in enumerate([[0, 1], [0, 1, 2], [1, 2]]):  # positive i against the queries it may pick
+        row = (d[i] @ q[kept].T) / 0.05
+        backward -= (d[i] @ q[i] / 0.05 - np.log(np.exp(row).sum())) / 3
+    assert parts["loss_d2q"] == pytest.approx(backward, rel=1e-6)

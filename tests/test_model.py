@@ -82,7 +82,7 @@ def test_bucketed_embeddings_and_gradients_equal_one_pass(tiny_model, monkeypatc
     monkeypatch.setattr(model_module, "PASS_COST_TOKENS", {})  # one pass over the padded batch
     single, single_grads = embed_and_grads()
     assert torch.allclose(bucketed, single, atol=1e-6)
-    assert len(bucketed_grads) == len(single_grads)
+    assert len(bucketed_grads) == len(single_grads) > 0
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(bucketed_grads, single_grads))
 
 

@@ -56,7 +56,7 @@ def test_mined_negatives_never_include_a_positive_and_are_seeded():
     options = MiningOptions(num_negatives=5, rank_range=(1, 60), margin=10.0)
     first = mine_negatives(texts, [str(i) for i in range(60)], queries, positives, options, Counter())
     again = mine_negatives(texts, [str(i) for i in range(60)], queries, positives, options, Counter())
-    assert first == again
+    assert first == again and len(first) == len(positives) == 40
     assert all(len(n) == 5 and not set(n) & set(p) for n, p in zip(first, positives))
 
 
