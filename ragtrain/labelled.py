@@ -1,7 +1,10 @@
 """Labelled inputs: query/positive pairs (JSONL) and BEIR folders -> triples and an evaluation set.
 
-Pairs: queries that share a positive form one group, and whole groups go to train / val / test, so no
-positive text is on both sides. Given negatives are kept; mined ones fill up to --negatives.
+Pairs: pairs with the same query text are one query (its positives and given negatives joined); queries
+that share a text (their own or a positive) form one group, and whole groups go to train / val / test, so no
+query or positive text is on two sides. Given negatives are kept, except one that is a text of another split
+(dropped and counted: joining groups by negatives would merge most pairs into one group, since popular
+passages are everyone's negative); mined ones fill up to --negatives, drawn from this split's texts only.
 
 BEIR: the corpus is kept as it is (documents, not re-chunked, so numbers stay comparable with published
 ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied unchanged into
@@ -12,6 +15,7 @@ the train queries (grouped by shared relevant documents).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from ragtrain.config import PrepareConfig
@@ -38,7 +42,7 @@ def connected_groups(members: list[tuple[int, ...]]) -> list[int]:
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
-                given: list[tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
+                given: Mapping[int, tuple[int, ...]] | list[tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
                 config: PrepareConfig, counts: Counter) -> list[dict]:
     """One triple per (query, positive); given negatives first, mined ones to fill up to --negatives."""
     mined = mine_within(allowed, texts, doc_ids, [query_texts[q] for q in split_queries],
@@ -69,9 +73,29 @@ def read_pairs(path: Path) -> list[tuple[str, list[str], list[str]]]:
     return pairs
 
 
+def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, list[str], list[str]]]:
+    """One item per distinct query text, with the positives and given negatives of all its pairs (first seen
+    first): two pairs with one query are one query with two answers, never one answer's false negative."""
+    merged: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+    for query, positives, negatives in pairs:
+        kept_positives, kept_negatives = merged.setdefault(query, ({}, {}))
+        kept_positives.update(dict.fromkeys(positives))
+        kept_negatives.update(dict.fromkeys(negatives))
+    return [(query, list(positives), [n for n in negatives if n not in positives])
+            for query, (positives, negatives) in merged.items()]
+
+
+def text_groups(items: list[tuple[str, ...]]) -> list[int]:
+    """A group number per item (a query text with its positives); items sharing any text share a group, so a
+    split by group never puts one query or one passage on two sides."""
+    node: dict[str, int] = {}
+    return connected_groups([tuple(node.setdefault(text, len(node)) for text in item) for item in items])
+
+
 def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
     pairs = read_pairs(config.pairs)
-    counts["pairs"] = len(pairs)
+    queries = merge_by_query(pairs)
+    counts.update(pairs=len(pairs), pair_queries=len(queries))
     texts: list[str] = []
     ids: list[str] = []
     doc_ids: list[str] = []
@@ -87,28 +111,37 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
             titles.append(title)
         return index[text]
 
-    positives = [tuple(dict.fromkeys(add(p) for p in pos)) for _, pos, _ in pairs]
-    given = [tuple(add(n) for n in negs) for _, _, negs in pairs]
+    positives = [tuple(add(p) for p in pos) for _, pos, _ in queries]
+    given = [tuple(add(n) for n in negs) for _, _, negs in queries]
     for passage in load_passages(config, counts) if config.inputs else []:
         add(passage.text, passage.passage_id, passage.doc_id, passage.title)
-    groups = [str(g) for g in connected_groups(positives)]
-    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed)
-    query_texts = [q for q, _, _ in pairs]
+    groups = [str(g) for g in text_groups([(q, *pos) for q, pos, _ in queries])]
+    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed, 
+                          "groups of pairs (pairs that share a query or a passage are one group)")
+    query_texts = [q for q, _, _ in queries]
     by_split = {s: [q for q, g in enumerate(groups) if split_of[g] == s] for s in ("train", "val", "test")}
+    counts.update({f"pair_queries_{s}": len(chosen) for s, chosen in by_split.items()})
     triples = {}
     for split in ("train", "val"):
-        held_out = {p for s in by_split if s != split for q in by_split[s] for p in positives[q]}
-        allowed = [i for i in range(len(texts)) if i not in held_out]
-        triples[split] = triples_for(by_split[split], query_texts, positives, given, allowed, texts, doc_ids,
-                                     config, counts)
+        # Every text (query or positive) of the other splits stays out of this split's triples: as a given
+        # negative it is dropped and counted, and the miner never draws it.
+        others = {text for s in by_split if s != split for q in by_split[s]
+                  for text in (query_texts[q], *(texts[p] for p in positives[q]))}
+        split_given = []
+        for q in by_split[split]:
+            split_given.append(tuple(n for n in given[q] if texts[n] not in others))
+            counts[f"given_negatives_dropped_{split}_other_split"] += len(given[q]) - len(split_given[-1])
+        allowed = [i for i in range(len(texts)) if texts[i] not in others]
+        triples[split] = triples_for(by_split[split], query_texts, positives, dict(zip(by_split[split], split_given)),
+                                     allowed, texts, doc_ids, config, counts)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
-    queries, qrels = [], {}
+    eval_queries, qrels = [], {}
     for split in ("val", "test"):
         qrels[split] = []
         for n, q in enumerate(by_split[split]):
-            queries.append({"_id": f"{split}-{n}", "text": query_texts[q]})
+            eval_queries.append({"_id": f"{split}-{n}", "text": query_texts[q]})
             qrels[split].extend((f"{split}-{n}", ids[p], 1) for p in positives[q])
-    return Prepared(triples["train"], triples["val"], corpus, queries, qrels)
+    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
 
 
 # -------------------------------------------------------------------------------------------------- BEIR

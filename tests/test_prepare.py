@@ -210,3 +210,55 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     assert result.exit_code == 0, result.output
     assert not (out / "keep.txt").exists() and (out / "train.jsonl").is_file()
     assert "train triples" in result.output
+
+
+pair_texts = st.sampled_from([f"passage {w} about {x}" for w in ("bread", "orbit", "river", "cache", "chain")
+                              for x in ("ovens", "stars", "fish", "memory")])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from([f"question {n}" for n in range(14)]),
+                               st.lists(pair_texts, min_size=1, max_size=2), st.lists(pair_texts, max_size=3)),
+                     min_size=3, max_size=32),
+       seed=st.integers(0, 2**32 - 1), val=st.sampled_from([0.1, 0.25]), test=st.sampled_from([0.1, 0.25]))
+def test_pairs_never_leak_a_held_out_query_or_passage_into_train(rows, seed, val, test):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs, out = Path(tmp) / "pairs.jsonl", Path(tmp) / "out"
+        pairs.write_text("".join(json.dumps({"query": q, "positives": pos, "negatives": neg}) + "\n" for q, pos, neg in rows))
+        try:
+            summary = prepare(config([], out, pairs=pairs, negatives=2, seed=seed, val_fraction=val, test_fraction=test))
+        except UserError as exc:
+            assert "too few" in str(exc)  # queries and passages shared so widely that no three groups remain
+            return
+        counts = summary.counts
+        train = jsonl(out / "train.jsonl")
+        corpus = {r["_id"]: r["text"] for r in jsonl(out / "eval" / "corpus.jsonl")}
+        eval_queries = {r["_id"]: r["text"] for r in jsonl(out / "eval" / "queries.jsonl")}
+        held_out = {s: [(eval_queries[q], corpus[d]) for q, d, _ in qrels(out / "eval" / "qrels" / f"{s}.tsv")]
+                    for s in ("val", "test")}
+        held_out_texts = {text for judged in held_out.values() for pair in judged for text in pair}
+        train_texts = {text for r in train for text in (r["query"], r["positive"], *r["negatives"])}
+        assert not held_out_texts & train_texts
+        # counts add up: every distinct query is in exactly one split, one triple per (train query, positive)
+        merged: dict[str, tuple[dict, dict]] = {}
+        for q, pos, neg in rows:
+            merged.setdefault(q, ({}, {}))[0].update(dict.fromkeys(pos))
+            merged[q][1].update(dict.fromkeys(neg))
+        assert counts["pairs"] == len(rows) and counts["pair_queries"] == len(merged)
+        assert sum(counts[f"pair_queries_{s}"] for s in ("train", "val", "test")) == len(merged)
+        for s in ("val", "test"):
+            assert counts[f"eval_queries_{s}"] == counts[f"pair_queries_{s}"] == len({q for q, _ in held_out[s]})
+            assert {(q, d) for q, d in held_out[s]} == {(q, d) for q in {q for q, _ in held_out[s]} for d in merged[q][0]}
+        train_queries = {r["query"] for r in train}
+        assert counts["train_triples"] == len(train) == sum(len(merged[q][0]) for q in train_queries)
+        assert counts["pair_queries_train"] == len(train_queries)
+        dropped = 0
+        for row in train:  # the given negatives come first, less those that are held-out texts
+            positives, negatives = merged[row["query"]]
+            given = [n for n in negatives if n not in positives]
+            kept = [n for n in given if n not in held_out_texts]
+            assert row["negatives"][: len(kept)] == kept and row["positive"] not in row["negatives"]
+            dropped += (len(given) - len(kept)) if row["positive"] == next(iter(positives)) else 0
+        assert counts["given_negatives_dropped_train_other_split"] == dropped
