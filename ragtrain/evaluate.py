@@ -117,15 +117,24 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
                                              "precision": precision, "cache": cache, "cache_dir": str(cache_dir) if config.use_cache else None})
 
 
+def warn(message: str) -> None:
+    """One yellow line on stderr: the run goes on, but the user should know."""
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True, soft_wrap=True)
+
+
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
     data = load_eval_data(config.eval_data, config.split)
+    if data.dropped:  # kept the first of each repeated id: say so, since the numbers depend on it
+        warn(f"{config.eval_data}: repeated ids kept their first occurrence; dropped "
+             + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in data.dropped.items()))
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
     precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
-                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries},
+                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
+                        "dropped_duplicates": data.dropped},
                "models": {}}
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
+from ragtrain.evaldata import document_text, read_beir_corpus, read_beir_queries, read_qrels
 from ragtrain.fileio import read_jsonl
 from ragtrain.negatives import mine_within
 from ragtrain.prepare import Prepared, load_passages, mining_options, split_groups
@@ -145,24 +146,51 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
 
 
 # -------------------------------------------------------------------------------------------------- BEIR
-def read_beir(directory: Path):
-    from ragtrain.evaluate import read_qrels  # late: it imports torch
-
-    corpus = read_jsonl(directory / "corpus.jsonl", "BEIR corpus")
-    queries = {str(q["_id"]): str(q.get("text", "")) for q in read_jsonl(directory / "queries.jsonl", "BEIR queries")}
-    qrels = {path.stem: read_qrels(path) for path in sorted((directory / "qrels").glob("*.tsv"))}
+def read_beir(directory: Path, counts: Counter):
+    """Corpus, queries and qrels splits of a BEIR folder, cleaned so that what is written is what evaluate
+    accepts: a repeated id keeps its first row; a query without text, a judgement naming an unknown id and a
+    split left without a relevant judgement are dropped. Each is counted for the summary."""
+    if not directory.is_dir():
+        raise UserError(f"--beir {directory} not found; pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv)")
+    for path in (directory / "corpus.jsonl", directory / "queries.jsonl", directory / "qrels" / "train.tsv"):
+        if not path.is_file():
+            raise UserError(f"{path} not found; --beir needs corpus.jsonl, queries.jsonl and qrels/train.tsv "
+                            "(train qrels make the triples)")
+    corpus = read_beir_corpus(directory / "corpus.jsonl", counts)
+    if not corpus:
+        raise UserError(f"{directory / 'corpus.jsonl'} holds no documents; --beir needs a corpus to search")
+    queries = read_beir_queries(directory / "queries.jsonl", counts)
+    qrels = {}
+    for path in sorted((directory / "qrels").glob("*.tsv")):
+        rows = _known_judgements(read_qrels(path, counts), queries, corpus, counts)
+        if any(grade > 0 for docs in rows.values() for grade in docs.values()):
+            qrels[path.stem] = rows
+        else:
+            counts["qrels_splits_dropped_no_relevant_judgement"] += 1
     if "train" not in qrels:
-        raise UserError(f"{directory / 'qrels' / 'train.tsv'} not found; --beir needs train qrels to make triples")
-    missing = sorted(q for split in qrels.values() for q in split if q not in queries)
-    if missing:
-        raise UserError(f"{len(missing)} qrels query ids are not in {directory / 'queries.jsonl'} (e.g. {missing[0]!r})")
-    return corpus, queries, qrels
+        raise UserError(f"{directory / 'qrels' / 'train.tsv'} has no relevant judgement of a query with text and a "
+                        "document in the corpus; --beir needs train qrels to make triples")
+    return corpus, {q: text for q, text in queries.items() if text.strip()}, qrels
+
+
+def _known_judgements(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus: dict,
+                      counts: Counter) -> dict[str, dict[str, int]]:
+    kept = {}
+    for query_id, docs in qrels.items():
+        if query_id not in queries or not queries[query_id].strip():
+            counts["qrels_dropped_unknown_query" if query_id not in queries else "qrels_dropped_query_without_text"] += len(docs)
+            continue
+        known = {doc_id: grade for doc_id, grade in docs.items() if doc_id in corpus}
+        counts["qrels_dropped_unknown_document"] += len(docs) - len(known)
+        if known:
+            kept[query_id] = known
+    return kept
 
 
 def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
-    corpus, query_text, qrels = read_beir(config.beir)
-    ids = [str(doc["_id"]) for doc in corpus]
-    texts = [f"{doc.get('title') or ''} {doc.get('text') or ''}".strip() for doc in corpus]  # as evaluate reads them
+    corpus, query_text, qrels = read_beir(config.beir, counts)
+    ids = list(corpus)
+    texts = [document_text(doc) for doc in corpus.values()]  # as evaluate reads them
     position = {doc_id: i for i, doc_id in enumerate(ids)}
     judged = {split: {q: tuple(position[d] for d, s in sorted(docs.items()) if s > 0 and d in position)
                       for q, docs in sorted(rows.items())} for split, rows in qrels.items()}
@@ -174,8 +202,9 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
         qrels["val"] = qrels["dev"]
     else:
         names = sorted(train)
-        groups = [str(g) for g in connected_groups([train[q] for q in names])]
-        split_of = split_groups(groups, config.val_fraction, 0.0, config.seed) if config.val_fraction else {}
+        groups = [str(g) for g in text_groups([(query_text[q], *(texts[p] for p in train[q])) for q in names])]
+        split_of = split_groups(groups, config.val_fraction, 0.0, config.seed, "groups of train queries (queries that "
+                                "share a text or a relevant document are one group)") if config.val_fraction else {}
         val = {q: train[q] for q, g in zip(names, groups) if split_of.get(g) == "val"}
         train = {q: pos for q, pos in train.items() if q not in val}
         qrels["val"] = {q: qrels["train"][q] for q in val}
@@ -194,7 +223,7 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
     eval_queries = sorted({q for rows in eval_splits.values() for q in rows})
     return Prepared(
         triples["train"], triples["val"],
-        [{"_id": ids[i], "title": doc.get("title") or "", "text": doc.get("text") or ""} for i, doc in enumerate(corpus)],
+        [{"_id": doc_id, **doc} for doc_id, doc in corpus.items()],
         [{"_id": q, "text": query_text[q]} for q in eval_queries],
         {split: [(q, d, s) for q, docs in sorted(rows.items()) for d, s in sorted(docs.items())]
          for split, rows in sorted(eval_splits.items())},

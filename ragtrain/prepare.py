@@ -154,6 +154,8 @@ def write_outputs(directory: Path, prepared: Prepared) -> None:
     atomic_write_text(directory / "eval" / "corpus.jsonl", jsonl_text(prepared.corpus))
     atomic_write_text(directory / "eval" / "queries.jsonl", jsonl_text(prepared.queries))
     for split, rows in prepared.qrels.items():
+        if not rows:  # evaluate refuses a split without judgements: better no file than one it rejects
+            continue
         lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
         atomic_write_text(directory / "eval" / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
 

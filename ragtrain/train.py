@@ -63,7 +63,7 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
         return_freed_memory_to_os()
     triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
-    eval_set = load_eval_data(config.eval_data, config.eval_split) if config.eval_data else None
+    eval_set = load_eval_data(config.eval_data, config.eval_split, "--eval-split") if config.eval_data else None
     seed_everything(config.seed)
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
     encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,

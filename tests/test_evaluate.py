@@ -246,3 +246,84 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
                                         (["--precision", "fp16", "--device", "cpu"], "fp16")])
 def test_bad_precision_is_refused_before_loading(beir, tmp_path, args, word):
     assert word in _user_error(["evaluate", str(tmp_path / "no-model"), "--eval-data", str(beir), *args])
+
+
+# ---- malformed and repeated data: one line each, or the first of a repeated id kept and counted
+
+def _rows(path: Path, rows: list) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("file, content, words", [
+    ("corpus.jsonl", [{"title": "", "text": "no id"}], ["corpus.jsonl:1", "'_id'"]),
+    ("queries.jsonl", [{"_id": "q1", "text": "cat tree"}, {"text": "no id"}], ["queries.jsonl:2", "'_id'"]),
+    ("corpus.jsonl", [{"_id": ["d1"], "text": "a list as id"}], ["corpus.jsonl:1", "'_id'"]),
+    ("corpus.jsonl", [{"_id": "d1", "text": ["not", "text"]}], ["corpus.jsonl:1", "'text' must be a string"]),
+    ("queries.jsonl", [{"_id": "q1", "text": None}, {"_id": "q2", "text": "bread"}], ["no text", "'q1'"]),
+    ("queries.jsonl", [{"_id": "q1", "text": "   "}, {"_id": "q2", "text": "bread"}], ["no text", "'q1'"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\tinf"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\tnan"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\t1.5"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1"], ["test.tsv:2", "query-id<TAB>corpus-id<TAB>score"]),
+])
+def test_malformed_beir_rows_are_one_line(tmp_path, file, content, words):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    _rows(beir / file, content)
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert all(word in line for word in words), line
+
+
+def test_qrels_that_are_not_utf8_are_one_line(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)])
+    (beir / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t1\nq\xe9\td1\t1\n")
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert "test.tsv:3" in line and "UTF-8" in line and "0xe9" in line
+
+
+@pytest.mark.parametrize("relevant, words", [
+    ({"q1": {"d1": "1"}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": None}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": float("inf")}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": True}}, ["whole number"]),
+    ({"q1": "d1"}, ["relevant_docs['q1']", "list of document ids", "str"]),  # never read as the letters 'd', '1'
+    ({"q1": 3}, ["relevant_docs['q1']", "list of document ids"]),
+    ({"q1": [{"id": "d1"}]}, ["relevant_docs['q1']", "string or integer"]),
+])
+def test_bad_grades_and_relevant_docs_in_json_are_one_line(tmp_path, relevant, words):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"queries": QUERIES, "corpus": DOCS, "relevant_docs": relevant}))
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(path)])
+    assert all(word in line for word in words), line
+
+
+def test_repeated_ids_keep_the_first_and_are_counted_and_reported(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1), ("q1", "d1", 0)])
+    with (beir / "corpus.jsonl").open("a") as handle:  # a second d1 whose text would match q2
+        handle.write(json.dumps({"_id": "d1", "title": "", "text": "bread oven bread oven"}) + "\n")
+    with (beir / "queries.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "q2", "text": "cat tree"}) + "\n")
+    data = load_eval_data(beir, "test")
+    assert data.dropped == {"corpus_duplicate_ids": 1, "qrels_duplicate_judgements": 1, "queries_duplicate_ids": 1}
+    assert data.corpus_ids == list(DOCS) and data.corpus_texts[0] == DOCS["d1"]
+    assert data.query_texts == [QUERIES["q1"], QUERIES["q2"]] and data.qrels["q1"] == {"d1": 1}
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", "bm25", "--eval-data", str(beir), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "1 corpus duplicate ids" in result.output
+    assert json.loads(out.read_text())["data"]["dropped_duplicates"] == data.dropped
+    assert json.loads(out.read_text())["models"]["bm25"]["metrics"]["recall@1"] == 1.0
+
+
+def test_repeated_keys_in_a_json_eval_file_keep_the_first(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text('{"queries": {"q1": "cat tree", "q1": "bread oven"}, "corpus": {"d1": "the cat sat on the tree",'
+                    ' "d2": "bread dough and yeast in the oven"}, "relevant_docs": {"q1": ["d1"]}}')
+    data = load_eval_data(path, "ignored")
+    assert data.query_texts == ["cat tree"] and data.dropped == {"json_duplicate_keys": 1}
+
+
+def test_a_missing_split_names_the_flag_of_the_command_that_was_run(beir, tmp_path, triples_file):
+    assert "choose --split" in _user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
+    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(beir), "--eval-split", "dev",
+                        "--output-dir", str(tmp_path / "run")])
+    assert "choose --eval-split" in line and "available: test" in line

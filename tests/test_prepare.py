@@ -262,3 +262,55 @@ def test_pairs_never_leak_a_held_out_query_or_passage_into_train(rows, seed, val
             assert row["negatives"][: len(kept)] == kept and row["positive"] not in row["negatives"]
             dropped += (len(given) - len(kept)) if row["positive"] == next(iter(positives)) else 0
         assert counts["given_negatives_dropped_train_other_split"] == dropped
+
+
+def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp_path):
+    from ragtrain.evaldata import load_eval_data
+
+    beir = write_beir(tmp_path / "beir", with_dev=False)
+    with (beir / "corpus.jsonl").open("a") as handle:  # a repeated id: the first row stays
+        handle.write(json.dumps({"_id": "d0", "title": "Other", "text": "a second d0"}) + "\n")
+    with (beir / "queries.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "q0", "text": "a second q0"}) + "\n")
+        handle.write(json.dumps({"_id": "q40", "text": None}) + "\n")
+        handle.write(json.dumps({"_id": "q41", "text": ""}) + "\n")
+    head = "query-id\tcorpus-id\tscore\n"
+    with (beir / "qrels" / "train.tsv").open("a") as handle:
+        handle.write("q1\td99\t1\nq40\td2\t1\nq77\td3\t1\nq2\td2\t1\n")  # unknown doc, no text, unknown query, repeat
+    with (beir / "qrels" / "test.tsv").open("a") as handle:
+        handle.write("q41\td26\t1\nq26\tnowhere\t1\n")
+    (beir / "qrels" / "dev.tsv").write_text(head + "q20\tnowhere\t1\nq21\td21\t0\n")  # nothing relevant remains
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["prepare-data", "--beir", str(beir), "--output-dir", str(out), "--negatives", "1",
+                                 "--negative-range", "1-50", "--val-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert {k: counts[k] for k in ("corpus_duplicate_ids", "queries_duplicate_ids", "qrels_duplicate_judgements",
+                                   "qrels_dropped_unknown_document", "qrels_dropped_unknown_query",
+                                   "qrels_dropped_query_without_text", "qrels_splits_dropped_no_relevant_judgement")} \
+        == {"corpus_duplicate_ids": 1, "queries_duplicate_ids": 1, "qrels_duplicate_judgements": 1,
+            "qrels_dropped_unknown_document": 3, "qrels_dropped_unknown_query": 1,
+            "qrels_dropped_query_without_text": 2, "qrels_splits_dropped_no_relevant_judgement": 1}
+    assert "corpus duplicate ids" in result.output  # the summary table says what was dropped
+    corpus = jsonl(out / "eval" / "corpus.jsonl")
+    assert len(corpus) == 40 == counts["documents"] and corpus[0]["text"] == "bread oven yeast text 0"
+    train_queries = {r["query"] for r in jsonl(out / "train.jsonl")}
+    assert "a second q0" not in train_queries and "bread oven yeast query 0" in train_queries | {
+        r["text"] for r in jsonl(out / "eval" / "queries.jsonl")}
+    assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv", "val.tsv"]
+    for split in ("test", "val"):
+        data = load_eval_data(out / "eval", split)  # raises on anything evaluate would refuse
+        assert data.dropped == {} and all(text.strip() for text in data.query_texts)
+    assert len(jsonl(out / "train.jsonl")) + counts["eval_queries_val"] == 20  # q0..q19, one positive each
+
+
+def test_an_empty_beir_corpus_is_named_as_such(tmp_path):
+    beir = write_beir(tmp_path / "beir", with_dev=False)
+    (beir / "corpus.jsonl").write_text("")
+    assert "holds no documents" in _user_error(["--beir", str(beir), "--output-dir", str(tmp_path / "out")])
+
+
+def test_no_empty_qrels_file_is_written(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    prepare(config([docs_dir], out, val_fraction=0.0))
+    assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv"]
