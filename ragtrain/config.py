@@ -15,9 +15,16 @@ from ragtrain.errors import UserError
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
+
+
+def _check_seed(seed: int) -> None:
+    _check(0 <= seed < SEED_LIMIT, f"--seed must be in [0, {SEED_LIMIT - 1}] (numpy's range), got {seed}")
 
 
 def as_dict(config) -> dict:
@@ -89,6 +96,7 @@ class PrepareConfig:
             f"--val-fraction + --test-fraction = {self.val_fraction + self.test_fraction:g} leaves no training "
             "data; make their sum below 1",
         )
+        _check_seed(self.seed)
         _check(self.max_words >= 8, f"--max-words must be at least 8, got {self.max_words}")
         _check(
             0 <= self.overlap < self.max_words,
@@ -203,6 +211,7 @@ class TrainConfig:
                            ("--head-learning-rate", self.head_lr)):
             _check(rate > 0, f"{flag} must be positive, got {rate}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check_seed(self.seed)
         _check(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
         _check(not self.freeze_base or self.output_dim is not None,

@@ -109,3 +109,11 @@ def test_python_dash_m_runs_the_cli():
 
     out = subprocess.run([sys.executable, "-m", "ragtrain", "--help"], capture_output=True, text=True, check=True)
     assert "prepare-data" in out.stdout
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**64)])
+def test_seed_out_of_numpy_range_is_one_line(tmp_path, docs_dir, triples_file, seed):
+    assert "--seed" in _user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "o"), "--seed", seed])
+    assert "--seed" in _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+                                    "--model", str(tmp_path / "none"), "--seed", seed])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
