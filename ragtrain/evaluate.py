@@ -131,6 +131,9 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
              + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in data.dropped.items()))
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
     precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
+    for model in config.models:  # a mistyped path fails now, not after the models before it have run
+        if model != BM25:
+            resolve_model_dir(model)
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
                         "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,

@@ -98,9 +98,13 @@ def test_evaluate_with_bad_k(tmp_path):
 
 
 def test_unloadable_model_names_what_was_tried(tmp_path, triples_file):
+    line = _user_error(["train", "--train-data", str(triples_file), "--model", "no-such-model-anywhere",
+                        "--output-dir", str(tmp_path / "run")])
+    assert "cannot load model 'no-such-model-anywhere' (no such local directory, so the Hugging Face hub was tried)" in line
+    assert "local model directory" in line
     line = _user_error(["train", "--train-data", str(triples_file), "--model", str(tmp_path / "no-model"),
                         "--output-dir", str(tmp_path / "run")])
-    assert "cannot load model" in line and "local model directory" in line
+    assert line == f"error: model directory {tmp_path / 'no-model'} not found; check the path"
 
 
 def test_python_dash_m_runs_the_cli():
@@ -117,3 +121,20 @@ def test_seed_out_of_numpy_range_is_one_line(tmp_path, docs_dir, triples_file, s
     assert "--seed" in _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
                                     "--model", str(tmp_path / "none"), "--seed", seed])
     assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+
+
+def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_model):
+    import shutil
+
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "qrels").mkdir(parents=True)
+    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
+    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
+    (eval_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:100])
+    line = _user_error(["evaluate", "bm25", str(broken), "--eval-data", str(eval_dir), "--device", "cpu"])
+    assert f"{broken / 'model.safetensors'} is not a readable safetensors file" in line
+    line = _user_error(["evaluate", "bm25", "./typo/model", "--eval-data", str(eval_dir)])
+    assert line == "error: model directory ./typo/model not found; check the path"

@@ -99,8 +99,10 @@ def test_same_model_twice_is_refused(beir):
 
 
 def test_unloadable_model_is_one_line(beir, tmp_path):
-    assert "cannot load model" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+    assert "cannot load model" in _user_error(["evaluate", "no-such-model-anywhere", "--eval-data", str(beir),
                                                "--cache-dir", str(tmp_path / "c")])
+    assert "not found" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+                                       "--cache-dir", str(tmp_path / "c")])
 
 
 def _user_error(args: list[str]) -> str:
