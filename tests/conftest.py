@@ -39,6 +39,9 @@ def private_cache(tmp_path_factory):
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub; a missing model fails fast
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read once at import, before this fixture: set it in-process too
     yield
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)

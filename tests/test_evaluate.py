@@ -329,3 +329,127 @@ def test_a_missing_split_names_the_flag_of_the_command_that_was_run(beir, tmp_pa
     line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(beir), "--eval-split", "dev",
                         "--output-dir", str(tmp_path / "run")])
     assert "choose --eval-split" in line and "available: test" in line
+
+
+# ---- the embedding cache checks what it reads, keys hub names by revision, and never stops a run
+
+def cache_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").glob("*.npy"))
+
+
+def counting_embed(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = ev.embed_texts
+    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    return calls
+
+
+def _damage(path: Path, how: str) -> None:
+    """Change a cached array; all but 'bytes' also rewrite the sidecar to match, so only that check can catch it."""
+    emb = np.load(path)
+    if how == "bytes":  # a flipped byte in the data: only the checksum notices
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x40
+        path.write_bytes(bytes(data))
+        return
+    if how == "sidecar":
+        path.with_suffix(".json").unlink()
+        return
+    from ragtrain.search import file_sha256
+
+    changed = {"nan": np.where(np.arange(emb.size).reshape(emb.shape) == 1, np.nan, emb).astype(np.float32),
+               "shape": emb[:-1], "dtype": emb.astype(np.float64)}[how]
+    np.save(path, changed)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"shape": list(emb.shape), "dtype": "float32", "sha256": file_sha256(path)}))
+
+
+@pytest.mark.parametrize("how", ["bytes", "nan", "shape", "dtype", "sidecar"])
+def test_a_damaged_cache_entry_is_recomputed_and_overwritten(beir, tmp_path, tiny_model, monkeypatch, how):
+    calls = counting_embed(monkeypatch)
+    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    corpus_entry = max(cache_files(tmp_path), key=lambda p: np.load(p).shape[0])  # 5 documents, 3 queries
+    _damage(corpus_entry, how)
+    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and second["cache"] == "partial"
+    assert second["per_query"] == first["per_query"]
+    third = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and third["cache"] == "hit"  # the entry was written anew
+
+
+def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    import ragtrain.search as search
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(search.np, "save", disk_full)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "bm25", "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "cannot be written (No space left on device)" in warnings[0]
+    assert json.loads(out.read_text())["models"][str(tiny_model)]["metrics"]["recall@1"] >= 0
+    assert not list((tmp_path / "cache").iterdir())  # no temporary file left behind
+    (tmp_path / "file").write_text("")  # a cache folder that cannot even be made: its parent is a file
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "file" / "cache")])
+    assert result.exit_code == 0 and "cannot be written" in result.output, result.output
+
+
+def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
+    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
+def test_a_hub_name_is_cached_by_its_revision_not_its_name(beir, tmp_path, tiny_model, monkeypatch):
+    import huggingface_hub.constants
+
+    from conftest import build_tiny_model
+    from ragtrain.search import model_fingerprint
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    assert model_fingerprint("org/tiny") is None  # not in the hub cache: nothing to key it by, so no caching
+    fake_hub_snapshot(hub, "org/tiny", "a" * 40, tiny_model)
+    assert model_fingerprint("org/tiny")["revision"] == "a" * 40
+    calls = counting_embed(monkeypatch)
+    first = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    second = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    assert (first["cache"], second["cache"], calls) == ("miss", "hit", ["corpus", "queries"])
+    # the hub moves main to a new commit with other weights: same name, new embeddings
+    fake_hub_snapshot(hub, "org/tiny", "b" * 40, build_tiny_model(tmp_path / "other", seed=1))
+    third = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    assert third["cache"] == "miss" and calls == ["corpus", "queries"] * 2
+    reference = evaluate(config(beir, tmp_path, str(tmp_path / "other"), precision="fp32", use_cache=False),
+                         console=quiet())["models"][str(tmp_path / "other")]
+    assert third["per_query"] == reference["per_query"]
+
+
+def test_a_local_model_is_keyed_by_the_real_paths_of_its_files(tmp_path, tiny_model):
+    import shutil
+
+    from ragtrain.search import model_fingerprint
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    blobs = tmp_path / "blobs"
+    shutil.copytree(tiny_model, blobs / "one")
+    shutil.copytree(tiny_model, blobs / "two", copy_function=shutil.copy2)  # same sizes and times, other files
+    for file in (blobs / "one").iterdir():
+        (linked / file.name).symlink_to(file)
+    before = model_fingerprint(str(linked))
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(blobs / "two" / "model.safetensors")
+    shutil.copystat(blobs / "one" / "model.safetensors", blobs / "two" / "model.safetensors")
+    assert model_fingerprint(str(linked)) != before
