@@ -7,6 +7,7 @@ the option and the fix. The CLI builds these from flags; tests and scripts build
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,8 @@ class PrepareConfig:
         _check(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
         start, end = self.negative_range
         _check(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
-        _check(self.false_negative_margin > 0, f"--false-negative-margin must be positive, got {self.false_negative_margin}")
+        _check(0 < self.false_negative_margin < math.inf,
+               f"--false-negative-margin must be a positive number, got {self.false_negative_margin}")
         _check(self.miner in PREPARE_MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
         _check(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
         _check(0 <= self.cloze_keep_probability <= 1,
@@ -219,6 +221,11 @@ class TrainConfig:
         _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         _check(self.precision in {"fp16", "bf16"}, f"--precision must be fp16 or bf16, got {self.precision!r}")
         _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
+        for flag, value in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
+                            ("--head-learning-rate", self.head_lr), ("--temperature", self.temperature),
+                            ("--isotropy-weight", self.isotropy_weight), ("--weight-decay", self.weight_decay),
+                            ("--max-grad-norm", self.max_grad_norm)):
+            _check(math.isfinite(value), f"{flag} must be a finite number, got {value}")
         _check(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
         _check(self.isotropy_weight >= 0, f"--isotropy-weight must be 0 (off) or positive, got {self.isotropy_weight}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")

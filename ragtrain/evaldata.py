@@ -165,7 +165,7 @@ def read_qrels(path: Path, dropped: Counter | None = None) -> dict[str, dict[str
         if len(row) < 3 or not row[0].strip() or not row[1].strip():
             raise UserError(f"{path}:{line_number}: expected 'query-id<TAB>corpus-id<TAB>score'")
         score = row[2].strip()
-        grade = _grade(float(score) if _is_number(score) else score, f"{path}:{line_number}")
+        grade = _grade(float(score) if _is_number(score) else score, f"{path}:{line_number}", repr(score))
         judged = qrels.setdefault(row[0].strip(), {})
         if row[1].strip() in judged:
             if dropped is not None:
@@ -177,7 +177,8 @@ def read_qrels(path: Path, dropped: Counter | None = None) -> dict[str, dict[str
 
 def _is_header(row: list[str]) -> bool:
     """BEIR's `query-id corpus-id score`, or another header: a word where the score belongs."""
-    return row[0] == "query-id" or (len(row) >= 3 and row[2].strip().replace("-", "").replace("_", "").isalpha())
+    score = row[2].strip() if len(row) >= 3 else ""
+    return row[0] == "query-id" or (score.replace("-", "").replace("_", "").isalpha() and not _is_number(score))
 
 
 def _is_number(text: str) -> bool:
@@ -188,13 +189,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _grade(value: Any, where: str) -> int:
-    """A relevance grade: a whole, finite JSON number (a TSV score arrives as a float). A string, null, inf
-    or 1.5 would become a wrong metric without a word, so each is a UserError."""
+def _grade(value: Any, where: str, shown: str | None = None) -> int:
+    """A relevance grade: a whole, finite JSON number (a TSV score arrives as a float, `shown` as written). A
+    string, null, inf or 1.5 would become a wrong metric without a word, so each is a UserError."""
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is None or not math.isfinite(number) or number != int(number):
-        raise UserError(f"{where}: grade {json.dumps(value)[:40]} is not a whole number; grades are integers "
-                        "such as 0, 1, 2")
+        raise UserError(f"{where}: grade {shown or json.dumps(value)[:40]} is not a whole number; grades are "
+                        "integers such as 0, 1, 2")
     return int(number)
 
 

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 
 from ragtrain.config import EvaluateConfig, as_dict
+from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, load_eval_data, read_qrels  # noqa: F401  (public API)
 from ragtrain.fileio import atomic_write_json
 from ragtrain.metrics import average, per_query_metrics
@@ -43,13 +44,30 @@ def resolve_model_dir(model: str) -> str:
     else final/), a training checkpoint (its model/), a model directory, or a Hugging Face name (returned
     resolved, for the hub). best/ first: when fine-tuning made the model worse on validation, best/ is the
     base model (validated at step 0), so a run never hands back a model worse than the one it started from."""
-    path = Path(model)
+    path = Path(resolve_model_path(model))  # a missing path is a UserError here
     if not path.is_dir():
-        return resolve_model_path(model)
+        return str(path)  # a Hugging Face name
     for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
         if (path / sub / "config.json").is_file():
             return str(path / sub)
-    return str(path)  # a model directory, or let the loader say what is missing
+    if _is_model_config(path / "config.json"):
+        return str(path)  # a model directory (the loader says what else may be missing)
+    if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
+        raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
+                        "model/ folder); pass one of its checkpoints/step-N that holds model/, or finish the run")
+    raise UserError(f"{model} holds no model (no config.json); pass a model directory, a training run or a checkpoint")
+
+
+def _is_model_config(path: Path) -> bool:
+    """A transformers config.json (it names a model_type), not train's record of its options in a run directory.
+    An unreadable one counts as a model's, so that the loader names its problem."""
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return not isinstance(options, dict) or "model_type" in options
 
 
 def similarity_of(model_dir: str, normalize: bool) -> str:
@@ -77,7 +95,7 @@ def rank_bm25(data: EvalData, depth: int) -> Ranked:
     started = time.perf_counter()
     retriever = build_bm25(data.corpus_texts)
     indexed = time.perf_counter()
-    indices, scores = bm25_search(retriever, data.query_texts, depth)
+    indices, scores = bm25_search(retriever, data.query_texts, depth, len(data.corpus_texts))
     done = time.perf_counter()
     return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 

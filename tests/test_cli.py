@@ -138,3 +138,14 @@ def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_mod
     assert f"{broken / 'model.safetensors'} is not a readable safetensors file" in line
     line = _user_error(["evaluate", "bm25", "./typo/model", "--eval-data", str(eval_dir)])
     assert line == "error: model directory ./typo/model not found; check the path"
+
+
+@pytest.mark.parametrize("flag", ["--learning-rate", "--temperature", "--isotropy-weight", "--weight-decay",
+                                  "--max-grad-norm", "--head-learning-rate"])
+def test_non_finite_float_options_are_refused(tmp_path, triples_file, flag):
+    for value in ("inf", "nan"):
+        line = _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+                            "--model", str(tmp_path / "none"), flag, value])
+        assert flag in line and value in line
+    line = _user_error(["prepare-data", str(triples_file), "-o", str(tmp_path / "o"), "--false-negative-margin", "inf"])
+    assert "--false-negative-margin" in line

@@ -453,3 +453,31 @@ def test_a_local_model_is_keyed_by_the_real_paths_of_its_files(tmp_path, tiny_mo
     (linked / "model.safetensors").symlink_to(blobs / "two" / "model.safetensors")
     shutil.copystat(blobs / "one" / "model.safetensors", blobs / "two" / "model.safetensors")
     assert model_fingerprint(str(linked)) != before
+
+
+def test_a_first_line_with_inf_or_nan_is_a_bad_grade_not_a_header(tmp_path):
+    for score in ("inf", "nan", "-inf"):
+        beir = write_beir(tmp_path / score, [])
+        (beir / "qrels" / "test.tsv").write_text(f"q1\td1\t{score}\nq2\td2\t1\n")
+        assert f"test.tsv:1: grade '{score}' is not a whole number" in _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    beir = write_beir(tmp_path / "header", [])
+    (beir / "qrels" / "test.tsv").write_text("qid\tdocid\trelevance\nq1\td1\t1\n")  # a header of other words
+    assert load_eval_data(beir, "test").qrels == {"q1": {"d1": 1}}
+
+
+def test_bm25_over_a_corpus_without_an_indexable_word_scores_everything_zero(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": t}) + "\n"
+                                               for d, t in [("d1", ""), ("d2", "the of a"), ("d3", "")]))
+    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet())["models"]["bm25"]
+    assert results["per_query"]["q1"]["recall@1"] == 1.0 and results["per_query"]["q2"]["recall@1"] == 0.0  # corpus order
+    assert results["metrics"]["recall@10"] == 1.0
+
+
+def test_a_run_or_checkpoint_without_a_model_is_named_as_such(tmp_path, beir):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-3").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train_data": "t.jsonl", "epochs": 1}))  # train's options
+    assert "no saved model yet" in _user_error(["evaluate", str(run), "--eval-data", str(beir)])
+    assert "holds no model (no config.json)" in _user_error(["evaluate", str(run / "checkpoints" / "step-3"),
+                                                            "--eval-data", str(beir)])
