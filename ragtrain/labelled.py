@@ -7,8 +7,8 @@ query or positive text is on two sides. Given negatives are kept, except one tha
 passages are everyone's negative); mined ones fill up to --negatives, drawn from this split's texts only.
 
 BEIR: the corpus is kept as it is (documents, not re-chunked, so numbers stay comparable with published
-ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied unchanged into
-eval/qrels. val.jsonl and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of
+ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied into eval/qrels,
+less what evaluate would refuse (judgements of unknown ids or of queries without text; counted). val.jsonl and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of
 the train queries (grouped by shared relevant documents).
 """
 
