@@ -8,8 +8,9 @@ passages are everyone's negative); mined ones fill up to --negatives, drawn from
 
 BEIR: the corpus is kept as it is (documents, not re-chunked, so numbers stay comparable with published
 ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied into eval/qrels,
-less what evaluate would refuse (judgements of unknown ids or of queries without text; counted). val.jsonl and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of
-the train queries (grouped by shared relevant documents).
+less what evaluate would refuse (judgements of unknown ids or of queries without text; counted). val.jsonl
+and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of the train queries
+(grouped by shared query texts and relevant documents).
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ def connected_groups(members: list[tuple[int, ...]]) -> list[int]:
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
-                given: Mapping[int, tuple[int, ...]] | list[tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
+                given: Mapping[int, tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
                 config: PrepareConfig, counts: Counter) -> list[dict]:
-    """One triple per (query, positive); given negatives first, mined ones to fill up to --negatives."""
+    """One triple per (query, positive); given negatives (by query, if any) first, mined ones to fill up to
+    --negatives."""
     mined = mine_within(allowed, texts, doc_ids, [query_texts[q] for q in split_queries],
                         [positives[q] for q in split_queries], mining_options(config), counts)
     rows = []
     for q, mined_negatives in zip(split_queries, mined):
-        negatives = [n for n in given[q] if n not in positives[q]]
+        negatives = [n for n in given.get(q, ()) if n not in positives[q]]
         negatives += [n for n in mined_negatives if n not in negatives][: max(0, config.negatives - len(negatives))]
         rows.extend({"query": query_texts[q], "positive": texts[p], "negatives": [texts[n] for n in negatives]}
                     for p in positives[q])
@@ -117,8 +119,8 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
     for passage in load_passages(config, counts) if config.inputs else []:
         add(passage.text, passage.passage_id, passage.doc_id, passage.title)
     groups = [str(g) for g in text_groups([(q, *pos) for q, pos, _ in queries])]
-    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed, 
-                          "groups of pairs (pairs that share a query or a passage are one group)")
+    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed,
+                            "groups of pairs (pairs that share a query or a passage are one group)")
     query_texts = [q for q, _, _ in queries]
     by_split = {s: [q for q, g in enumerate(groups) if split_of[g] == s] for s in ("train", "val", "test")}
     counts.update({f"pair_queries_{s}": len(chosen) for s, chosen in by_split.items()})
@@ -128,13 +130,11 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
         # negative it is dropped and counted, and the miner never draws it.
         others = {text for s in by_split if s != split for q in by_split[s]
                   for text in (query_texts[q], *(texts[p] for p in positives[q]))}
-        split_given = []
-        for q in by_split[split]:
-            split_given.append(tuple(n for n in given[q] if texts[n] not in others))
-            counts[f"given_negatives_dropped_{split}_other_split"] += len(given[q]) - len(split_given[-1])
+        kept = {q: tuple(n for n in given[q] if texts[n] not in others) for q in by_split[split]}
+        counts[f"given_negatives_dropped_{split}_other_split"] += sum(len(given[q]) - len(kept[q]) for q in kept)
         allowed = [i for i in range(len(texts)) if texts[i] not in others]
-        triples[split] = triples_for(by_split[split], query_texts, positives, dict(zip(by_split[split], split_given)),
-                                     allowed, texts, doc_ids, config, counts)
+        triples[split] = triples_for(by_split[split], query_texts, positives, kept, allowed, texts, doc_ids,
+                                     config, counts)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
     eval_queries, qrels = [], {}
     for split in ("val", "test"):
@@ -151,7 +151,8 @@ def read_beir(directory: Path, counts: Counter):
     accepts: a repeated id keeps its first row; a query without text, a judgement naming an unknown id and a
     split left without a relevant judgement are dropped. Each is counted for the summary."""
     if not directory.is_dir():
-        raise UserError(f"--beir {directory} not found; pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv)")
+        raise UserError(f"--beir {directory} not found; pass a BEIR folder (corpus.jsonl, queries.jsonl, "
+                        "qrels/train.tsv)")
     for path in (directory / "corpus.jsonl", directory / "queries.jsonl", directory / "qrels" / "train.tsv"):
         if not path.is_file():
             raise UserError(f"{path} not found; --beir needs corpus.jsonl, queries.jsonl and qrels/train.tsv "
@@ -178,7 +179,8 @@ def _known_judgements(qrels: dict[str, dict[str, int]], queries: dict[str, str],
     kept = {}
     for query_id, docs in qrels.items():
         if query_id not in queries or not queries[query_id].strip():
-            counts["qrels_dropped_unknown_query" if query_id not in queries else "qrels_dropped_query_without_text"] += len(docs)
+            reason = "unknown_query" if query_id not in queries else "query_without_text"
+            counts[f"qrels_dropped_{reason}"] += len(docs)
             continue
         known = {doc_id: grade for doc_id, grade in docs.items() if doc_id in corpus}
         counts["qrels_dropped_unknown_document"] += len(docs) - len(known)
@@ -217,7 +219,7 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
         allowed = [i for i in range(len(texts)) if i not in banned]
         names = sorted(chosen)
         triples[split] = triples_for(list(range(len(names))), [query_text[q] for q in names],
-                                     [chosen[q] for q in names], [()] * len(names), allowed, texts, ids,
+                                     [chosen[q] for q in names], {}, allowed, texts, ids,
                                      config, counts)
     eval_splits = {split: rows for split, rows in qrels.items() if split != "train"}
     eval_queries = sorted({q for rows in eval_splits.values() for q in rows})
