@@ -73,6 +73,14 @@ def load_eval_data(directory: Path, split: str, split_flag: str = "--split") -> 
     )
 
 
+def dropped_message(data: EvalData, source: Path) -> str | None:
+    """What was dropped as repeated ids, as a warning line; None when nothing was."""
+    if not data.dropped:
+        return None
+    return (f"{source}: repeated ids kept their first occurrence; dropped "
+            + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in data.dropped.items()))
+
+
 def _check_ids(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus: dict[str, str], source: str) -> None:
     missing_queries = sorted(q for q in qrels if q not in queries)
     if missing_queries:

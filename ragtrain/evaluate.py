@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.evaldata import EvalData, load_eval_data, read_qrels  # noqa: F401  (public API)
+from ragtrain.evaldata import EvalData, dropped_message, load_eval_data, read_qrels  # noqa: F401  (public API)
 from ragtrain.fileio import atomic_write_json
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
@@ -174,9 +174,8 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
     data = load_eval_data(config.eval_data, config.split)
-    if data.dropped:  # kept the first of each repeated id: say so, since the numbers depend on it
-        warn(f"{config.eval_data}: repeated ids kept their first occurrence; dropped "
-             + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in data.dropped.items()))
+    if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
+        warn(message)
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
     precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
     for model in config.models:  # a mistyped path fails now, not after the models before it have run

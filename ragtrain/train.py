@@ -26,7 +26,7 @@ from ragtrain.config import TrainConfig, as_dict
 from ragtrain.data import TokenizedTriples, collate, epoch_batches, load_triples, micro_batches, tokenize_triples
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
-from ragtrain.evaluate import load_eval_data
+from ragtrain.evaldata import dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
 from ragtrain.model import EncoderSpec, freeze_base, load_encoder, save_encoder
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
@@ -64,6 +64,8 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
     eval_set = load_eval_data(config.eval_data, config.eval_split, "--eval-split") if config.eval_data else None
+    if main and eval_set is not None and (message := dropped_message(eval_set, config.eval_data)):
+        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
     seed_everything(config.seed)
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
     encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,

@@ -481,3 +481,13 @@ def test_a_run_or_checkpoint_without_a_model_is_named_as_such(tmp_path, beir):
     assert "no saved model yet" in _user_error(["evaluate", str(run), "--eval-data", str(beir)])
     assert "holds no model (no config.json)" in _user_error(["evaluate", str(run / "checkpoints" / "step-3"),
                                                             "--eval-data", str(beir)])
+
+
+def test_train_warns_about_repeated_ids_in_its_eval_data_too(tmp_path, triples_file):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)], split="val")
+    with (beir / "corpus.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "d1", "title": "", "text": "a second d1"}) + "\n")
+    result = runner.invoke(app, ["train", "--train-data", str(triples_file), "--eval-data", str(beir),
+                                 "--model", str(tmp_path / "no-model"), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2  # the missing model stops it, after the data were read
+    assert "warning:" in result.output and "1 corpus duplicate ids" in result.output
