@@ -199,9 +199,12 @@ class TrainConfig:
         return "ndcg@10" if self.eval_data else "val_loss" if self.val_data else None
 
     def validate(self) -> "TrainConfig":
+        for flag, path in (("--train-data", self.train_data), ("--val-data", self.val_data)):
+            _check(path is None or not path.is_dir(), f"{flag} {path} is a folder; pass a triples file such as "
+                                                      "train.jsonl or val.jsonl from 'ragtrain prepare-data'")
         _check(self.train_data.is_file(), f"train file {self.train_data} not found; run 'ragtrain prepare-data' first")
         _check(self.val_data is None or self.val_data.is_file(), f"validation file {self.val_data} not found; check --val-data")
-        _check(self.eval_data is None or self.eval_data.is_dir(),
+        _check(self.eval_data is None or self.eval_data.exists(),  # a BEIR folder, or a JSON file as evaluate reads
                f"evaluation set {self.eval_data} not found; pass the eval/ folder from 'ragtrain prepare-data' to --eval-data")
         _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 2, f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")

@@ -170,16 +170,20 @@ def read_qrels(path: Path, dropped: Counter | None = None) -> dict[str, dict[str
         row = line.rstrip("\r\n").split("\t")
         if not line.strip() or (line_number == 1 and _is_header(row)):
             continue
-        if len(row) < 3 or not row[0].strip() or not row[1].strip():
-            raise UserError(f"{path}:{line_number}: expected 'query-id<TAB>corpus-id<TAB>score'")
+        fields = row if len(row) > 1 else line.split()
+        trec = len(fields) == 4 and fields[1] in ("0", "Q0")  # TREC qrels: query-id 0 doc-id grade
+        if len(row) < 3 or trec or not row[0].strip() or not row[1].strip():
+            raise UserError(f"{path}:{line_number}: expected 'query-id<TAB>corpus-id<TAB>score'"
+                            + ("; this looks like TREC qrels (query 0 document grade): drop the second column"
+                               if trec else ""))
         score = row[2].strip()
         grade = _grade(float(score) if _is_number(score) else score, f"{path}:{line_number}", repr(score))
-        judged = qrels.setdefault(row[0].strip(), {})
-        if row[1].strip() in judged:
+        judged = qrels.setdefault(row[0], {})  # ids exactly as written, as the corpus and queries hold them
+        if row[1] in judged:
             if dropped is not None:
                 dropped["qrels_duplicate_judgements"] += 1
         else:
-            judged[row[1].strip()] = grade
+            judged[row[1]] = grade
     return qrels
 
 

@@ -149,3 +149,26 @@ def test_non_finite_float_options_are_refused(tmp_path, triples_file, flag):
         assert flag in line and value in line
     line = _user_error(["prepare-data", str(triples_file), "-o", str(tmp_path / "o"), "--false-negative-margin", "inf"])
     assert "--false-negative-margin" in line
+
+
+def test_input_paths_of_the_wrong_kind_are_named_as_such(tmp_path, docs_dir, triples_file):
+    for flag in ("--train-data", "--val-data"):
+        args = ["--train-data", str(triples_file)] if flag == "--val-data" else []
+        line = _user_error(["train", *args, flag, str(docs_dir), "-o", str(tmp_path / "run")])
+        assert f"{flag} {docs_dir} is a folder" in line
+    # --eval-data goes through evaluate's loader, which also reads one JSON file: train accepts it too
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps({"queries": {"q": "cat"}, "corpus": {"d": "the cat"}, "relevant_docs": {"q": ["d"]}}))
+    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(eval_json),
+                        "--model", str(tmp_path / "none"), "-o", str(tmp_path / "run")])
+    assert "model directory" in line and "not found" in line  # the eval file passed; the missing model stopped it
+
+
+def test_trec_qrels_get_a_hint(tmp_path):
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "qrels").mkdir(parents=True)
+    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
+    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
+    for line in ("q1\t0\td1\t1\n", "q1 0 d1 1\n"):
+        (eval_dir / "qrels" / "test.tsv").write_text(line)
+        assert "looks like TREC qrels" in _user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])
