@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ragtrain.config import DEFAULT_MODEL, EvaluateConfig, PrepareConfig, TrainConfig
 from ragtrain.errors import UserError
@@ -30,7 +31,9 @@ def reports_user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # one line even when the message quotes user text holding a line break (a file name, a JSON key)
+            message = " ".join(str(exc).splitlines())
+            err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper

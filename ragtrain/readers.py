@@ -240,7 +240,7 @@ def rows_to_documents(rows: list[dict], path: Path, name: str, fields: Fields) -
     named += [("--id-field", fields.id)] if fields.id != Fields.id else []
     for option, field in named:
         if field not in seen:
-            raise UserError(f"{path} has no field {field!r} (it has {', '.join(sorted(map(str, seen))[:12])}); "
+            raise UserError(f"{path} has no field {field!r} (it has {', '.join(map(repr, sorted(map(str, seen))[:12]))}); "
                             f"pass {option} with one of those")
     documents = []
     for number, row in enumerate(rows, start=1):

@@ -172,3 +172,11 @@ def test_trec_qrels_get_a_hint(tmp_path):
     for line in ("q1\t0\td1\t1\n", "q1 0 d1 1\n"):
         (eval_dir / "qrels" / "test.tsv").write_text(line)
         assert "looks like TREC qrels" in _user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])
+
+
+def test_a_message_quoting_line_breaks_or_brackets_stays_one_literal_line(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "we[ird]\nname.json").write_text(json.dumps({"a\u001eb": "x", "c\nd": "y"}))  # found by the fuzz campaign
+    line = _user_error(["prepare-data", str(docs), "-o", str(tmp_path / "out")])
+    assert "we[ird] name.json has no field 'text'" in line and "'a\\x1eb'" in line
