@@ -33,7 +33,8 @@ def reports_user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            message = str(exc)
+            # one line even when the message quotes user text holding a line break (a file name, a JSON key)
+            message = " ".join(str(exc).splitlines())
         except OSError as exc:
             if (message := os_error_line(exc)) is None:
                 raise
@@ -97,7 +98,7 @@ def prepare_data(
 def train(
     train_data: Annotated[Path, typer.Option(help="Triples (JSONL) from 'ragtrain prepare-data'.")],
     val_data: Annotated[Optional[Path], typer.Option(help="Validation triples: validation loss at each validation.")] = None,
-    eval_data: Annotated[Optional[Path], typer.Option(help="BEIR directory (e.g. eval/ from prepare-data): Recall@10 and nDCG@10 over its whole corpus at each validation.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="BEIR directory (e.g. eval/ from prepare-data), or a JSON file as evaluate reads it: Recall@10 and nDCG@10 over its whole corpus at each validation.")] = None,
     eval_split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv of --eval-data to score.")] = "val",
     model: Annotated[str, typer.Option(help="Hugging Face encoder name or local directory to start from.")] = DEFAULT_MODEL,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run directory: config.json, metrics.jsonl, checkpoints/, best/, final/.")] = Path("checkpoints/run"),

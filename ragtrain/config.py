@@ -7,6 +7,7 @@ the option and the fix. The CLI builds these from flags; tests and scripts build
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,16 @@ from ragtrain.outputdir import check_location, check_prepare_output
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
+
+
+def _check_seed(seed: int) -> None:
+    _check(0 <= seed < SEED_LIMIT, f"--seed must be in [0, {SEED_LIMIT - 1}] (numpy's range), got {seed}")
 
 
 def as_dict(config) -> dict:
@@ -91,6 +99,7 @@ class PrepareConfig:
             f"--val-fraction + --test-fraction = {self.val_fraction + self.test_fraction:g} leaves no training "
             "data; make their sum below 1",
         )
+        _check_seed(self.seed)
         _check(self.max_words >= 8, f"--max-words must be at least 8, got {self.max_words}")
         _check(
             0 <= self.overlap < self.max_words,
@@ -99,7 +108,8 @@ class PrepareConfig:
         _check(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
         start, end = self.negative_range
         _check(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
-        _check(self.false_negative_margin > 0, f"--false-negative-margin must be positive, got {self.false_negative_margin}")
+        _check(0 < self.false_negative_margin < math.inf,
+               f"--false-negative-margin must be a positive number, got {self.false_negative_margin}")
         _check(self.miner in PREPARE_MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
         _check(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
         _check(0 <= self.cloze_keep_probability <= 1,
@@ -189,9 +199,12 @@ class TrainConfig:
         return "ndcg@10" if self.eval_data else "val_loss" if self.val_data else None
 
     def validate(self) -> "TrainConfig":
+        for flag, path in (("--train-data", self.train_data), ("--val-data", self.val_data)):
+            _check(path is None or not path.is_dir(), f"{flag} {path} is a folder; pass a triples file such as "
+                                                      "train.jsonl or val.jsonl from 'ragtrain prepare-data'")
         _check(self.train_data.is_file(), f"train file {self.train_data} not found; run 'ragtrain prepare-data' first")
         _check(self.val_data is None or self.val_data.is_file(), f"validation file {self.val_data} not found; check --val-data")
-        _check(self.eval_data is None or self.eval_data.is_dir(),
+        _check(self.eval_data is None or self.eval_data.exists(),  # a BEIR folder, or a JSON file as evaluate reads
                f"evaluation set {self.eval_data} not found; pass the eval/ folder from 'ragtrain prepare-data' to --eval-data")
         _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 2, f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")
@@ -203,6 +216,7 @@ class TrainConfig:
                            ("--head-learning-rate", self.head_lr)):
             _check(rate > 0, f"{flag} must be positive, got {rate}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check_seed(self.seed)
         _check(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
         _check(not self.freeze_base or self.output_dim is not None,
@@ -210,6 +224,11 @@ class TrainConfig:
         _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         _check(self.precision in {"fp16", "bf16"}, f"--precision must be fp16 or bf16, got {self.precision!r}")
         _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
+        for flag, value in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
+                            ("--head-learning-rate", self.head_lr), ("--temperature", self.temperature),
+                            ("--isotropy-weight", self.isotropy_weight), ("--weight-decay", self.weight_decay),
+                            ("--max-grad-norm", self.max_grad_norm)):
+            _check(math.isfinite(value), f"{flag} must be a finite number, got {value}")
         _check(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
         _check(self.isotropy_weight >= 0, f"--isotropy-weight must be 0 (off) or positive, got {self.isotropy_weight}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -282,10 +301,12 @@ class EvaluateConfig:
                f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for option, path in (("--output", self.output), ("--run-file", self.run_file)):
             _check(path is None or not path.is_dir(), f"{option} {path} is a directory; give a file name")
+            # a device or pipe (/dev/full, a FIFO) would be replaced by the rename of a regular file
+            _check(path is None or not path.exists() or path.is_file(),
+                   f"{option} {path} exists and is not a regular file; give a file name")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
         for option, path in (("--output", self.output), ("--run-file", self.run_file)):
             if path is not None:
                 check_writable(path.parent, option)
-        if self.use_cache and self.cache_dir is not None:
-            check_writable(self.cache_dir, "--cache-dir")
+        # no probe of --cache-dir: a cache that cannot be written only warns (the run goes on without it)
         return self

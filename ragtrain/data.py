@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.fileio import read_numbered_jsonl
+from ragtrain.fileio import open_for_reading, read_json, read_numbered_jsonl
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
 
@@ -44,7 +43,8 @@ def load_triples(path: Path) -> list[Triple]:
     """JSONL of {"query", "positive", "negatives"}; the older JSON array with "negative" is read too."""
     if not path.is_file():
         raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
-    head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    with open_for_reading(path) as handle:
+        head = handle.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")  # not the whole file
     numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else read_numbered_jsonl(path, "train file")
     if not numbered:
         raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
@@ -52,10 +52,7 @@ def load_triples(path: Path) -> list[Triple]:
 
 
 def _read_json_array(path: Path) -> list[dict]:
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+    rows = read_json(path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise UserError(f"{path}: expected a JSON array of objects with query/positive/negative")
     return rows

@@ -17,7 +17,8 @@ import torch
 from rich.console import Console
 
 from ragtrain.config import EvaluateConfig, as_dict
-from ragtrain.evaldata import EvalData, load_eval_data, read_qrels  # noqa: F401  (public API)
+from ragtrain.errors import UserError
+from ragtrain.evaldata import EvalData, dropped_message, load_eval_data, read_qrels  # noqa: F401  (public API)
 from ragtrain.fileio import atomic_write_json
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
@@ -43,13 +44,30 @@ def resolve_model_dir(model: str) -> str:
     else final/), a training checkpoint (its model/), a model directory, or a Hugging Face name (returned
     resolved, for the hub). best/ first: when fine-tuning made the model worse on validation, best/ is the
     base model (validated at step 0), so a run never hands back a model worse than the one it started from."""
-    path = Path(model)
+    path = Path(resolve_model_path(model))  # a missing path is a UserError here
     if not path.is_dir():
-        return resolve_model_path(model)
+        return str(path)  # a Hugging Face name
     for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
         if (path / sub / "config.json").is_file():
             return str(path / sub)
-    return str(path)  # a model directory, or let the loader say what is missing
+    if _is_model_config(path / "config.json"):
+        return str(path)  # a model directory (the loader says what else may be missing)
+    if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
+        raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
+                        "model/ folder); pass one of its checkpoints/step-N that holds model/, or finish the run")
+    raise UserError(f"{model} holds no model (no config.json); pass a model directory, a training run or a checkpoint")
+
+
+def _is_model_config(path: Path) -> bool:
+    """A transformers config.json (it names a model_type), not train's record of its options in a run directory.
+    An unreadable one counts as a model's, so that the loader names its problem."""
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return not isinstance(options, dict) or "model_type" in options
 
 
 def similarity_of(model_dir: str, normalize: bool) -> str:
@@ -77,12 +95,21 @@ def rank_bm25(data: EvalData, depth: int) -> Ranked:
     started = time.perf_counter()
     retriever = build_bm25(data.corpus_texts)
     indexed = time.perf_counter()
-    indices, scores = bm25_search(retriever, data.query_texts, depth)
+    indices, scores = bm25_search(retriever, data.query_texts, depth, len(data.corpus_texts))
     done = time.perf_counter()
     return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 
 
-def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str) -> Ranked:
+@dataclass
+class EmbeddingCache:
+    """Where embeddings are cached (None: off), and whether writing still works in this run."""
+
+    directory: Path | None
+    writable: bool = True  # a failed write (disk full, read-only) turns writing off, with one warning
+
+
+def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str,
+               cache: EmbeddingCache) -> Ranked:
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
     encoder, tokenizer = load_encoder(model_dir)
@@ -92,45 +119,79 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     timings["load_s"] = time.perf_counter() - started
     settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
                 "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision}
-    fingerprint = model_fingerprint(model_dir)
-    cache_dir = config.cache_dir or default_cache_dir()
-    embedded, cache_hits = {}, []
+    fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
+    if cache.directory is not None and fingerprint is None:
+        warn(f"{model}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and its "
+             "embeddings are not cached")
+
+    def encode(part: str, texts: list[str]) -> np.ndarray:
+        emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part, precision)
+        return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
+
+    embedded, statuses = {}, []
     for part, texts in (("corpus", data.corpus_texts), ("queries", data.query_texts)):
         started = time.perf_counter()
-        key = cache_key(fingerprint, texts, settings)
-        emb = load_cached(cache_dir, key, len(texts)) if config.use_cache else None
-        cache_hits.append(emb is not None)
-        if emb is None:
-            emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part, precision)
-            if similarity == "cosine":
-                emb = torch.nn.functional.normalize(emb, dim=-1)
-            emb = emb.numpy()
-            if config.use_cache:
-                store_cached(cache_dir, key, emb)
-        embedded[part] = emb
+        key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
+        embedded[part], status = _cached_or_encoded(part, texts, encode, key, cache,
+                                                    encoder.spec.output_dim or encoder.hidden_size)
+        statuses.append(status)
         timings[f"encode_{part}_s"] = time.perf_counter() - started
     started = time.perf_counter()
     indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
     timings["search_s"] = time.perf_counter() - started
-    cache = "off" if not config.use_cache else "hit" if all(cache_hits) else "miss" if not any(cache_hits) else "partial"
+    summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
     return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
-                                             "precision": precision, "cache": cache, "cache_dir": str(cache_dir) if config.use_cache else None})
+                                             "precision": precision, "cache": summary,
+                                             "cache_dir": str(cache.directory) if summary != "off" else None})
+
+
+def _cached_or_encoded(part: str, texts: list[str], encode, key: str | None, cache: EmbeddingCache,
+                       dim: int) -> tuple[np.ndarray, str]:
+    """Verified cached embeddings ("hit"), else freshly encoded ones, stored for next time ("miss"; "off")."""
+    if cache.directory is None or key is None:
+        return encode(part, texts), "off"
+    emb, status = load_cached(cache.directory, key, len(texts), dim)
+    if emb is not None:
+        return emb, "hit"
+    if status != "absent":
+        warn(f"cached {part} embeddings in {cache.directory} failed verification ({status}); encoding them again")
+    emb = encode(part, texts)
+    if cache.writable:
+        try:
+            store_cached(cache.directory, key, emb)
+        except OSError as exc:
+            cache.writable = False
+            warn(f"embedding cache {cache.directory} cannot be written ({exc.strerror or exc}); going on without it")
+    return emb, "miss"
+
+
+def warn(message: str) -> None:
+    """One yellow line on stderr: the run goes on, but the user should know."""
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True, soft_wrap=True)
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
     data = load_eval_data(config.eval_data, config.split)
+    if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
+        warn(message)
     device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
     precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
+    for model in config.models:  # a mistyped path fails now, not after the models before it have run
+        if model != BM25:
+            resolve_model_dir(model)
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
-                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries},
+                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
+                        "dropped_duplicates": data.dropped},
                "models": {}}
+    cache = EmbeddingCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
-        ranked = rank_bm25(data, max(config.k_values)) if model == BM25 else rank_dense(model, data, config, device, precision)
+        ranked = (rank_bm25(data, max(config.k_values)) if model == BM25
+                  else rank_dense(model, data, config, device, precision, cache))
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, ranked.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)
         ranked.timings["total_s"] = time.perf_counter() - started

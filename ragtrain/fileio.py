@@ -40,28 +40,73 @@ AT_FDCWD, RENAME_EXCHANGE = -100, 2
 PROBE = "ragtrain-probe"  # .ragtrain-probe.XXXXXXXX.tmp: check_writable's test file
 
 
+# One line of a JSONL file (a triple, a pair, a document, a query) is at most this long. Longer is a broken
+# file, not data: without a bound a file of 16 triples once took 6.7 GB of memory before failing.
+MAX_LINE_BYTES = 16 * 2**20
+
+
 def read_jsonl(path: Path, what: str = "file") -> list[dict[str, Any]]:
     """Read a JSONL file; a malformed line is a UserError naming the file and line number."""
     return [row for _, row in read_numbered_jsonl(path, what)]
 
 
-def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line, so later checks can name the line too."""
+def numbered_lines(path: Path, what: str = "file") -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, read in bounded pieces: a line over MAX_LINE_BYTES, or bytes that
+    are not UTF-8, are a UserError naming the file and line (never the whole file in memory)."""
     if not path.is_file():
         raise UserError(f"{what} {path} not found")
-    rows = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    with open_for_reading(path) as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise UserError(f"{path}:{number}: line longer than {MAX_LINE_BYTES // 2**20} MiB; one line holds "
+                                "one record (a broken file, or a text to split into several records)")
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{line_number}: not valid JSON ({exc.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((line_number, row))
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                                f"{exc.start + 1}); save the file as UTF-8") from None
+            yield number, text
+
+
+def open_for_reading(path: Path):
+    """The file opened in binary; a file that cannot be read (permissions, a folder) is a UserError."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
+
+
+def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, so later checks can name the line too."""
+    rows = []
+    for line_number, line in numbered_lines(path, what):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{line_number}: not valid JSON ({exc.msg}); fix or remove that line") from None
+        except RecursionError:
+            raise UserError(f"{path}:{line_number}: JSON nested too deeply; fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        rows.append((line_number, row))
     return rows
+
+
+def read_json(path: Path, object_pairs_hook=None) -> Any:
+    """Parse a whole JSON file (UTF-8); undecodable bytes or invalid JSON are a UserError naming the file."""
+    with open_for_reading(path) as handle:
+        raw = handle.read()
+    try:
+        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=object_pairs_hook)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                        "save the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply; fix the file") from None
 
 
 def jsonl_text(rows: list[dict[str, Any]]) -> str:

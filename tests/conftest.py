@@ -42,6 +42,9 @@ def private_cache(tmp_path_factory):
     """Keep evaluate's embedding cache (also in subprocesses) out of ~/.cache."""
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # in case huggingface_hub was imported before the variable was set
     yield
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)

@@ -113,9 +113,13 @@ def test_evaluate_with_bad_k(tmp_path):
 
 
 def test_unloadable_model_names_what_was_tried(tmp_path, triples_file):
+    line = _user_error(["train", "--train-data", str(triples_file), "--model", "no-such-model-anywhere",
+                        "--output-dir", str(tmp_path / "run")])
+    assert "cannot load model 'no-such-model-anywhere' (no such local directory, so the Hugging Face hub was tried)" in line
+    assert "local model directory" in line
     line = _user_error(["train", "--train-data", str(triples_file), "--model", str(tmp_path / "no-model"),
                         "--output-dir", str(tmp_path / "run")])
-    assert "cannot load model" in line and "local model directory" in line
+    assert line == f"error: model directory {tmp_path / 'no-model'} not found; check the path"
 
 
 @pytest.mark.slow
@@ -150,3 +154,70 @@ def test_a_disk_error_no_writer_caught_is_one_line_and_any_other_os_error_a_trac
 
     with pytest.raises(FileNotFoundError):
         bug()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**64)])
+def test_seed_out_of_numpy_range_is_one_line(tmp_path, docs_dir, triples_file, seed):
+    assert "--seed" in _user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "o"), "--seed", seed])
+    assert "--seed" in _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+                                    "--model", str(tmp_path / "none"), "--seed", seed])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+
+
+def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_model):
+    import shutil
+
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "qrels").mkdir(parents=True)
+    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
+    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
+    (eval_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:100])
+    line = _user_error(["evaluate", "bm25", str(broken), "--eval-data", str(eval_dir), "--device", "cpu"])
+    assert f"{broken / 'model.safetensors'} is not a readable safetensors file" in line
+    line = _user_error(["evaluate", "bm25", "./typo/model", "--eval-data", str(eval_dir)])
+    assert line == "error: model directory ./typo/model not found; check the path"
+
+
+@pytest.mark.parametrize("flag", ["--learning-rate", "--temperature", "--isotropy-weight", "--weight-decay",
+                                  "--max-grad-norm", "--head-learning-rate"])
+def test_non_finite_float_options_are_refused(tmp_path, triples_file, flag):
+    for value in ("inf", "nan"):
+        line = _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+                            "--model", str(tmp_path / "none"), flag, value])
+        assert flag in line and value in line
+    line = _user_error(["prepare-data", str(triples_file), "-o", str(tmp_path / "o"), "--false-negative-margin", "inf"])
+    assert "--false-negative-margin" in line
+
+
+def test_input_paths_of_the_wrong_kind_are_named_as_such(tmp_path, docs_dir, triples_file):
+    for flag in ("--train-data", "--val-data"):
+        args = ["--train-data", str(triples_file)] if flag == "--val-data" else []
+        line = _user_error(["train", *args, flag, str(docs_dir), "-o", str(tmp_path / "run")])
+        assert f"{flag} {docs_dir} is a folder" in line
+    # --eval-data goes through evaluate's loader, which also reads one JSON file: train accepts it too
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps({"queries": {"q": "cat"}, "corpus": {"d": "the cat"}, "relevant_docs": {"q": ["d"]}}))
+    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(eval_json),
+                        "--model", str(tmp_path / "none"), "-o", str(tmp_path / "run")])
+    assert "model directory" in line and "not found" in line  # the eval file passed; the missing model stopped it
+
+
+def test_trec_qrels_get_a_hint(tmp_path):
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "qrels").mkdir(parents=True)
+    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
+    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
+    for line in ("q1\t0\td1\t1\n", "q1 0 d1 1\n"):
+        (eval_dir / "qrels" / "test.tsv").write_text(line)
+        assert "looks like TREC qrels" in _user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])
+
+
+def test_a_message_quoting_line_breaks_or_brackets_stays_one_literal_line(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "we[ird]\nname.json").write_text(json.dumps({"a\u001eb": "x", "c\nd": "y"}))  # found by the fuzz campaign
+    line = _user_error(["prepare-data", str(docs), "-o", str(tmp_path / "out")])
+    assert "we[ird] name.json has no field 'text'" in line and "'a\\x1eb'" in line

@@ -154,3 +154,17 @@ def test_chunker_respects_the_limit_and_loses_no_word(text, max_words, overlap_s
     assert all(0 < len(p.text.split()) <= max_words for p in passages)
     body_words = {w for heading, paras in sections_of(text) for para in paras for w in para.split()}
     assert body_words == {w for p in passages for w in p.text.split()}
+
+
+def test_a_jsonl_document_line_over_the_bound_and_deep_json_are_one_line(tmp_path, monkeypatch):
+    import ragtrain.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 64)
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "long " * 40}) + "\n")
+    with pytest.raises(UserError, match=r"docs\.jsonl:2: line longer than"):
+        read_documents((path,), Fields(), Counter())
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match=r"deep\.json:1: JSON nested too deeply"):
+        read_documents((deep,), Fields(), Counter())

@@ -99,8 +99,10 @@ def test_same_model_twice_is_refused(beir):
 
 
 def test_unloadable_model_is_one_line(beir, tmp_path):
-    assert "cannot load model" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+    assert "cannot load model" in _user_error(["evaluate", "no-such-model-anywhere", "--eval-data", str(beir),
                                                "--cache-dir", str(tmp_path / "c")])
+    assert "not found" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+                                       "--cache-dir", str(tmp_path / "c")])
 
 
 def _user_error(args: list[str]) -> str:
@@ -249,3 +251,246 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
                                         (["--precision", "fp16", "--device", "cpu"], "fp16")])
 def test_bad_precision_is_refused_before_loading(beir, tmp_path, args, word):
     assert word in _user_error(["evaluate", str(tmp_path / "no-model"), "--eval-data", str(beir), *args])
+
+
+# ---- malformed and repeated data: one line each, or the first of a repeated id kept and counted
+
+def _rows(path: Path, rows: list) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("file, content, words", [
+    ("corpus.jsonl", [{"title": "", "text": "no id"}], ["corpus.jsonl:1", "'_id'"]),
+    ("queries.jsonl", [{"_id": "q1", "text": "cat tree"}, {"text": "no id"}], ["queries.jsonl:2", "'_id'"]),
+    ("corpus.jsonl", [{"_id": ["d1"], "text": "a list as id"}], ["corpus.jsonl:1", "'_id'"]),
+    ("corpus.jsonl", [{"_id": "d1", "text": ["not", "text"]}], ["corpus.jsonl:1", "'text' must be a string"]),
+    ("queries.jsonl", [{"_id": "q1", "text": None}, {"_id": "q2", "text": "bread"}], ["no text", "'q1'"]),
+    ("queries.jsonl", [{"_id": "q1", "text": "   "}, {"_id": "q2", "text": "bread"}], ["no text", "'q1'"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\tinf"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\tnan"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1\t1.5"], ["test.tsv:2", "whole number"]),
+    ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1"], ["test.tsv:2", "query-id<TAB>corpus-id<TAB>score"]),
+])
+def test_malformed_beir_rows_are_one_line(tmp_path, file, content, words):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    _rows(beir / file, content)
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert all(word in line for word in words), line
+
+
+def test_qrels_that_are_not_utf8_are_one_line(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)])
+    (beir / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t1\nq\xe9\td1\t1\n")
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert "test.tsv:3" in line and "UTF-8" in line and "0xe9" in line
+
+
+@pytest.mark.parametrize("relevant, words", [
+    ({"q1": {"d1": "1"}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": None}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": float("inf")}}, ["relevant_docs['q1']['d1']", "whole number"]),
+    ({"q1": {"d1": True}}, ["whole number"]),
+    ({"q1": "d1"}, ["relevant_docs['q1']", "list of document ids", "str"]),  # never read as the letters 'd', '1'
+    ({"q1": 3}, ["relevant_docs['q1']", "list of document ids"]),
+    ({"q1": [{"id": "d1"}]}, ["relevant_docs['q1']", "string or integer"]),
+])
+def test_bad_grades_and_relevant_docs_in_json_are_one_line(tmp_path, relevant, words):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"queries": QUERIES, "corpus": DOCS, "relevant_docs": relevant}))
+    line = _user_error(["evaluate", "bm25", "--eval-data", str(path)])
+    assert all(word in line for word in words), line
+
+
+def test_repeated_ids_keep_the_first_and_are_counted_and_reported(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1), ("q1", "d1", 0)])
+    with (beir / "corpus.jsonl").open("a") as handle:  # a second d1 whose text would match q2
+        handle.write(json.dumps({"_id": "d1", "title": "", "text": "bread oven bread oven"}) + "\n")
+    with (beir / "queries.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "q2", "text": "cat tree"}) + "\n")
+    data = load_eval_data(beir, "test")
+    assert data.dropped == {"corpus_duplicate_ids": 1, "qrels_duplicate_judgements": 1, "queries_duplicate_ids": 1}
+    assert data.corpus_ids == list(DOCS) and data.corpus_texts[0] == DOCS["d1"]
+    assert data.query_texts == [QUERIES["q1"], QUERIES["q2"]] and data.qrels["q1"] == {"d1": 1}
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", "bm25", "--eval-data", str(beir), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "1 corpus duplicate ids" in result.output
+    assert json.loads(out.read_text())["data"]["dropped_duplicates"] == data.dropped
+    assert json.loads(out.read_text())["models"]["bm25"]["metrics"]["recall@1"] == 1.0
+
+
+def test_repeated_keys_in_a_json_eval_file_keep_the_first(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text('{"queries": {"q1": "cat tree", "q1": "bread oven"}, "corpus": {"d1": "the cat sat on the tree",'
+                    ' "d2": "bread dough and yeast in the oven"}, "relevant_docs": {"q1": ["d1"]}}')
+    data = load_eval_data(path, "ignored")
+    assert data.query_texts == ["cat tree"] and data.dropped == {"json_duplicate_keys": 1}
+
+
+def test_a_missing_split_names_the_flag_of_the_command_that_was_run(beir, tmp_path, triples_file):
+    assert "choose --split" in _user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
+    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(beir), "--eval-split", "dev",
+                        "--output-dir", str(tmp_path / "run")])
+    assert "choose --eval-split" in line and "available: test" in line
+
+
+# ---- the embedding cache checks what it reads, keys hub names by revision, and never stops a run
+
+def cache_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").glob("*.npy"))
+
+
+def counting_embed(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = ev.embed_texts
+    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    return calls
+
+
+def _damage(path: Path, how: str) -> None:
+    """Change a cached array; all but 'bytes' also rewrite the sidecar to match, so only that check can catch it."""
+    emb = np.load(path)
+    if how == "bytes":  # a flipped byte in the data: only the checksum notices
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x40
+        path.write_bytes(bytes(data))
+        return
+    if how == "sidecar":
+        path.with_suffix(".json").unlink()
+        return
+    from ragtrain.search import file_sha256
+
+    changed = {"nan": np.where(np.arange(emb.size).reshape(emb.shape) == 1, np.nan, emb).astype(np.float32),
+               "shape": emb[:-1], "dtype": emb.astype(np.float64)}[how]
+    np.save(path, changed)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"shape": list(emb.shape), "dtype": "float32", "sha256": file_sha256(path)}))
+
+
+@pytest.mark.parametrize("how", ["bytes", "nan", "shape", "dtype", "sidecar"])
+def test_a_damaged_cache_entry_is_recomputed_and_overwritten(beir, tmp_path, tiny_model, monkeypatch, how):
+    calls = counting_embed(monkeypatch)
+    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    corpus_entry = max(cache_files(tmp_path), key=lambda p: np.load(p).shape[0])  # 5 documents, 3 queries
+    _damage(corpus_entry, how)
+    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and second["cache"] == "partial"
+    assert second["per_query"] == first["per_query"]
+    third = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and third["cache"] == "hit"  # the entry was written anew
+
+
+def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    import ragtrain.search as search
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(search.np, "save", disk_full)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "bm25", "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "cannot be written (No space left on device)" in warnings[0]
+    assert json.loads(out.read_text())["models"][str(tiny_model)]["metrics"]["recall@1"] >= 0
+    assert not list((tmp_path / "cache").iterdir())  # no temporary file left behind
+    (tmp_path / "file").write_text("")  # a cache folder that cannot even be made: its parent is a file
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "file" / "cache")])
+    assert result.exit_code == 0 and "cannot be written" in result.output, result.output
+
+
+def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
+    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
+def test_a_hub_name_is_cached_by_its_revision_not_its_name(beir, tmp_path, tiny_model, monkeypatch):
+    import huggingface_hub.constants
+
+    from conftest import build_tiny_model
+    from ragtrain.search import model_fingerprint
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    assert model_fingerprint("org/tiny") is None  # not in the hub cache: nothing to key it by, so no caching
+    fake_hub_snapshot(hub, "org/tiny", "a" * 40, tiny_model)
+    assert model_fingerprint("org/tiny")["revision"] == "a" * 40
+    calls = counting_embed(monkeypatch)
+    first = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    second = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    assert (first["cache"], second["cache"], calls) == ("miss", "hit", ["corpus", "queries"])
+    # the hub moves main to a new commit with other weights: same name, new embeddings
+    fake_hub_snapshot(hub, "org/tiny", "b" * 40, build_tiny_model(tmp_path / "other", seed=1))
+    third = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    assert third["cache"] == "miss" and calls == ["corpus", "queries"] * 2
+    reference = evaluate(config(beir, tmp_path, str(tmp_path / "other"), precision="fp32", use_cache=False),
+                         console=quiet())["models"][str(tmp_path / "other")]
+    assert third["per_query"] == reference["per_query"]
+
+
+def test_a_local_model_is_keyed_by_the_real_paths_of_its_files(tmp_path, tiny_model):
+    import shutil
+
+    from ragtrain.search import model_fingerprint
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    blobs = tmp_path / "blobs"
+    shutil.copytree(tiny_model, blobs / "one")
+    shutil.copytree(tiny_model, blobs / "two", copy_function=shutil.copy2)  # same sizes and times, other files
+    for file in (blobs / "one").iterdir():
+        (linked / file.name).symlink_to(file)
+    before = model_fingerprint(str(linked))
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(blobs / "two" / "model.safetensors")
+    shutil.copystat(blobs / "one" / "model.safetensors", blobs / "two" / "model.safetensors")
+    assert model_fingerprint(str(linked)) != before
+
+
+def test_a_first_line_with_inf_or_nan_is_a_bad_grade_not_a_header(tmp_path):
+    for score in ("inf", "nan", "-inf"):
+        beir = write_beir(tmp_path / score, [])
+        (beir / "qrels" / "test.tsv").write_text(f"q1\td1\t{score}\nq2\td2\t1\n")
+        assert f"test.tsv:1: grade '{score}' is not a whole number" in _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    beir = write_beir(tmp_path / "header", [])
+    (beir / "qrels" / "test.tsv").write_text("qid\tdocid\trelevance\nq1\td1\t1\n")  # a header of other words
+    assert load_eval_data(beir, "test").qrels == {"q1": {"d1": 1}}
+
+
+def test_bm25_over_a_corpus_without_an_indexable_word_scores_everything_zero(tmp_path):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": t}) + "\n"
+                                               for d, t in [("d1", ""), ("d2", "the of a"), ("d3", "")]))
+    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet())["models"]["bm25"]
+    assert results["per_query"]["q1"]["recall@1"] == 1.0 and results["per_query"]["q2"]["recall@1"] == 0.0  # corpus order
+    assert results["metrics"]["recall@10"] == 1.0
+
+
+def test_a_run_or_checkpoint_without_a_model_is_named_as_such(tmp_path, beir):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-3").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train_data": "t.jsonl", "epochs": 1}))  # train's options
+    assert "no saved model yet" in _user_error(["evaluate", str(run), "--eval-data", str(beir)])
+    assert "holds no model (no config.json)" in _user_error(["evaluate", str(run / "checkpoints" / "step-3"),
+                                                            "--eval-data", str(beir)])
+
+
+def test_train_warns_about_repeated_ids_in_its_eval_data_too(tmp_path, triples_file):
+    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)], split="val")
+    with (beir / "corpus.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "d1", "title": "", "text": "a second d1"}) + "\n")
+    result = runner.invoke(app, ["train", "--train-data", str(triples_file), "--eval-data", str(beir),
+                                 "--model", str(tmp_path / "no-model"), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2  # the missing model stops it, after the data were read
+    assert "warning:" in result.output and "1 corpus duplicate ids" in result.output

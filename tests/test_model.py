@@ -4,6 +4,7 @@ pass), and a saved model loading three ways with the same embeddings."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,3 +156,113 @@ def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
     cosine = torch.nn.functional.cosine_similarity(ours, theirs)
     assert cosine.min().item() >= 0.9999
     assert ours.shape[1] == (output_dim or 384)
+
+
+# ---- what a model directory must hold: each gap is one clear line, never a traceback or a silent wrong number
+
+def copy_of(tiny_model, tmp_path, name="copy", without=()) -> "Path":
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(tiny_model, target, ignore=shutil.ignore_patterns(*without))
+    return target
+
+
+def test_a_directory_without_tokenizer_files_is_refused(tiny_model, tmp_path):
+    from ragtrain.errors import UserError
+
+    bare = copy_of(tiny_model, tmp_path, without=("tokenizer*", "vocab.txt", "special_tokens_map.json"))
+    assert sorted(p.name for p in bare.iterdir()) == ["config.json", "model.safetensors"]
+    # transformers 5 would build BERT's tokenizer with only its 5 special tokens: every word [UNK]
+    assert len(AutoTokenizer.from_pretrained(bare)) == 5
+    with pytest.raises(UserError, match="has no tokenizer files"):
+        load_encoder(str(bare))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_unreadable_safetensors_name_the_file(tiny_model, tmp_path, damage):
+    from ragtrain.errors import UserError
+
+    broken = copy_of(tiny_model, tmp_path)
+    weights = broken / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00garbage" * 9, "empty": b""}[damage])
+    with pytest.raises(UserError, match=rf"{weights} is not a readable safetensors file"):
+        load_encoder(str(broken))
+
+
+def test_a_broken_head_config_is_one_line(tiny_model, tmp_path):
+    from ragtrain.errors import UserError
+
+    saved = trained_like(tiny_model, tmp_path, EncoderSpec(output_dim=6))
+    (saved / "ragtrain.json").write_text('{"pooling": "mean"')
+    with pytest.raises(UserError, match="ragtrain.json"):
+        load_encoder(str(saved))
+    (saved / "ragtrain.json").write_text('{"pooling": "mean", "normalize": true, "output_dim": 6}')
+    (saved / "2_Dense" / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(UserError, match="2_Dense"):
+        load_encoder(str(saved))
+
+
+@pytest.mark.parametrize("given", ["./no-such-model", "../no-such-model", "/no/such/model", "~/no-such-model",
+                                   "{tmp}/sub/model", "{tmp}/config.json"])
+def test_a_missing_local_path_is_not_called_a_bad_repo_id(tiny_model, tmp_path, monkeypatch, given):
+    from ragtrain.errors import UserError
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    given = given.format(tmp=tmp_path.name if given.startswith("{tmp}/sub") else tmp_path)
+    if given.startswith(tmp_path.name):
+        monkeypatch.chdir(tmp_path.parent)  # 'tmp/sub/model': its first part exists here, so it is a path
+    with pytest.raises(UserError) as raised:
+        load_encoder(given)
+    message = str(raised.value)
+    assert "Repo id" not in message and "repo_name" not in message
+    assert ("is a file" in message) if given.endswith("config.json") else (f"model directory {given} not found" in message)
+
+
+def tiny_seq2seq(directory, tiny_model, config) -> "Path":
+    """A tiny encoder-decoder saved like any Hugging Face model, with the tiny BERT's WordPiece tokenizer."""
+    from transformers import AutoModel as Auto
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    Auto.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_t5_directory_embeds_with_its_encoder(tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=len(AutoTokenizer.from_pretrained(tiny_model)), d_model=16, d_kv=8, d_ff=32,
+                      num_layers=2, num_heads=2, decoder_start_token_id=0)
+    t5 = tiny_seq2seq(tmp_path / "t5", tiny_model, config)
+    encoder, tokenizer = load_encoder(str(t5))
+    assert isinstance(encoder.transformer, T5EncoderModel)
+    ours = embed_with_ragtrain(t5)
+    # the same as T5's encoder states, mean-pooled by hand
+    reference = T5EncoderModel.from_pretrained(t5)
+    batch = pad(tokenizer(TEXTS, truncation=True, max_length=64)["input_ids"], tokenizer.pad_token_id)
+    with torch.no_grad():
+        states = reference(**batch).last_hidden_state  # (4, L, 16)
+    expected = torch.nn.functional.normalize(pool(states, batch["attention_mask"], "mean"), dim=-1)
+    assert ours.shape == (len(TEXTS), 16) and torch.allclose(ours, expected, atol=1e-5)
+    save_encoder(encoder, tokenizer, tmp_path / "saved", max_seq_length=64)  # saved and read back: the same
+    assert torch.allclose(embed_with_ragtrain(tmp_path / "saved"), ours, atol=1e-6)
+    theirs = torch.tensor(SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS))
+    assert torch.allclose(theirs, ours, atol=1e-5)
+
+
+def test_an_encoder_decoder_without_an_encoder_class_is_one_line(tiny_model, tmp_path):
+    from transformers import BartConfig
+
+    from ragtrain.errors import UserError
+
+    config = BartConfig(vocab_size=len(AutoTokenizer.from_pretrained(tiny_model)), d_model=16, encoder_layers=1,
+                        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                        decoder_ffn_dim=32, max_position_embeddings=64)
+    bart = tiny_seq2seq(tmp_path / "bart", tiny_model, config)
+    with pytest.raises(UserError, match=r"encoder-decoder \(bart\)"):
+        load_encoder(str(bart))

@@ -157,7 +157,7 @@ def test_train_overwrite_replaces_the_run_and_keeps_other_files(tmp_path, triple
 
 # ---- outputs that cannot be written: one line before any work
 
-@pytest.mark.parametrize("command", ["prepare", "train", "evaluate --output", "evaluate --run-file", "evaluate --cache-dir"])
+@pytest.mark.parametrize("command", ["prepare", "train", "evaluate --output", "evaluate --run-file"])
 def test_an_output_under_proc_is_refused_before_any_work(tmp_path, tiny_model, command):
     docs = write_documents(tmp_path / "docs")
     triples = write_triples(tmp_path / "train.jsonl")
@@ -167,9 +167,15 @@ def test_an_output_under_proc_is_refused_before_any_work(tmp_path, tiny_model, c
         "train": train_args(triples, tiny_model, Path("/proc/ragtrain-run")),
         "evaluate --output": ["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--output", "/proc/r.json"],
         "evaluate --run-file": ["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--run-file", "/proc/r.trec"],
-        "evaluate --cache-dir": ["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--cache-dir", "/proc/cache"],
     }[command]
     refused(args, tmp_path, "cannot write in /proc")
+
+
+def test_an_output_that_is_a_device_is_refused_not_replaced(tmp_path):
+    (tmp_path / "eval").mkdir()
+    refused(["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--output", "/dev/null"], tmp_path,
+            "--output /dev/null exists and is not a regular file")
+    assert Path("/dev/null").is_char_device()
 
 
 def test_a_read_only_output_folder_is_refused_before_any_work(tmp_path, docs_dir, triples_file, tiny_model):

@@ -216,3 +216,107 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     assert all_bytes(out) != first and (out / "train.jsonl").is_file()
     assert "train triples" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "out"]  # the old copy is gone, no temporaries
+
+
+pair_texts = st.sampled_from([f"passage {w} about {x}" for w in ("bread", "orbit", "river", "cache", "chain")
+                              for x in ("ovens", "stars", "fish", "memory")])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from([f"question {n}" for n in range(14)]),
+                               st.lists(pair_texts, min_size=1, max_size=2), st.lists(pair_texts, max_size=3)),
+                     min_size=3, max_size=32),
+       seed=st.integers(0, 2**32 - 1), val=st.sampled_from([0.1, 0.25]), test=st.sampled_from([0.1, 0.25]))
+def test_pairs_never_leak_a_held_out_query_or_passage_into_train(rows, seed, val, test):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs, out = Path(tmp) / "pairs.jsonl", Path(tmp) / "out"
+        pairs.write_text("".join(json.dumps({"query": q, "positives": pos, "negatives": neg}) + "\n" for q, pos, neg in rows))
+        try:
+            summary = prepare(config([], out, pairs=pairs, negatives=2, seed=seed, val_fraction=val, test_fraction=test))
+        except UserError as exc:
+            assert "too few" in str(exc)  # queries and passages shared so widely that no three groups remain
+            return
+        counts = summary.counts
+        train = jsonl(out / "train.jsonl")
+        corpus = {r["_id"]: r["text"] for r in jsonl(out / "eval" / "corpus.jsonl")}
+        eval_queries = {r["_id"]: r["text"] for r in jsonl(out / "eval" / "queries.jsonl")}
+        held_out = {s: [(eval_queries[q], corpus[d]) for q, d, _ in qrels(out / "eval" / "qrels" / f"{s}.tsv")]
+                    for s in ("val", "test")}
+        held_out_texts = {text for judged in held_out.values() for pair in judged for text in pair}
+        train_texts = {text for r in train for text in (r["query"], r["positive"], *r["negatives"])}
+        assert not held_out_texts & train_texts
+        # counts add up: every distinct query is in exactly one split, one triple per (train query, positive)
+        merged: dict[str, tuple[dict, dict]] = {}
+        for q, pos, neg in rows:
+            merged.setdefault(q, ({}, {}))[0].update(dict.fromkeys(pos))
+            merged[q][1].update(dict.fromkeys(neg))
+        assert counts["pairs"] == len(rows) and counts["pair_queries"] == len(merged)
+        assert sum(counts[f"pair_queries_{s}"] for s in ("train", "val", "test")) == len(merged)
+        for s in ("val", "test"):
+            assert counts[f"eval_queries_{s}"] == counts[f"pair_queries_{s}"] == len({q for q, _ in held_out[s]})
+            assert {(q, d) for q, d in held_out[s]} == {(q, d) for q in {q for q, _ in held_out[s]} for d in merged[q][0]}
+        train_queries = {r["query"] for r in train}
+        assert counts["train_triples"] == len(train) == sum(len(merged[q][0]) for q in train_queries)
+        assert counts["pair_queries_train"] == len(train_queries)
+        dropped = 0
+        for row in train:  # the given negatives come first, less those that are held-out texts
+            positives, negatives = merged[row["query"]]
+            given = [n for n in negatives if n not in positives]
+            kept = [n for n in given if n not in held_out_texts]
+            assert row["negatives"][: len(kept)] == kept and row["positive"] not in row["negatives"]
+            dropped += (len(given) - len(kept)) if row["positive"] == next(iter(positives)) else 0
+        assert counts["given_negatives_dropped_train_other_split"] == dropped
+
+
+def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp_path):
+    from ragtrain.evaldata import load_eval_data
+
+    beir = write_beir(tmp_path / "beir", with_dev=False)
+    with (beir / "corpus.jsonl").open("a") as handle:  # a repeated id: the first row stays
+        handle.write(json.dumps({"_id": "d0", "title": "Other", "text": "a second d0"}) + "\n")
+    with (beir / "queries.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "q0", "text": "a second q0"}) + "\n")
+        handle.write(json.dumps({"_id": "q40", "text": None}) + "\n")
+        handle.write(json.dumps({"_id": "q41", "text": ""}) + "\n")
+    head = "query-id\tcorpus-id\tscore\n"
+    with (beir / "qrels" / "train.tsv").open("a") as handle:
+        handle.write("q1\td99\t1\nq40\td2\t1\nq77\td3\t1\nq2\td2\t1\n")  # unknown doc, no text, unknown query, repeat
+    with (beir / "qrels" / "test.tsv").open("a") as handle:
+        handle.write("q41\td26\t1\nq26\tnowhere\t1\n")
+    (beir / "qrels" / "dev.tsv").write_text(head + "q20\tnowhere\t1\nq21\td21\t0\n")  # nothing relevant remains
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["prepare-data", "--beir", str(beir), "--output-dir", str(out), "--negatives", "1",
+                                 "--negative-range", "1-50", "--val-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert {k: counts[k] for k in ("corpus_duplicate_ids", "queries_duplicate_ids", "qrels_duplicate_judgements",
+                                   "qrels_dropped_unknown_document", "qrels_dropped_unknown_query",
+                                   "qrels_dropped_query_without_text", "qrels_splits_dropped_no_relevant_judgement")} \
+        == {"corpus_duplicate_ids": 1, "queries_duplicate_ids": 1, "qrels_duplicate_judgements": 1,
+            "qrels_dropped_unknown_document": 3, "qrels_dropped_unknown_query": 1,
+            "qrels_dropped_query_without_text": 2, "qrels_splits_dropped_no_relevant_judgement": 1}
+    assert "corpus duplicate ids" in result.output  # the summary table says what was dropped
+    corpus = jsonl(out / "eval" / "corpus.jsonl")
+    assert len(corpus) == 40 == counts["documents"] and corpus[0]["text"] == "bread oven yeast text 0"
+    train_queries = {r["query"] for r in jsonl(out / "train.jsonl")}
+    assert "a second q0" not in train_queries and "bread oven yeast query 0" in train_queries | {
+        r["text"] for r in jsonl(out / "eval" / "queries.jsonl")}
+    assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv", "val.tsv"]
+    for split in ("test", "val"):
+        data = load_eval_data(out / "eval", split)  # raises on anything evaluate would refuse
+        assert data.dropped == {} and all(text.strip() for text in data.query_texts)
+    assert len(jsonl(out / "train.jsonl")) + counts["eval_queries_val"] == 20  # q0..q19, one positive each
+
+
+def test_an_empty_beir_corpus_is_named_as_such(tmp_path):
+    beir = write_beir(tmp_path / "beir", with_dev=False)
+    (beir / "corpus.jsonl").write_text("")
+    assert "holds no documents" in _user_error(["--beir", str(beir), "--output-dir", str(tmp_path / "out")])
+
+
+def test_no_empty_qrels_file_is_written(tmp_path, docs_dir):
+    out = tmp_path / "out"
+    prepare(config([docs_dir], out, val_fraction=0.0))
+    assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv"]

@@ -532,3 +532,21 @@ def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
         handle.write(json.dumps({"step": 4, "loss": 0.5}) + "\n")
     assert [json.loads(line) for line in path.read_text().splitlines()] == [
         {"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 1.0}, {"step": 4, "loss": 0.5}]
+
+
+def test_a_train_file_with_one_distinct_passage_is_refused(tmp_path, tiny_model):
+    rows = [{"query": f"question {n}", "positive": "the same passage", "negatives": []} for n in range(8)]
+    rows[3]["positive"] = "the  same   passage"  # a whitespace variant tokenizes the same
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match="single distinct passage"):
+        train(TrainConfig(train_data=path, model=str(tiny_model), output_dir=tmp_path / "run", batch_size=4,
+                          max_seq_length=32, device="cpu"))
+    assert not (tmp_path / "run" / "final").exists()
+
+
+@pytest.mark.slow
+def test_warmup_longer_than_the_run_is_a_warning(tmp_path, tiny_model, triples_file, capsys):
+    train(TrainConfig(train_data=triples_file, model=str(tiny_model), output_dir=tmp_path / "run", batch_size=8,
+                      max_seq_length=32, device="cpu", warmup_steps=50))
+    assert "--warmup-steps 50 is more than the run's 3 steps" in capsys.readouterr().err
