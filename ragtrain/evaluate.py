@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ragtrain.bm25 import bm25_search, build_bm25
 from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data, read_qrels  # noqa: F401  (public API)
 from ragtrain.fileio import atomic_write_json
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
-from ragtrain.negatives import bm25_search, build_bm25
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text, write_run_file
 from ragtrain.runtime import inference_precision, resolve_device
 from ragtrain.search import (cache_key, default_cache_dir, dense_rankings, dense_search, embed_texts,  # noqa: F401

@@ -1,4 +1,4 @@
-"""Hard-negative mining with BM25 (bm25s) or a dense encoder, with filters against false negatives.
+"""Hard-negative mining with BM25 or a dense encoder, with filters against false negatives.
 
 For each query a negative is drawn from a rank window of the retriever's list (the very top is skipped:
 it is where unlabelled positives sit), never a passage judged relevant, never a passage of the query's own
@@ -11,9 +11,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-import bm25s
 import numpy as np
 from tqdm import tqdm
+
+from ragtrain.bm25 import bm25_scores, build_bm25
 
 
 @dataclass(frozen=True)
@@ -34,45 +35,20 @@ class Ranking:
     positive_scores: np.ndarray  # (queries,) best score among each query's positives
 
 
-def build_bm25(texts: list[str]) -> bm25s.BM25 | None:
-    """A BM25 index of `texts`; None when no text has a word left after stop words (bm25s cannot index an
-    empty vocabulary): every score is then 0."""
-    tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
-    if not tokens.vocab:
-        return None
-    retriever = bm25s.BM25()
-    retriever.index(tokens, show_progress=False)
-    return retriever
-
-
-def bm25_search(retriever: bm25s.BM25 | None, queries: list[str], k: int, corpus_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k passage indices and scores per query: (num_queries, min(k, corpus_size)) each."""
-    k = min(k, corpus_size)
-    if retriever is None:  # no indexed word: every passage scores 0, in corpus order
-        return np.tile(np.arange(k), (len(queries), 1)), np.zeros((len(queries), k), dtype=np.float32)
-    tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
-    indices, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-    return np.asarray(indices), np.asarray(scores)
-
-
 def bm25_ranking(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int) -> Ranking:
-    """Exact BM25 top-`depth` per query, and each query's score for its own positives."""
-    retriever = build_bm25(texts)
+    """Exact BM25 top-`depth` per query (equal scores by corpus index), and each query's score for its own positives."""
+    index = build_bm25(texts)
     depth = min(depth, len(texts))
-    if retriever is None:  # no indexed word: every passage scores 0, in corpus order
-        return Ranking(np.tile(np.arange(depth), (len(queries), 1)), np.zeros((len(queries), depth), dtype=np.float32),
-                       np.zeros(len(queries), dtype=np.float32))
-    tokens = bm25s.tokenize(queries, stopwords="en", return_ids=False, show_progress=False)
-    indices = np.zeros((len(queries), depth), dtype=np.int64)
+    indices = np.tile(np.arange(depth), (len(queries), 1))  # a query without an indexed word: every passage scores 0
     scores = np.zeros((len(queries), depth), dtype=np.float32)
     positive_scores = np.zeros(len(queries), dtype=np.float32)
-    for row, (query_tokens, positive) in enumerate(tqdm(list(zip(tokens, positives)), desc="mining (bm25)",
-                                                        unit="query", disable=None)):
-        ids = retriever.get_tokens_ids(query_tokens)
-        if not ids:
-            indices[row] = np.arange(depth)  # no known word: every passage scores 0
+    if index is None:
+        return Ranking(indices, scores, positive_scores)
+    rows = tqdm(zip(bm25_scores(index, queries), positives), total=len(queries), desc="mining (bm25)", unit="query",
+                disable=None)
+    for row, (all_scores, positive) in enumerate(rows):
+        if all_scores is None:
             continue
-        all_scores = retriever.get_scores_from_ids(ids)  # (corpus,)
         top = np.argpartition(-all_scores, depth - 1)[:depth]
         top = top[np.lexsort((top, -all_scores[top]))]  # by score, ties by index: deterministic
         indices[row], scores[row] = top, all_scores[top]
