@@ -19,14 +19,14 @@ from rich.console import Console
 from ragtrain.bm25 import bm25_search, build_bm25
 from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.evaldata import EvalData, dropped_message, load_eval_data, read_qrels  # noqa: F401  (public API)
+from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json
 from ragtrain.metrics import average, per_query_metrics
-from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path
+from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text, write_run_file
 from ragtrain.runtime import inference_precision, resolve_device
-from ragtrain.search import (cache_key, default_cache_dir, dense_rankings, dense_search, embed_texts,  # noqa: F401
-                             load_cached, model_fingerprint, store_cached)
+from ragtrain.search import (cache_key, default_cache_dir, dense_search, embed_texts, load_cached, model_fingerprint,
+                             store_cached)
 
 BM25 = "bm25"
 
@@ -81,14 +81,6 @@ def similarity_of(model_dir: str, normalize: bool) -> str:
         name = json.loads(st_config.read_text()).get("similarity_fn_name") or "cosine"
         return "dot" if name in {"dot", "dot_product"} else "cosine"
     return "cosine"
-
-
-def usable_max_length(encoder, tokenizer, requested: int) -> int:
-    """`requested`, capped at what the model's position embeddings (and tokenizer) allow."""
-    limits = [requested, getattr(encoder.transformer.config, "max_position_embeddings", requested)]
-    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
-        limits.append(tokenizer.model_max_length)
-    return min(limits)
 
 
 def rank_bm25(data: EvalData, depth: int) -> Ranked:

@@ -85,6 +85,14 @@ class Encoder(nn.Module):
         return F.normalize(emb, dim=-1) if self.spec.normalize else emb
 
 
+def usable_max_length(encoder: Encoder, tokenizer, requested: int) -> int:
+    """`requested`, capped at what the model's position embeddings (and tokenizer) allow."""
+    limits = [requested, getattr(encoder.transformer.config, "max_position_embeddings", requested)]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
 def padding_buckets(attention_mask: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
     """(width, row indices) of each transformer pass for a right-padded (B, L) mask; one pass off CPU.
 

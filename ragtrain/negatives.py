@@ -61,16 +61,16 @@ def dense_ranking(texts: list[str], queries: list[str], positives: list[tuple[in
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models)."""
     import torch
 
-    from ragtrain.evaluate import dense_rankings, embed_texts  # late: evaluate imports this module
-    from ragtrain.model import load_encoder
+    from ragtrain.model import load_encoder  # late: torch and transformers load only for the dense miner
     from ragtrain.runtime import resolve_device
+    from ragtrain.search import dense_search, embed_texts
 
     device = resolve_device("auto")
     encoder, tokenizer = load_encoder(model)
     encoder.to(device)
     corpus_emb = embed_texts(encoder, tokenizer, texts, batch_size, max_length, device, "mining: passages")  # (C, D)
     query_emb = embed_texts(encoder, tokenizer, queries, batch_size, max_length, device, "mining: queries")  # (Q, D)
-    indices = dense_rankings(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
+    indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
     scores = np.zeros(indices.shape, dtype=np.float32)
     for start in range(0, len(queries), 1024):
         chunk = torch.from_numpy(indices[start : start + 1024])

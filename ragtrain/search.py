@@ -96,11 +96,6 @@ def _merge(scores_a: torch.Tensor, index_a: torch.Tensor, scores_b: torch.Tensor
     return scores.gather(1, by_score), index.gather(1, by_score)
 
 
-def dense_rankings(query_emb: torch.Tensor, corpus_emb: torch.Tensor, depth: int, **chunks: int) -> np.ndarray:
-    """Top-`depth` corpus indices per query by dot product (cosine for normalised embeddings)."""
-    return dense_search(query_emb, corpus_emb, depth, **chunks)[0]
-
-
 # ---- cache: embeddings stored as .npy files named by a hash of everything that determines them, each with a
 # sidecar .json (shape, dtype, sha256 of the .npy bytes) that is checked before an entry is trusted
 

@@ -8,11 +8,12 @@ import torch
 
 from ragtrain.config import TrainConfig
 from ragtrain.data import TokenizedTriples, collate, epoch_batches, false_negative_mask
-from ragtrain.evaluate import EvalData, dense_rankings, embed_texts
+from ragtrain.evaldata import EvalData
 from ragtrain.loss import contrastive_loss
 from ragtrain.metrics import mean_metrics
 from ragtrain.model import Encoder
 from ragtrain.runtime import autocast, inference_precision
+from ragtrain.search import dense_search, embed_texts
 
 K = 10
 
@@ -48,7 +49,7 @@ def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: T
     corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus", precision)
     query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries", precision)
     encoder.train()
-    ranked = dense_rankings(query_emb, corpus_emb, K)
+    ranked, _ = dense_search(query_emb, corpus_emb, K)  # (queries, K) corpus indices
     rankings = {q: [eval_set.corpus_ids[i] for i in row] for q, row in zip(eval_set.query_ids, ranked)}
     metrics = mean_metrics(rankings, eval_set.qrels, (K,))
     return {f"recall@{K}": metrics[f"recall@{K}"], f"ndcg@{K}": metrics[f"ndcg@{K}"]}

@@ -36,7 +36,7 @@ def run_peer(split: str, max_length: int) -> dict:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
-    from ragtrain.evaluate import load_eval_data
+    from ragtrain.evaldata import load_eval_data
     from ragtrain.model import resolve_model_path
 
     data = load_eval_data(SCIFACT, split)  # the same texts (title + " " + text) and judgements for both

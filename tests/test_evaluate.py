@@ -15,9 +15,10 @@ import ragtrain.evaluate as ev
 from ragtrain.cli import app
 from ragtrain.config import EvaluateConfig
 from ragtrain.errors import UserError
-from ragtrain.evaluate import dense_rankings, evaluate, load_eval_data, resolve_model_dir
+from ragtrain.evaldata import load_eval_data
+from ragtrain.evaluate import evaluate, resolve_model_dir
 from ragtrain.model import load_encoder, save_encoder
-from ragtrain.search import dense_search
+from ragtrain.search import dense_search, embed_texts
 
 runner = CliRunner()
 DOCS = {"d1": "the cat sat on the tree", "d2": "bread dough and yeast in the oven", "d3": "a planet in orbit around the sun",
@@ -127,11 +128,11 @@ def test_chunked_search_equals_full_search_exactly():
         np.testing.assert_array_equal(indices, expected)
         # the same ranking; scores agree to float32 rounding (matrix products of other shapes sum differently)
         np.testing.assert_allclose(scores, np.take_along_axis(full_scores.numpy(), expected, axis=1), rtol=1e-5, atol=1e-5)
-    assert list(dense_rankings(queries, corpus, 25)[-1][:2]) == [7, 200]
+    assert list(dense_search(queries, corpus, 25)[0][-1][:2]) == [7, 200]
 
 
 def test_depth_larger_than_corpus_returns_the_whole_corpus():
-    assert dense_rankings(torch.eye(3), torch.eye(3), 100).shape == (3, 3)
+    assert dense_search(torch.eye(3), torch.eye(3), 100)[0].shape == (3, 3)
 
 
 # ---- models, cache, reports
@@ -181,7 +182,7 @@ def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, 
     (model_dir / "ragtrain.json").unlink()  # only the sentence-transformers files describe the head now
     reference = st.SentenceTransformer(str(model_dir), device="cpu").encode(list(QUERIES.values()), convert_to_tensor=True)
     encoder, tokenizer = load_encoder(str(model_dir))
-    ours = ev.embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
+    ours = embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
     results = evaluate(config(beir, tmp_path, str(model_dir)), console=quiet())
     assert results["models"][str(model_dir)]["similarity"] == "cosine"
@@ -237,8 +238,8 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_bf16_natively():
 def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
     encoder, tokenizer = load_encoder(str(tiny_model))
     texts = list(DOCS.values())
-    fp32 = ev.embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d")
-    bf16 = ev.embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
+    fp32 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d")
+    bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
     assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
     first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
