@@ -24,23 +24,8 @@ from ragtrain.errors import UserError
 from ragtrain.evaldata import document_text, read_beir_corpus, read_beir_queries, read_qrels
 from ragtrain.fileio import read_jsonl
 from ragtrain.negatives import mine_within
-from ragtrain.prepare import Prepared, load_passages, mining_options, split_groups
-
-
-def connected_groups(members: list[tuple[int, ...]]) -> list[int]:
-    """For each item (a query with its positives), a group number; items sharing a positive share a group."""
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for positives in members:
-        for p in positives[1:]:
-            parent[root(p)] = root(positives[0])
-    return [root(positives[0]) for positives in members]
+from ragtrain.prepare import Prepared, load_passages, mining_options
+from ragtrain.splits import split_groups, text_groups
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
@@ -86,13 +71,6 @@ def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[
         kept_negatives.update(dict.fromkeys(negatives))
     return [(query, list(positives), [n for n in negatives if n not in positives])
             for query, (positives, negatives) in merged.items()]
-
-
-def text_groups(items: list[tuple[str, ...]]) -> list[int]:
-    """A group number per item (a query text with its positives); items sharing any text share a group, so a
-    split by group never puts one query or one passage on two sides."""
-    node: dict[str, int] = {}
-    return connected_groups([tuple(node.setdefault(text, len(node)) for text in item) for item in items])
 
 
 def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:

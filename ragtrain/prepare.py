@@ -23,9 +23,7 @@ from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, atomic_write_text, jsonl_text, recover
 from ragtrain.negatives import MiningOptions, mine_within
 from ragtrain.queries import Query, make_queries, parse_strategies
-
-SPLITS = ("train", "val", "test")
-
+from ragtrain.splits import SPLITS, split_groups
 
 @dataclass
 class Prepared:
@@ -90,23 +88,6 @@ def load_passages(config: PrepareConfig, counts: Counter) -> list[Passage]:
     passages = deduplicate(passages, counts)
     counts["passages"] += len(passages)
     return passages
-
-
-def split_groups(group_ids: list[str], val_fraction: float, test_fraction: float, seed: int,
-                 what: str = "documents") -> dict[str, str]:
-    """Assign whole groups (documents) to train / val / test, seeded, so none is on two sides."""
-    ids = sorted(set(group_ids))
-    random.Random(seed).shuffle(ids)
-    n_val = max(1, round(len(ids) * val_fraction)) if val_fraction > 0 else 0
-    n_test = max(1, round(len(ids) * test_fraction)) if test_fraction > 0 else 0
-    if n_val + n_test >= len(ids):
-        raise UserError(f"{len(ids)} {what} are too few for --val-fraction {val_fraction:g} and --test-fraction "
-                        f"{test_fraction:g} (each held-out split needs one, training at least one); add data "
-                        "or lower the fractions")
-    split = {doc_id: "val" for doc_id in ids[:n_val]}
-    split.update({doc_id: "test" for doc_id in ids[n_val : n_val + n_test]})
-    split.update({doc_id: "train" for doc_id in ids[n_val + n_test :]})
-    return split
 
 
 def prepare_documents(config: PrepareConfig, counts: Counter) -> Prepared:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ragtrain.cli import app
 from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
-from ragtrain.prepare import prepare, split_groups
+from ragtrain.prepare import prepare
 
 from conftest import SHARED_DATA
 
@@ -86,22 +86,6 @@ def test_held_out_cloze_query_is_not_verbatim_in_its_passage(tmp_path, docs_dir)
     queries = {row["_id"]: row["text"] for row in jsonl(out / "eval" / "queries.jsonl")}
     judged = qrels(out / "eval" / "qrels" / "test.tsv")
     assert judged and all(queries[q] not in corpus[d] for q, d, _ in judged)
-
-
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(3, 300), val=st.floats(0, 0.45), test=st.floats(0, 0.45), seed=st.integers(0, 10))
-def test_split_assigns_every_group_once_with_the_asked_sizes(n, val, test, seed):
-    ids = [f"doc{i}" for i in range(n)]
-    try:
-        split = split_groups(ids, val, test, seed)
-    except UserError:
-        return
-    assert set(split) == set(ids)
-    sizes = {s: sum(v == s for v in split.values()) for s in ("train", "val", "test")}
-    assert sizes["val"] == (max(1, round(n * val)) if val > 0 else 0)
-    assert sizes["test"] == (max(1, round(n * test)) if test > 0 else 0)
-    assert sizes["train"] >= 1
-    assert split == split_groups(list(reversed(ids)), val, test, seed)
 
 
 def test_pairs_mode_keeps_given_negatives_and_fills_with_mined_ones(tmp_path):
