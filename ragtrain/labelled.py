@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
+from ragtrain.beir import document_text, read_beir
 from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
-from ragtrain.evaldata import document_text, read_beir_corpus, read_beir_queries, read_qrels
 from ragtrain.fileio import read_jsonl
 from ragtrain.negatives import mine_within
 from ragtrain.prepare import Prepared, load_passages, mining_options
@@ -124,7 +124,7 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
 
 
 # -------------------------------------------------------------------------------------------------- BEIR
-def read_beir(directory: Path, counts: Counter):
+def load_beir(directory: Path, counts: Counter):
     """Corpus, queries and qrels splits of a BEIR folder, cleaned so that what is written is what evaluate
     accepts: a repeated id keeps its first row; a query without text, a judgement naming an unknown id and a
     split left without a relevant judgement are dropped. Each is counted for the summary."""
@@ -135,15 +135,15 @@ def read_beir(directory: Path, counts: Counter):
         if not path.is_file():
             raise UserError(f"{path} not found; --beir needs corpus.jsonl, queries.jsonl and qrels/train.tsv "
                             "(train qrels make the triples)")
-    corpus = read_beir_corpus(directory / "corpus.jsonl", counts)
+    splits = [path.stem for path in sorted((directory / "qrels").glob("*.tsv"))]
+    corpus, queries, judged = read_beir(directory, splits, counts)
     if not corpus:
         raise UserError(f"{directory / 'corpus.jsonl'} holds no documents; --beir needs a corpus to search")
-    queries = read_beir_queries(directory / "queries.jsonl", counts)
     qrels = {}
-    for path in sorted((directory / "qrels").glob("*.tsv")):
-        rows = _known_judgements(read_qrels(path, counts), queries, corpus, counts)
+    for split in splits:
+        rows = _known_judgements(judged[split], queries, corpus, counts)
         if any(grade > 0 for docs in rows.values() for grade in docs.values()):
-            qrels[path.stem] = rows
+            qrels[split] = rows
         else:
             counts["qrels_splits_dropped_no_relevant_judgement"] += 1
     if "train" not in qrels:
@@ -168,7 +168,7 @@ def _known_judgements(qrels: dict[str, dict[str, int]], queries: dict[str, str],
 
 
 def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
-    corpus, query_text, qrels = read_beir(config.beir, counts)
+    corpus, query_text, qrels = load_beir(config.beir, counts)
     ids = list(corpus)
     texts = [document_text(doc) for doc in corpus.values()]  # as evaluate reads them
     position = {doc_id: i for i, doc_id in enumerate(ids)}

@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ragtrain import __version__
+from ragtrain.beir import write_beir
 from ragtrain.config import PrepareConfig, as_dict
 from ragtrain.documents import Fields, Passage, deduplicate, read_documents, split_passages
 from ragtrain.errors import UserError
@@ -133,13 +134,7 @@ def passage_eval_set(passages: list[Passage], by_split: dict[str, list[Query]]):
 def write_outputs(directory: Path, prepared: Prepared) -> None:
     atomic_write_text(directory / "train.jsonl", jsonl_text(prepared.train))
     atomic_write_text(directory / "val.jsonl", jsonl_text(prepared.val))
-    atomic_write_text(directory / "eval" / "corpus.jsonl", jsonl_text(prepared.corpus))
-    atomic_write_text(directory / "eval" / "queries.jsonl", jsonl_text(prepared.queries))
-    for split, rows in prepared.qrels.items():
-        if not rows:  # evaluate refuses a split without judgements: better no file than one it rejects
-            continue
-        lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
-        atomic_write_text(directory / "eval" / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
+    write_beir(directory / "eval", prepared.corpus, prepared.queries, prepared.qrels)
 
 
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:

@@ -24,7 +24,7 @@ from ragtrain.data import load_triples
 from ragtrain.documents import Fields, read_documents
 from ragtrain.errors import UserError
 from ragtrain.evaldata import load_eval_data
-from ragtrain.labelled import read_beir, read_pairs
+from ragtrain.labelled import load_beir, read_pairs
 
 EXAMPLES = int(os.environ.get("RAGTRAIN_FUZZ_EXAMPLES", "25"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -202,7 +202,7 @@ def test_beir_folder_for_prepare_data_reads_or_refuses_in_one_line(files):
     with tempfile.TemporaryDirectory() as tmp:
         root = write_folder(Path(tmp), files)
         counts: Counter = Counter()
-        read = expect_user_error_or(read_beir, root, counts)
+        read = expect_user_error_or(load_beir, root, counts)
         if read is None:
             return
         corpus, queries, qrels = read
