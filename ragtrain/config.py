@@ -14,6 +14,7 @@ from pathlib import Path
 from ragtrain.errors import UserError
 from ragtrain.fileio import check_writable
 from ragtrain.outputdir import check_location, check_prepare_output
+from ragtrain.readers import Fields
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -79,6 +80,11 @@ class PrepareConfig:
     miner: str = "bm25"
     model: str | None = None
     cloze_keep_probability: float = 0.1
+
+    @property
+    def fields(self) -> Fields:
+        """The JSON fields or CSV columns that --text-field, --title-field and --id-field name."""
+        return Fields(self.text_field, self.title_field, self.id_field)
 
     def validate(self) -> "PrepareConfig":
         from ragtrain.queries import parse_strategies

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ragtrain.errors import UserError
 from ragtrain.readers import Document, Fields, find_files, read_file
 
 __all__ = ["Document", "Fields", "Passage", "read_documents", "sections_of", "split_passages", "deduplicate"]
@@ -38,6 +39,20 @@ def read_documents(inputs: tuple[Path, ...], fields: Fields, counts: Counter) ->
             documents.append(doc)
     counts["documents"] += len(documents)
     return documents
+
+
+def load_passages(inputs: tuple[Path, ...], fields: Fields, max_words: int, overlap: int, counts: Counter) -> list[Passage]:
+    """Read, split and deduplicate; no usable document is a UserError."""
+    documents = read_documents(inputs, fields, counts)
+    if not documents:
+        raise UserError(f"no usable documents in {', '.join(map(str, inputs))} (every file was empty, "
+                        "binary or unsupported); pass .txt, .md, .rst, .html, .jsonl, .json, .csv or .tsv with text")
+    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=None)
+                for p in split_passages(doc, max_words, overlap)]
+    counts["passages_split"] += len(passages)
+    passages = deduplicate(passages, counts)
+    counts["passages"] += len(passages)
+    return passages
 
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -23,22 +23,23 @@ from ragtrain.beir import document_text, read_beir
 from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
 from ragtrain.fileio import read_jsonl
-from ragtrain.negatives import mine_within
-from ragtrain.prepare import Prepared, load_passages, mining_options
+from ragtrain.documents import load_passages
+from ragtrain.negatives import MiningOptions, mine_within
+from ragtrain.prepared import HELD_OUT, Prepared, held_out_queries
 from ragtrain.splits import split_groups, text_groups
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
                 given: Mapping[int, tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
-                config: PrepareConfig, counts: Counter) -> list[dict]:
+                mining: MiningOptions, counts: Counter) -> list[dict]:
     """One triple per (query, positive); given negatives (by query, if any) first, mined ones to fill up to
     --negatives."""
     mined = mine_within(allowed, texts, doc_ids, [query_texts[q] for q in split_queries],
-                        [positives[q] for q in split_queries], mining_options(config), counts)
+                        [positives[q] for q in split_queries], mining, counts)
     rows = []
     for q, mined_negatives in zip(split_queries, mined):
         negatives = [n for n in given.get(q, ()) if n not in positives[q]]
-        negatives += [n for n in mined_negatives if n not in negatives][: max(0, config.negatives - len(negatives))]
+        negatives += [n for n in mined_negatives if n not in negatives][: max(0, mining.num_negatives - len(negatives))]
         rows.extend({"query": query_texts[q], "positive": texts[p], "negatives": [texts[n] for n in negatives]}
                     for p in positives[q])
     return rows
@@ -73,7 +74,7 @@ def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[
             for query, (positives, negatives) in merged.items()]
 
 
-def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
+def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:
     pairs = read_pairs(config.pairs)
     queries = merge_by_query(pairs)
     counts.update(pairs=len(pairs), pair_queries=len(queries))
@@ -94,7 +95,8 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
 
     positives = [tuple(add(p) for p in pos) for _, pos, _ in queries]
     given = [tuple(add(n) for n in negs) for _, _, negs in queries]
-    for passage in load_passages(config, counts) if config.inputs else []:
+    passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts) if config.inputs else []
+    for passage in passages:
         add(passage.text, passage.passage_id, passage.doc_id, passage.title)
     groups = [str(g) for g in text_groups([(q, *pos) for q, pos, _ in queries])]
     split_of = split_groups(groups, config.val_fraction, config.test_fraction, config.seed,
@@ -112,14 +114,10 @@ def prepare_pairs(config: PrepareConfig, counts: Counter) -> Prepared:
         counts[f"given_negatives_dropped_{split}_other_split"] += sum(len(given[q]) - len(kept[q]) for q in kept)
         allowed = [i for i in range(len(texts)) if texts[i] not in others]
         triples[split] = triples_for(by_split[split], query_texts, positives, kept, allowed, texts, doc_ids,
-                                     config, counts)
+                                     mining, counts)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
-    eval_queries, qrels = [], {}
-    for split in ("val", "test"):
-        qrels[split] = []
-        for n, q in enumerate(by_split[split]):
-            eval_queries.append({"_id": f"{split}-{n}", "text": query_texts[q]})
-            qrels[split].extend((f"{split}-{n}", ids[p], 1) for p in positives[q])
+    eval_queries, qrels = held_out_queries({split: [(query_texts[q], [ids[p] for p in positives[q]])
+                                                    for q in by_split[split]] for split in HELD_OUT})
     return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
 
 
@@ -167,7 +165,7 @@ def _known_judgements(qrels: dict[str, dict[str, int]], queries: dict[str, str],
     return kept
 
 
-def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
+def prepare_beir(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:
     corpus, query_text, qrels = load_beir(config.beir, counts)
     ids = list(corpus)
     texts = [document_text(doc) for doc in corpus.values()]  # as evaluate reads them
@@ -198,7 +196,7 @@ def prepare_beir(config: PrepareConfig, counts: Counter) -> Prepared:
         names = sorted(chosen)
         triples[split] = triples_for(list(range(len(names))), [query_text[q] for q in names],
                                      [chosen[q] for q in names], {}, allowed, texts, ids,
-                                     config, counts)
+                                     mining, counts)
     eval_splits = {split: rows for split, rows in qrels.items() if split != "train"}
     eval_queries = sorted({q for rows in eval_splits.values() for q in rows})
     return Prepared(

@@ -14,27 +14,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ragtrain import __version__
-from ragtrain.beir import write_beir
 from ragtrain.config import PrepareConfig, as_dict
-from ragtrain.documents import Fields, Passage, deduplicate, read_documents, split_passages
+from ragtrain.documents import load_passages
 from ragtrain.errors import UserError
-from ragtrain.fileio import atomic_directory, atomic_write_json, atomic_write_text, jsonl_text, recover
+from ragtrain.fileio import atomic_directory, atomic_write_json, recover
+from ragtrain.labelled import prepare_beir, prepare_pairs
 from ragtrain.negatives import MiningOptions, mine_within
+from ragtrain.prepared import HELD_OUT, Prepared, held_out_queries, write_prepared
 from ragtrain.queries import Query, make_queries, parse_strategies
 from ragtrain.splits import SPLITS, split_groups
-
-@dataclass
-class Prepared:
-    """Everything that is written: triples, and the evaluation set in BEIR form."""
-
-    train: list[dict]
-    val: list[dict]
-    corpus: list[dict]  # {"_id", "title", "text"}
-    queries: list[dict]  # {"_id", "text"}
-    qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
 
 
 @dataclass
@@ -47,23 +36,20 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
     recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
     config.validate()
     counts: Counter = Counter()
+    mining = mining_options(config)
     if config.beir is not None:
-        from ragtrain.labelled import prepare_beir
-
-        prepared = prepare_beir(config, counts)
+        prepared = prepare_beir(config, mining, counts)
     elif config.pairs is not None:
-        from ragtrain.labelled import prepare_pairs
-
-        prepared = prepare_pairs(config, counts)
+        prepared = prepare_pairs(config, mining, counts)
     else:
-        prepared = prepare_documents(config, counts)
+        prepared = prepare_documents(config, mining, counts)
     if not prepared.train:
         raise UserError("no training triples could be made: the documents are too few or too short for the "
                         "splits asked; add documents or lower --val-fraction/--test-fraction")
     counts.update(train_triples=len(prepared.train), val_triples=len(prepared.val), eval_corpus=len(prepared.corpus))
     counts.update({f"eval_queries_{split}": len({q for q, _, _ in rows}) for split, rows in prepared.qrels.items()})
     with atomic_directory(config.output_dir, config.overwrite) as tmp:
-        write_outputs(tmp, prepared)
+        write_prepared(tmp, prepared)
         write_manifest(tmp, config, counts)
     return PrepareSummary(config.output_dir, counts)
 
@@ -73,26 +59,8 @@ def mining_options(config: PrepareConfig) -> MiningOptions:
                          config.same_document_negatives, config.seed, config.miner, config.model)
 
 
-def fields_of(config: PrepareConfig) -> Fields:
-    return Fields(config.text_field, config.title_field, config.id_field)
-
-
-def load_passages(config: PrepareConfig, counts: Counter) -> list[Passage]:
-    """Read, split and deduplicate; no usable document is a UserError."""
-    documents = read_documents(config.inputs, fields_of(config), counts)
-    if not documents:
-        raise UserError(f"no usable documents in {', '.join(map(str, config.inputs))} (every file was empty, "
-                        "binary or unsupported); pass .txt, .md, .rst, .html, .jsonl, .json, .csv or .tsv with text")
-    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=None)
-                for p in split_passages(doc, config.max_words, config.overlap)]
-    counts["passages_split"] += len(passages)
-    passages = deduplicate(passages, counts)
-    counts["passages"] += len(passages)
-    return passages
-
-
-def prepare_documents(config: PrepareConfig, counts: Counter) -> Prepared:
-    passages = load_passages(config, counts)
+def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:
+    passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts)
     split_of = split_groups([p.doc_id for p in passages], config.val_fraction, config.test_fraction, config.seed)
     counts.update(f"documents_{split_of[d]}" for d in {p.doc_id for p in passages})
     queries = make_queries(passages, parse_strategies(config.query_strategy), config.cloze_keep_probability,
@@ -109,32 +77,15 @@ def prepare_documents(config: PrepareConfig, counts: Counter) -> Prepared:
         allowed = [i for i, p in enumerate(passages) if split_of[p.doc_id] == split]
         chosen = by_split[split]
         negatives = mine_within(allowed, texts, doc_ids, [q.text for q in chosen], [q.relevant for q in chosen],
-                                mining_options(config), counts)
+                                mining, counts)
         triples[split] = [{"query": q.text, "positive": q.positive_text, "negatives": [texts[i] for i in negs]}
                           for q, negs in zip(chosen, negatives)]
-    return Prepared(triples["train"], triples["val"], *passage_eval_set(passages, by_split))
-
-
-def passage_eval_set(passages: list[Passage], by_split: dict[str, list[Query]]):
-    """Corpus = every passage (a held-out query's own sentence or span removed from its passage),
-    queries and qrels from the val and test documents only."""
-    eval_text = {q.positive: q.eval_text for split in ("val", "test") for q in by_split[split]
-                 if q.strategy in ("cloze", "crop")}
+    # the corpus holds every passage, a held-out query's own sentence or span removed from its passage
+    eval_text = {q.positive: q.eval_text for split in HELD_OUT for q in by_split[split] if q.strategy in ("cloze", "crop")}
     corpus = [{"_id": p.passage_id, "title": p.title, "text": eval_text.get(i, p.text)} for i, p in enumerate(passages)]
-    queries, qrels = [], {}
-    for split in ("val", "test"):
-        qrels[split] = []
-        for n, query in enumerate(by_split[split]):
-            query_id = f"{split}-{n}"
-            queries.append({"_id": query_id, "text": query.text})
-            qrels[split].extend((query_id, passages[i].passage_id, 1) for i in query.relevant)
-    return corpus, queries, qrels
-
-
-def write_outputs(directory: Path, prepared: Prepared) -> None:
-    atomic_write_text(directory / "train.jsonl", jsonl_text(prepared.train))
-    atomic_write_text(directory / "val.jsonl", jsonl_text(prepared.val))
-    write_beir(directory / "eval", prepared.corpus, prepared.queries, prepared.qrels)
+    eval_queries, qrels = held_out_queries({split: [(q.text, [passages[i].passage_id for i in q.relevant])
+                                                    for q in by_split[split]] for split in HELD_OUT})
+    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
 
 
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:

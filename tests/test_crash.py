@@ -231,7 +231,7 @@ def overwrite_args(docs: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("moment, fake, kill, left", [
-    ("writing the new copy", [], {"target": "ragtrain.prepare:atomic_write_text", "n": 3}, "old"),
+    ("writing the new copy", [], {"target": "ragtrain.beir:atomic_write_text", "n": 1}, "old"),  # eval/corpus.jsonl
     ("before the swap", [], {"target": "ragtrain.fileio:_exchange", "n": 1}, "old"),
     ("after the swap", [], {"target": "ragtrain.fileio:_exchange", "n": 1, "when": "after"}, "new"),
     ("old copy set aside", [["ragtrain.fileio:_exchange", False]],

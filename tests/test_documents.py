@@ -168,3 +168,17 @@ def test_a_jsonl_document_line_over_the_bound_and_deep_json_are_one_line(tmp_pat
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(UserError, match=r"deep\.json:1: JSON nested too deeply"):
         read_documents((deep,), Fields(), Counter())
+
+
+def test_load_passages_reads_splits_and_deduplicates_with_counts(tmp_path):
+    from ragtrain.documents import load_passages
+
+    (tmp_path / "a.md").write_text("# A\n\nSame paragraph here.\n\nOther words in this one.\n")
+    (tmp_path / "b.md").write_text("# B\n\nsame   paragraph HERE.\n")
+    counts: Counter = Counter()
+    passages = load_passages((tmp_path,), Fields(), max_words=5, overlap=0, counts=counts)
+    assert [p.text for p in passages] == ["Same paragraph here.", "Other words in this one."]
+    assert counts["passages_split"] == 3 and counts["passages_duplicate_normalised"] == 1 and counts["passages"] == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no usable documents"):
+        load_passages((tmp_path / "empty",), Fields(), 200, 32, Counter())
