@@ -12,8 +12,6 @@ from tqdm import tqdm
 from ragtrain.errors import UserError
 from ragtrain.readers import Document, Fields, find_files, read_file
 
-__all__ = ["Document", "Fields", "Passage", "read_documents", "sections_of", "split_passages", "deduplicate"]
-
 
 @dataclass(frozen=True)
 class Passage:

@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.data import load_triples
-from ragtrain.documents import Fields, read_documents
+from ragtrain.documents import read_documents
 from ragtrain.errors import UserError
 from ragtrain.evaldata import load_eval_data
 from ragtrain.labelled import load_beir, read_pairs
+from ragtrain.readers import Fields
 
 EXAMPLES = int(os.environ.get("RAGTRAIN_FUZZ_EXAMPLES", "25"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
