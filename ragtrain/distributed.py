@@ -57,10 +57,6 @@ def cleanup(world: WorldInfo) -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def barrier(world: WorldInfo) -> None:
     if world.is_distributed and dist.is_initialized():
         dist.barrier()

@@ -20,10 +20,10 @@ from ragtrain.bm25 import bm25_search, build_bm25
 from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
-from ragtrain.fileio import atomic_write_json
+from ragtrain.fileio import atomic_write_json, atomic_write_text
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
-from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text, write_run_file
+from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.runtime import inference_precision, resolve_device
 from ragtrain.search import (cache_key, default_cache_dir, dense_search, embed_texts, load_cached, model_fingerprint,
                              store_cached)
@@ -190,8 +190,8 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
         results["models"][model] = {"metrics": average(per_query, config.k_values), **ranked.details,
                                     "timings": ranked.timings, "per_query": per_query}
         if run_path is not None:
-            write_run_file(run_path, trec_run_text(data.query_ids, data.corpus_ids, ranked.indices, ranked.scores,
-                                                   run_tag(model)))
+            atomic_write_text(run_path, trec_run_text(data.query_ids, data.corpus_ids, ranked.indices, ranked.scores,
+                                                      run_tag(model)))
             results["models"][model]["run_file"] = str(run_path)
     console.print(results_table(results, config.k_values))
     if config.output:

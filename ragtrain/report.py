@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from ragtrain.fileio import atomic_write_text
 
 
 def headline_k(k_values: tuple[int, ...]) -> int:
@@ -68,7 +67,3 @@ def run_file_paths(path: Path, models: tuple[str, ...]) -> list[Path]:
     if len(set(paths)) < len(paths):  # two models with the same last path part
         paths = [path.with_name(f"{path.stem}.{n}-{run_tag(m)}{path.suffix}") for n, m in enumerate(models, start=1)]
     return paths
-
-
-def write_run_file(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
