@@ -21,6 +21,7 @@ from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
+from ragtrain.messages import warn
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
@@ -155,11 +156,6 @@ def _cached_or_encoded(part: str, texts: list[str], encode, key: str | None, cac
             cache.writable = False
             warn(f"embedding cache {cache.directory} cannot be written ({exc.strerror or exc}); going on without it")
     return emb, "miss"
-
-
-def warn(message: str) -> None:
-    """One yellow line on stderr: the run goes on, but the user should know."""
-    Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True, soft_wrap=True)
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:

@@ -33,13 +33,13 @@ from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
 from ragtrain.gradcache import enable_gradient_checkpointing
 from ragtrain.model import Encoder, EncoderSpec, freeze_base, load_encoder, save_encoder, usable_max_length
+from ragtrain.messages import tell, warn
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
 from ragtrain.summary import summary_table
 from ragtrain.validation import is_better, run_validation
 
-console = Console(stderr=True)
 MAX_SKIPPED_IN_A_ROW = 10  # steps in a row without a finite loss and gradient before the run stops
 
 
@@ -87,7 +87,7 @@ def _run_directory(run_dir: Path, world: WorldInfo) -> Iterator[None]:
                 lock, note = runlock.acquire(run_dir)
                 notes = ([note] if note else []) + outputdir.recover_run(run_dir) + ckpt.recover_checkpoints(run_dir)
                 for line in notes:
-                    console.print(f"note: {line}", highlight=False, soft_wrap=True)
+                    tell(f"note: {line}")
             except UserError as exc:
                 error = str(exc)
         error = distributed.broadcast_from_main(error, world)
@@ -108,9 +108,9 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     if main and config.overwrite and resume_from is None:
         outputdir.clear_run(config.output_dir)  # only now: a failed setup leaves the old run untouched
     if main:
-        console.print(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
-                      + (f" x {world.size} processes" if world.is_distributed else "")
-                      + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}", highlight=False)
+        tell(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
+             + (f" x {world.size} processes" if world.is_distributed else "")
+             + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}")
         atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
             "device_resolved": str(device), "total_steps": run.total_steps, "warmup_steps_resolved": run.warmup,
             "world_size": world.size})
@@ -144,7 +144,7 @@ def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
     val_triples = load_triples(config.val_data) if config.val_data else None
     eval_set = load_eval_data(config.eval_data, config.eval_split, "--eval-split") if config.eval_data else None
     if world.is_main and eval_set is not None and (message := dropped_message(eval_set, config.eval_data)):
-        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        warn(message)
     seed_everything(config.seed)
     spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
     encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
@@ -162,8 +162,8 @@ def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
     total_steps = math.ceil(len(data) / config.batch_size) * config.epochs  # every epoch has as many batches
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
     if world.is_main and warmup > total_steps:
-        console.print(f"[yellow]warning:[/yellow] --warmup-steps {warmup} is more than the run's {total_steps} steps: "
-                      "the learning rate never reaches its peak; lower --warmup-steps", highlight=False, soft_wrap=True)
+        warn(f"--warmup-steps {warmup} is more than the run's {total_steps} steps: the learning rate never "
+             "reaches its peak; lower --warmup-steps")
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     scaler = grad_scaler(device, config.mixed_precision, config.precision)
     state = TrainState(train_data_sha256=file_sha256(config.train_data))
@@ -272,7 +272,7 @@ def _restore(checkpoint: ckpt.Checkpoint, config: TrainConfig, optimizer, scaler
         warnings.append(f"the training data {config.train_data} changed since the checkpoint (its sha256 differs); "
                         "training goes on with the file as it is now")
     for warning in warnings if world.is_main else []:
-        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
+        warn(f"resuming: {warning}")
     state.train_data_sha256 = data_sha256
     return state
 
@@ -283,8 +283,7 @@ def _cap_max_seq_length(config: TrainConfig, encoder: Encoder, tokenizer, main: 
     if limit == config.max_seq_length:
         return config
     if main:
-        console.print(f"[yellow]warning:[/yellow] --max-seq-length {config.max_seq_length} is above the model's "
-                      f"limit of {limit} tokens; using {limit}", highlight=False, soft_wrap=True)
+        warn(f"--max-seq-length {config.max_seq_length} is above the model's limit of {limit} tokens; using {limit}")
     return dataclasses.replace(config, max_seq_length=limit)
 
 
@@ -342,8 +341,8 @@ def _resume_config(config: TrainConfig, checkpoint: ckpt.Checkpoint, main: bool 
     if not main:
         return config
     for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] resuming: {warning}", highlight=False, soft_wrap=True)
-    console.print(f"resuming from {checkpoint.path} (step {checkpoint.state.step})", highlight=False, soft_wrap=True)
+        warn(f"resuming: {warning}")
+    tell(f"resuming from {checkpoint.path} (step {checkpoint.state.step})")
     return config
 
 
