@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny randomly initialised BERT (no download) and tiny triples/documents."""
+"""Shared test helpers: a tiny randomly initialised BERT (no download), tiny triples, documents and BEIR folders,
+and the check that a command stopped with one line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from rich.console import Console
 from transformers import BertConfig, BertModel, BertTokenizerFast
+from typer.testing import CliRunner
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -97,3 +100,39 @@ def triples_file(tmp_path) -> Path:
 @pytest.fixture
 def docs_dir(tmp_path) -> Path:
     return write_documents(tmp_path / "docs")
+
+
+# A small BEIR folder: three judged queries, one judged only 0 (so left out of the metrics), five documents.
+DOCS = {"d1": "the cat sat on the tree", "d2": "bread dough and yeast in the oven", "d3": "a planet in orbit around the sun",
+        "d4": "python code and a memory cache", "d5": "fish swim in the river water"}
+QUERIES = {"q1": "cat tree", "q2": "bread oven", "q3": "planet sun", "q4": "no judgement here"}
+
+
+def write_beir_folder(directory: Path, qrels_rows: list[tuple[str, str, int]], split: str = "test") -> Path:
+    (directory / "qrels").mkdir(parents=True, exist_ok=True)
+    (directory / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in DOCS.items()))
+    (directory / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()))
+    (directory / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels_rows))
+    return directory
+
+
+@pytest.fixture
+def beir(tmp_path) -> Path:
+    return write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 2), ("q3", "d3", 1), ("q4", "d5", 0)])
+
+
+def quiet_console() -> Console:
+    """A console that prints nowhere, for the tables of runs whose numbers a test reads from what they return."""
+    return Console(file=open(os.devnull, "w"))
+
+
+def user_error(args: list[str]) -> str:
+    """Run the CLI with `args`, which must stop with exit code 2 and one line, no traceback; that line."""
+    from ragtrain.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
+from tests.conftest import user_error
 
 runner = CliRunner()
 
@@ -58,38 +59,29 @@ def test_prepare_train_evaluate_run_on_tiny_data(tmp_path, docs_dir, tiny_model)
     assert results["models"]["bm25"]["metrics"]["recall@10"] == pytest.approx(expected, abs=1e-12)
 
 
-def _user_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 def test_missing_train_file_is_one_line(tmp_path):
-    line = _user_error(["train", "--train-data", str(tmp_path / "missing.jsonl")])
+    line = user_error(["train", "--train-data", str(tmp_path / "missing.jsonl")])
     assert "not found" in line and "prepare-data" in line
 
 
 def test_batch_size_below_two_is_refused(triples_file):
-    assert "--batch-size" in _user_error(["train", "--train-data", str(triples_file), "--batch-size", "1"])
+    assert "--batch-size" in user_error(["train", "--train-data", str(triples_file), "--batch-size", "1"])
 
 
 def test_malformed_triples_name_the_line(tmp_path, tiny_model):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "positive": "p", "negatives": []}\n{not json\n')
-    line = _user_error(["train", "--train-data", str(bad), "--model", str(tiny_model),
+    line = user_error(["train", "--train-data", str(bad), "--model", str(tiny_model),
                         "--output-dir", str(tmp_path / "run")])
     assert f"{bad}:2" in line
 
 
 def test_prepare_with_missing_input(tmp_path):
-    assert "not found" in _user_error(["prepare-data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
+    assert "not found" in user_error(["prepare-data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
 
 
 def test_prepare_fractions_that_leave_no_training_data(tmp_path, docs_dir):
-    line = _user_error(["prepare-data", str(docs_dir), "--output-dir", str(tmp_path / "o"),
+    line = user_error(["prepare-data", str(docs_dir), "--output-dir", str(tmp_path / "o"),
                         "--val-fraction", "0.5", "--test-fraction", "0.5"])
     assert "no training data" in line
     assert not (tmp_path / "o").exists()
@@ -99,25 +91,25 @@ def test_prepare_refuses_non_empty_output_without_overwrite(tmp_path, docs_dir):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert "--overwrite" in _user_error(["prepare-data", str(docs_dir), "--output-dir", str(out)])
+    assert "--overwrite" in user_error(["prepare-data", str(docs_dir), "--output-dir", str(out)])
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_evaluate_with_missing_eval_data(tmp_path):
-    assert "not found" in _user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "none")])
+    assert "not found" in user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "none")])
 
 
 def test_evaluate_with_bad_k(tmp_path):
     (tmp_path / "eval").mkdir()
-    assert "--k" in _user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--k", "1,ten"])
+    assert "--k" in user_error(["evaluate", "bm25", "--eval-data", str(tmp_path / "eval"), "--k", "1,ten"])
 
 
 def test_unloadable_model_names_what_was_tried(tmp_path, triples_file):
-    line = _user_error(["train", "--train-data", str(triples_file), "--model", "no-such-model-anywhere",
+    line = user_error(["train", "--train-data", str(triples_file), "--model", "no-such-model-anywhere",
                         "--output-dir", str(tmp_path / "run")])
     assert "cannot load model 'no-such-model-anywhere' (no such local directory, so the Hugging Face hub was tried)" in line
     assert "local model directory" in line
-    line = _user_error(["train", "--train-data", str(triples_file), "--model", str(tmp_path / "no-model"),
+    line = user_error(["train", "--train-data", str(triples_file), "--model", str(tmp_path / "no-model"),
                         "--output-dir", str(tmp_path / "run")])
     assert line == f"error: model directory {tmp_path / 'no-model'} not found; check the path"
 
@@ -158,8 +150,8 @@ def test_a_disk_error_no_writer_caught_is_one_line_and_any_other_os_error_a_trac
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**64)])
 def test_seed_out_of_numpy_range_is_one_line(tmp_path, docs_dir, triples_file, seed):
-    assert "--seed" in _user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "o"), "--seed", seed])
-    assert "--seed" in _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+    assert "--seed" in user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "o"), "--seed", seed])
+    assert "--seed" in user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
                                     "--model", str(tmp_path / "none"), "--seed", seed])
     assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
 
@@ -175,9 +167,9 @@ def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_mod
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:100])
-    line = _user_error(["evaluate", "bm25", str(broken), "--eval-data", str(eval_dir), "--device", "cpu"])
+    line = user_error(["evaluate", "bm25", str(broken), "--eval-data", str(eval_dir), "--device", "cpu"])
     assert f"{broken / 'model.safetensors'} is not a readable safetensors file" in line
-    line = _user_error(["evaluate", "bm25", "./typo/model", "--eval-data", str(eval_dir)])
+    line = user_error(["evaluate", "bm25", "./typo/model", "--eval-data", str(eval_dir)])
     assert line == "error: model directory ./typo/model not found; check the path"
 
 
@@ -185,22 +177,22 @@ def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_mod
                                   "--max-grad-norm", "--head-learning-rate"])
 def test_non_finite_float_options_are_refused(tmp_path, triples_file, flag):
     for value in ("inf", "nan"):
-        line = _user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
+        line = user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"),
                             "--model", str(tmp_path / "none"), flag, value])
         assert flag in line and value in line
-    line = _user_error(["prepare-data", str(triples_file), "-o", str(tmp_path / "o"), "--false-negative-margin", "inf"])
+    line = user_error(["prepare-data", str(triples_file), "-o", str(tmp_path / "o"), "--false-negative-margin", "inf"])
     assert "--false-negative-margin" in line
 
 
 def test_input_paths_of_the_wrong_kind_are_named_as_such(tmp_path, docs_dir, triples_file):
     for flag in ("--train-data", "--val-data"):
         args = ["--train-data", str(triples_file)] if flag == "--val-data" else []
-        line = _user_error(["train", *args, flag, str(docs_dir), "-o", str(tmp_path / "run")])
+        line = user_error(["train", *args, flag, str(docs_dir), "-o", str(tmp_path / "run")])
         assert f"{flag} {docs_dir} is a folder" in line
     # --eval-data goes through evaluate's loader, which also reads one JSON file: train accepts it too
     eval_json = tmp_path / "eval.json"
     eval_json.write_text(json.dumps({"queries": {"q": "cat"}, "corpus": {"d": "the cat"}, "relevant_docs": {"q": ["d"]}}))
-    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(eval_json),
+    line = user_error(["train", "--train-data", str(triples_file), "--eval-data", str(eval_json),
                         "--model", str(tmp_path / "none"), "-o", str(tmp_path / "run")])
     assert "model directory" in line and "not found" in line  # the eval file passed; the missing model stopped it
 
@@ -212,12 +204,12 @@ def test_trec_qrels_get_a_hint(tmp_path):
     (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
     for line in ("q1\t0\td1\t1\n", "q1 0 d1 1\n"):
         (eval_dir / "qrels" / "test.tsv").write_text(line)
-        assert "looks like TREC qrels" in _user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])
+        assert "looks like TREC qrels" in user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])
 
 
 def test_a_message_quoting_line_breaks_or_brackets_stays_one_literal_line(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "we[ird]\nname.json").write_text(json.dumps({"a\u001eb": "x", "c\nd": "y"}))  # found by the fuzz campaign
-    line = _user_error(["prepare-data", str(docs), "-o", str(tmp_path / "out")])
+    line = user_error(["prepare-data", str(docs), "-o", str(tmp_path / "out")])
     assert "we[ird] name.json has no field 'text'" in line and "'a\\x1eb'" in line

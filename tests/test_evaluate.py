@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,35 +18,13 @@ from ragtrain.evaldata import load_eval_data
 from ragtrain.evaluate import evaluate, resolve_model_dir
 from ragtrain.model import load_encoder, save_encoder
 from ragtrain.search import dense_search, embed_texts
+from tests.conftest import DOCS, QUERIES, quiet_console, user_error, write_beir_folder
 
 runner = CliRunner()
-DOCS = {"d1": "the cat sat on the tree", "d2": "bread dough and yeast in the oven", "d3": "a planet in orbit around the sun",
-        "d4": "python code and a memory cache", "d5": "fish swim in the river water"}
-QUERIES = {"q1": "cat tree", "q2": "bread oven", "q3": "planet sun", "q4": "no judgement here"}
-
-
-def write_beir(directory: Path, qrels_rows: list[tuple[str, str, int]], split: str = "test") -> Path:
-    (directory / "qrels").mkdir(parents=True, exist_ok=True)
-    (directory / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in DOCS.items()))
-    (directory / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()))
-    (directory / "qrels" / f"{split}.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels_rows))
-    return directory
-
-
-@pytest.fixture
-def beir(tmp_path) -> Path:
-    return write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 2), ("q3", "d3", 1), ("q4", "d5", 0)])
-
 
 def config(beir: Path, tmp_path: Path, *models: str, **kwargs) -> EvaluateConfig:
     return EvaluateConfig(models=models, eval_data=beir, k_values=(1, 10), device="cpu",
                           cache_dir=tmp_path / "cache", **kwargs)
-
-
-def quiet():
-    from rich.console import Console
-    return Console(file=open(os.devnull, "w"))
 
 
 # ---- data
@@ -74,44 +51,36 @@ def test_json_eval_file_in_sentence_transformers_schema(tmp_path):
     ([], ["no judgements"]),
 ])
 def test_bad_qrels_are_one_clear_line_with_exit_code_2(tmp_path, rows, words):
-    beir = write_beir(tmp_path / "eval", rows)
-    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    beir = write_beir_folder(tmp_path / "eval", rows)
+    line = user_error(["evaluate", "bm25", "--eval-data", str(beir)])
     assert all(word in line for word in words), line
 
 
 def test_missing_split_names_the_available_ones(beir):
-    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
+    line = user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
     assert "dev.tsv not found" in line and "available: test" in line
 
 
 def test_missing_corpus_file(beir):
     (beir / "corpus.jsonl").unlink()
-    assert "corpus.jsonl not found" in _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    assert "corpus.jsonl not found" in user_error(["evaluate", "bm25", "--eval-data", str(beir)])
 
 
 @pytest.mark.parametrize("args, word", [(["--k", "0,5"], "--k"), (["--batch-size", "0"], "--batch-size"),
                                         (["--device", "tpu"], "--device")])
 def test_bad_options_are_refused(beir, args, word):
-    assert word in _user_error(["evaluate", "bm25", "--eval-data", str(beir), *args])
+    assert word in user_error(["evaluate", "bm25", "--eval-data", str(beir), *args])
 
 
 def test_same_model_twice_is_refused(beir):
-    assert "twice" in _user_error(["evaluate", "bm25", "bm25", "--eval-data", str(beir)])
+    assert "twice" in user_error(["evaluate", "bm25", "bm25", "--eval-data", str(beir)])
 
 
 def test_unloadable_model_is_one_line(beir, tmp_path):
-    assert "cannot load model" in _user_error(["evaluate", "no-such-model-anywhere", "--eval-data", str(beir),
+    assert "cannot load model" in user_error(["evaluate", "no-such-model-anywhere", "--eval-data", str(beir),
                                                "--cache-dir", str(tmp_path / "c")])
-    assert "not found" in _user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
+    assert "not found" in user_error(["evaluate", str(tmp_path / "nope"), "--eval-data", str(beir),
                                        "--cache-dir", str(tmp_path / "c")])
-
-
-def _user_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 # ---- search
@@ -138,7 +107,7 @@ def test_depth_larger_than_corpus_returns_the_whole_corpus():
 # ---- models, cache, reports
 
 def test_bm25_baseline_finds_the_matching_documents(beir, tmp_path):
-    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet())
+    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet_console())
     assert results["models"]["bm25"]["metrics"]["recall@1"] == 1.0
     assert results["models"]["bm25"]["metrics"]["precision@10"] == pytest.approx(1 / 10)  # 5 docs, k = 10
     assert set(results["models"]["bm25"]["per_query"]) == {"q1", "q2", "q3"}
@@ -149,21 +118,21 @@ def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_pat
     calls = []
     real = ev.embed_texts
     monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
-    first = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())["models"][str(tiny_model)]
+    first = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
     assert calls == ["corpus", "queries"] and first["cache"] == "miss"
-    second = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())["models"][str(tiny_model)]
+    second = evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
     assert calls == ["corpus", "queries"] and second["cache"] == "hit"
     assert second["metrics"] == first["metrics"]
-    evaluate(config(beir, tmp_path, str(tiny_model), use_cache=False), console=quiet())
+    evaluate(config(beir, tmp_path, str(tiny_model), use_cache=False), console=quiet_console())
     assert calls[2:] == ["corpus", "queries"]
     with (beir / "corpus.jsonl").open("a") as handle:  # a changed corpus: encoded again, queries reused
         handle.write(json.dumps({"_id": "d6", "title": "", "text": "one more document"}) + "\n")
-    evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet())
+    evaluate(config(beir, tmp_path, str(tiny_model)), console=quiet_console())
     assert calls[4:] == ["corpus"]
     encoder, tokenizer = load_encoder(str(tiny_model))
     copy = tmp_path / "copy"
     save_encoder(encoder, tokenizer, copy, 64)  # another model directory: its own cache entries
-    evaluate(config(beir, tmp_path, str(copy)), console=quiet())
+    evaluate(config(beir, tmp_path, str(copy)), console=quiet_console())
     assert calls[5:] == ["corpus", "queries"]
 
 
@@ -184,7 +153,7 @@ def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, 
     encoder, tokenizer = load_encoder(str(model_dir))
     ours = embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
-    results = evaluate(config(beir, tmp_path, str(model_dir)), console=quiet())
+    results = evaluate(config(beir, tmp_path, str(model_dir)), console=quiet_console())
     assert results["models"][str(model_dir)]["similarity"] == "cosine"
 
 
@@ -242,8 +211,8 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
     bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
     assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
-    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
-    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet())["models"][str(tiny_model)]
+    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
+    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())["models"][str(tiny_model)]
     assert (first["precision"], first["cache"]) == ("fp32", "miss")
     assert (second["precision"], second["cache"]) == ("bf16", "miss")  # other numbers: never served fp32's cache
 
@@ -251,7 +220,7 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
 @pytest.mark.parametrize("args, word", [(["--precision", "fp8"], "--precision"),
                                         (["--precision", "fp16", "--device", "cpu"], "fp16")])
 def test_bad_precision_is_refused_before_loading(beir, tmp_path, args, word):
-    assert word in _user_error(["evaluate", str(tmp_path / "no-model"), "--eval-data", str(beir), *args])
+    assert word in user_error(["evaluate", str(tmp_path / "no-model"), "--eval-data", str(beir), *args])
 
 
 # ---- malformed and repeated data: one line each, or the first of a repeated id kept and counted
@@ -273,16 +242,16 @@ def _rows(path: Path, rows: list) -> None:
     ("qrels/test.tsv", ["query-id\tcorpus-id\tscore", "q1\td1"], ["test.tsv:2", "query-id<TAB>corpus-id<TAB>score"]),
 ])
 def test_malformed_beir_rows_are_one_line(tmp_path, file, content, words):
-    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
     _rows(beir / file, content)
-    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    line = user_error(["evaluate", "bm25", "--eval-data", str(beir)])
     assert all(word in line for word in words), line
 
 
 def test_qrels_that_are_not_utf8_are_one_line(tmp_path):
-    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)])
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1)])
     (beir / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t1\nq\xe9\td1\t1\n")
-    line = _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    line = user_error(["evaluate", "bm25", "--eval-data", str(beir)])
     assert "test.tsv:3" in line and "UTF-8" in line and "0xe9" in line
 
 
@@ -298,12 +267,12 @@ def test_qrels_that_are_not_utf8_are_one_line(tmp_path):
 def test_bad_grades_and_relevant_docs_in_json_are_one_line(tmp_path, relevant, words):
     path = tmp_path / "eval.json"
     path.write_text(json.dumps({"queries": QUERIES, "corpus": DOCS, "relevant_docs": relevant}))
-    line = _user_error(["evaluate", "bm25", "--eval-data", str(path)])
+    line = user_error(["evaluate", "bm25", "--eval-data", str(path)])
     assert all(word in line for word in words), line
 
 
 def test_repeated_ids_keep_the_first_and_are_counted_and_reported(tmp_path):
-    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1), ("q1", "d1", 0)])
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1), ("q1", "d1", 0)])
     with (beir / "corpus.jsonl").open("a") as handle:  # a second d1 whose text would match q2
         handle.write(json.dumps({"_id": "d1", "title": "", "text": "bread oven bread oven"}) + "\n")
     with (beir / "queries.jsonl").open("a") as handle:
@@ -329,8 +298,8 @@ def test_repeated_keys_in_a_json_eval_file_keep_the_first(tmp_path):
 
 
 def test_a_missing_split_names_the_flag_of_the_command_that_was_run(beir, tmp_path, triples_file):
-    assert "choose --split" in _user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
-    line = _user_error(["train", "--train-data", str(triples_file), "--eval-data", str(beir), "--eval-split", "dev",
+    assert "choose --split" in user_error(["evaluate", "bm25", "--eval-data", str(beir), "--split", "dev"])
+    line = user_error(["train", "--train-data", str(triples_file), "--eval-data", str(beir), "--eval-split", "dev",
                         "--output-dir", str(tmp_path / "run")])
     assert "choose --eval-split" in line and "available: test" in line
 
@@ -371,13 +340,13 @@ def _damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["bytes", "nan", "shape", "dtype", "sidecar"])
 def test_a_damaged_cache_entry_is_recomputed_and_overwritten(beir, tmp_path, tiny_model, monkeypatch, how):
     calls = counting_embed(monkeypatch)
-    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    first = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
     corpus_entry = max(cache_files(tmp_path), key=lambda p: np.load(p).shape[0])  # 5 documents, 3 queries
     _damage(corpus_entry, how)
-    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    second = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
     assert calls == ["corpus", "queries", "corpus"] and second["cache"] == "partial"
     assert second["per_query"] == first["per_query"]
-    third = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet())["models"][str(tiny_model)]
+    third = evaluate(config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
     assert calls == ["corpus", "queries", "corpus"] and third["cache"] == "hit"  # the entry was written anew
 
 
@@ -428,15 +397,15 @@ def test_a_hub_name_is_cached_by_its_revision_not_its_name(beir, tmp_path, tiny_
     fake_hub_snapshot(hub, "org/tiny", "a" * 40, tiny_model)
     assert model_fingerprint("org/tiny")["revision"] == "a" * 40
     calls = counting_embed(monkeypatch)
-    first = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
-    second = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    first = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
+    second = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
     assert (first["cache"], second["cache"], calls) == ("miss", "hit", ["corpus", "queries"])
     # the hub moves main to a new commit with other weights: same name, new embeddings
     fake_hub_snapshot(hub, "org/tiny", "b" * 40, build_tiny_model(tmp_path / "other", seed=1))
-    third = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet())["models"]["org/tiny"]
+    third = evaluate(config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
     assert third["cache"] == "miss" and calls == ["corpus", "queries"] * 2
     reference = evaluate(config(beir, tmp_path, str(tmp_path / "other"), precision="fp32", use_cache=False),
-                         console=quiet())["models"][str(tmp_path / "other")]
+                         console=quiet_console())["models"][str(tmp_path / "other")]
     assert third["per_query"] == reference["per_query"]
 
 
@@ -461,19 +430,19 @@ def test_a_local_model_is_keyed_by_the_real_paths_of_its_files(tmp_path, tiny_mo
 
 def test_a_first_line_with_inf_or_nan_is_a_bad_grade_not_a_header(tmp_path):
     for score in ("inf", "nan", "-inf"):
-        beir = write_beir(tmp_path / score, [])
+        beir = write_beir_folder(tmp_path / score, [])
         (beir / "qrels" / "test.tsv").write_text(f"q1\td1\t{score}\nq2\td2\t1\n")
-        assert f"test.tsv:1: grade '{score}' is not a whole number" in _user_error(["evaluate", "bm25", "--eval-data", str(beir)])
-    beir = write_beir(tmp_path / "header", [])
+        assert f"test.tsv:1: grade '{score}' is not a whole number" in user_error(["evaluate", "bm25", "--eval-data", str(beir)])
+    beir = write_beir_folder(tmp_path / "header", [])
     (beir / "qrels" / "test.tsv").write_text("qid\tdocid\trelevance\nq1\td1\t1\n")  # a header of other words
     assert load_eval_data(beir, "test").qrels == {"q1": {"d1": 1}}
 
 
 def test_bm25_over_a_corpus_without_an_indexable_word_scores_everything_zero(tmp_path):
-    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)])
     (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": t}) + "\n"
                                                for d, t in [("d1", ""), ("d2", "the of a"), ("d3", "")]))
-    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet())["models"]["bm25"]
+    results = evaluate(config(beir, tmp_path, "bm25"), console=quiet_console())["models"]["bm25"]
     assert results["per_query"]["q1"]["recall@1"] == 1.0 and results["per_query"]["q2"]["recall@1"] == 0.0  # corpus order
     assert results["metrics"]["recall@10"] == 1.0
 
@@ -482,13 +451,13 @@ def test_a_run_or_checkpoint_without_a_model_is_named_as_such(tmp_path, beir):
     run = tmp_path / "run"
     (run / "checkpoints" / "step-3").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"train_data": "t.jsonl", "epochs": 1}))  # train's options
-    assert "no saved model yet" in _user_error(["evaluate", str(run), "--eval-data", str(beir)])
-    assert "holds no model (no config.json)" in _user_error(["evaluate", str(run / "checkpoints" / "step-3"),
+    assert "no saved model yet" in user_error(["evaluate", str(run), "--eval-data", str(beir)])
+    assert "holds no model (no config.json)" in user_error(["evaluate", str(run / "checkpoints" / "step-3"),
                                                             "--eval-data", str(beir)])
 
 
 def test_train_warns_about_repeated_ids_in_its_eval_data_too(tmp_path, triples_file):
-    beir = write_beir(tmp_path / "eval", [("q1", "d1", 1)], split="val")
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1)], split="val")
     with (beir / "corpus.jsonl").open("a") as handle:
         handle.write(json.dumps({"_id": "d1", "title": "", "text": "a second d1"}) + "\n")
     result = runner.invoke(app, ["train", "--train-data", str(triples_file), "--eval-data", str(beir),

@@ -21,7 +21,7 @@ from ragtrain.config import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.outputdir import check_location, is_run_directory
 from ragtrain.runlock import LOCK_NAME
-from tests.conftest import write_documents, write_triples
+from tests.conftest import user_error, write_documents, write_triples
 
 runner = CliRunner()
 PREPARE = ["--max-words", "30", "--overlap", "4", "--val-fraction", "0.2", "--test-fraction", "0.2"]
@@ -34,13 +34,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def refused(args: list[str], folder: Path, *words: str) -> str:
     """Run a command that must be refused: one line naming `words`, exit 2, nothing under `folder` changed."""
     before = snapshot(folder)
-    result = runner.invoke(app, args)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    line = user_error(args)
     for word in words:
-        assert word in lines[0], lines[0]
+        assert word in line, line
     assert snapshot(folder) == before
-    return lines[0]
+    return line
 
 
 # ---- prepare-data

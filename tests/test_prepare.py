@@ -15,7 +15,7 @@ from ragtrain.config import PrepareConfig
 from ragtrain.errors import UserError
 from ragtrain.prepare import prepare
 
-from conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, user_error
 
 runner = CliRunner()
 
@@ -109,7 +109,7 @@ def test_pairs_mode_keeps_given_negatives_and_fills_with_mined_ones(tmp_path):
     assert not val_test_positives & {r["positive"] for r in train}
 
 
-def write_beir(directory: Path, with_dev: bool) -> Path:
+def training_beir(directory: Path, with_dev: bool) -> Path:
     topics = ["bread oven yeast", "planet orbit star", "river fish water", "cache memory code", "bike chain wheel"]
     (directory / "qrels").mkdir(parents=True)
     corpus = [{"_id": f"d{i}", "title": f"Doc {i}", "text": f"{topics[i % 5]} text {i}"} for i in range(40)]
@@ -126,7 +126,7 @@ def write_beir(directory: Path, with_dev: bool) -> Path:
 
 @pytest.mark.parametrize("with_dev", [True, False])
 def test_beir_mode_keeps_the_corpus_and_splits(tmp_path, with_dev):
-    beir = write_beir(tmp_path / "beir", with_dev)
+    beir = training_beir(tmp_path / "beir", with_dev)
     out = tmp_path / "out"
     prepare(config([], out, beir=beir, negatives=2))
     assert (out / "eval" / "corpus.jsonl").read_text() == (beir / "corpus.jsonl").read_text()
@@ -151,14 +151,6 @@ def test_beir_scifact_train_queries_make_triples(tmp_path):
     assert summary.counts["train_triples"] >= 649 and summary.counts["eval_queries_dev"] == 160
 
 
-def _user_error(args: list[str]) -> str:
-    result = runner.invoke(app, ["prepare-data", *args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
-
-
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, docs_dir):
     out = tmp_path / "out"
     (tmp_path / "empty").mkdir()
@@ -178,7 +170,7 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path, docs_dir):
         ([str(docs_dir), "--query-strategy", "magic"], "--query-strategy"),
     ]
     for args, words in cases:
-        assert words in _user_error([*args, "--output-dir", str(out)])
+        assert words in user_error(["prepare-data", *args, "--output-dir", str(out)])
         assert not out.exists()
         assert not list(tmp_path.glob(".out*"))  # no temporary folder left behind
 
@@ -187,9 +179,9 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert "--overwrite" in _user_error([str(docs_dir), "--output-dir", str(out)])
+    assert "--overwrite" in user_error(["prepare-data", str(docs_dir), "--output-dir", str(out)])
     # --overwrite replaces only a prepare-data output: a folder of the user's own is refused, and kept
-    assert "not a prepare-data output" in _user_error([str(docs_dir), "--output-dir", str(out), "--overwrite"])
+    assert "not a prepare-data output" in user_error(["prepare-data", str(docs_dir), "--output-dir", str(out), "--overwrite"])
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
     args = ["prepare-data", str(docs_dir), "--output-dir", str(out), "--val-fraction", "0.2", "--test-fraction", "0.2"]
@@ -257,7 +249,7 @@ def test_pairs_never_leak_a_held_out_query_or_passage_into_train(rows, seed, val
 def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp_path):
     from ragtrain.evaldata import load_eval_data
 
-    beir = write_beir(tmp_path / "beir", with_dev=False)
+    beir = training_beir(tmp_path / "beir", with_dev=False)
     with (beir / "corpus.jsonl").open("a") as handle:  # a repeated id: the first row stays
         handle.write(json.dumps({"_id": "d0", "title": "Other", "text": "a second d0"}) + "\n")
     with (beir / "queries.jsonl").open("a") as handle:
@@ -295,9 +287,9 @@ def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp
 
 
 def test_an_empty_beir_corpus_is_named_as_such(tmp_path):
-    beir = write_beir(tmp_path / "beir", with_dev=False)
+    beir = training_beir(tmp_path / "beir", with_dev=False)
     (beir / "corpus.jsonl").write_text("")
-    assert "holds no documents" in _user_error(["--beir", str(beir), "--output-dir", str(tmp_path / "out")])
+    assert "holds no documents" in user_error(["prepare-data", "--beir", str(beir), "--output-dir", str(tmp_path / "out")])
 
 
 def test_no_empty_qrels_file_is_written(tmp_path, docs_dir):

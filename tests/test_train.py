@@ -24,7 +24,7 @@ from ragtrain.runtime import grad_scaler
 from ragtrain.step import step_batches, step_directions, train_step
 from ragtrain.train import train
 from ragtrain.validation import validation_loss
-from tests.conftest import write_triples
+from tests.conftest import quiet_console, user_error, write_triples
 
 CPU = torch.device("cpu")
 
@@ -159,7 +159,7 @@ def test_validation_on_a_beir_set_and_early_stopping(tmp_path, tiny_model):
     # the base model's figures are what `ragtrain evaluate` measures on the same split and length
     reference = evaluate(EvaluateConfig(models=(str(tiny_model),), eval_data=beir, split="val", k_values=(10,),
                                         batch_size=64, max_seq_length=32, device="cpu", use_cache=False),
-                         console=_quiet())["models"][str(tiny_model)]["metrics"]
+                         console=quiet_console())["models"][str(tiny_model)]["metrics"]
     for row in validations:
         assert (row["recall@10"], row["ndcg@10"]) == pytest.approx((reference["recall@10"], reference["ndcg@10"]), abs=1e-9)
     state = json.loads((cfg.output_dir / "checkpoints" / "step-4" / "state.json").read_text())
@@ -168,14 +168,6 @@ def test_validation_on_a_beir_set_and_early_stopping(tmp_path, tiny_model):
     best, _ = load_encoder(str(cfg.output_dir / "best"))
     for (name, a), b in zip(base.state_dict().items(), best.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
-
-
-def _quiet():
-    import os
-
-    from rich.console import Console
-
-    return Console(file=open(os.devnull, "w"))
 
 
 @pytest.mark.slow
@@ -471,25 +463,13 @@ def test_max_seq_length_above_the_models_limit_is_capped_with_a_warning(tmp_path
 
 
 # ---- user errors through the CLI: one line, exit code 2, nothing written
-def cli_error(args: list[str]) -> str:
-    from typer.testing import CliRunner
-
-    from ragtrain.cli import app
-
-    result = CliRunner().invoke(app, ["train", *args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("content, words", [(None, "not found"), ("", "holds no triples"),
                                              ('{"query": "q", "positive": "p"}\n{"query": 1}\n', "t.jsonl:2")])
 def test_bad_training_data(tmp_path, tiny_model, content, words):
     path = tmp_path / "t.jsonl"
     if content is not None:
         path.write_text(content)
-    assert words in cli_error(["--train-data", str(path), "--model", str(tiny_model), "-o", str(tmp_path / "run")])
+    assert words in user_error(["train", "--train-data", str(path), "--model", str(tiny_model), "-o", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 
 
@@ -503,13 +483,13 @@ def test_bad_training_data(tmp_path, tiny_model, content, words):
 def test_bad_options(tmp_path, triples_file, tiny_model, extra, words, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = ["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(tmp_path / "run"), *extra]
-    assert words in cli_error(args)
+    assert words in user_error(["train", *args])
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_device_cuda_without_cuda_is_one_line(tmp_path, triples_file, tiny_model):
-    line = cli_error(["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(tmp_path / "run"),
+    line = user_error(["train", "--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(tmp_path / "run"),
                       "--device", "cuda"])
     assert line == "error: --device cuda asked for but CUDA is not available; use --device cpu or auto"
     assert not (tmp_path / "run").exists()
@@ -520,7 +500,7 @@ def test_an_existing_run_needs_resume_or_overwrite(tmp_path, triples_file, tiny_
     run.mkdir()
     saved = json.dumps({"train_data": str(triples_file), "output_dir": str(run)})  # a run's config.json
     (run / "config.json").write_text(saved)
-    line = cli_error(["--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(run)])
+    line = user_error(["train", "--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(run)])
     assert "--resume" in line and "--overwrite" in line
     assert (run / "config.json").read_text() == saved
 
