@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 
 from ragtrain.bm25 import bm25_search, build_bm25
+from ragtrain.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
 from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
@@ -26,8 +27,7 @@ from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.runtime import inference_precision, resolve_device
-from ragtrain.search import (cache_key, default_cache_dir, dense_search, embed_texts, load_cached, model_fingerprint,
-                             store_cached)
+from ragtrain.search import dense_search, embed_texts
 
 BM25 = "bm25"
 
@@ -93,14 +93,6 @@ def rank_bm25(data: EvalData, depth: int) -> Ranked:
     return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 
 
-@dataclass
-class EmbeddingCache:
-    """Where embeddings are cached (None: off), and whether writing still works in this run."""
-
-    directory: Path | None
-    writable: bool = True  # a failed write (disk full, read-only) turns writing off, with one warning
-
-
 def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str,
                cache: EmbeddingCache) -> Ranked:
     timings, started = {}, time.perf_counter()
@@ -125,8 +117,8 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     for part, texts in (("corpus", data.corpus_texts), ("queries", data.query_texts)):
         started = time.perf_counter()
         key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
-        embedded[part], status = _cached_or_encoded(part, texts, encode, key, cache,
-                                                    encoder.spec.output_dim or encoder.hidden_size)
+        embedded[part], status = cached_or_encoded(part, texts, encode, key, cache,
+                                                   encoder.spec.output_dim or encoder.hidden_size)
         statuses.append(status)
         timings[f"encode_{part}_s"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -136,26 +128,6 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
                                              "precision": precision, "cache": summary,
                                              "cache_dir": str(cache.directory) if summary != "off" else None})
-
-
-def _cached_or_encoded(part: str, texts: list[str], encode, key: str | None, cache: EmbeddingCache,
-                       dim: int) -> tuple[np.ndarray, str]:
-    """Verified cached embeddings ("hit"), else freshly encoded ones, stored for next time ("miss"; "off")."""
-    if cache.directory is None or key is None:
-        return encode(part, texts), "off"
-    emb, status = load_cached(cache.directory, key, len(texts), dim)
-    if emb is not None:
-        return emb, "hit"
-    if status != "absent":
-        warn(f"cached {part} embeddings in {cache.directory} failed verification ({status}); encoding them again")
-    emb = encode(part, texts)
-    if cache.writable:
-        try:
-            store_cached(cache.directory, key, emb)
-        except OSError as exc:
-            cache.writable = False
-            warn(f"embedding cache {cache.directory} cannot be written ({exc.strerror or exc}); going on without it")
-    return emb, "miss"
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:

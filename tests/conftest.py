@@ -136,3 +136,11 @@ def user_error(args: list[str]) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     return lines[0]
+
+
+def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
+    """An evaluation of `models` at k = 1 and 10 on the CPU, with its embedding cache under `tmp_path`."""
+    from ragtrain.config import EvaluateConfig
+
+    return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), device="cpu",
+                          cache_dir=tmp_path / "cache", **options)

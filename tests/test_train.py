@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 import ragtrain.step as step_module
 import ragtrain.train as train_module
+from ragtrain.cli import app
 from ragtrain.config import EvaluateConfig, TrainConfig
 from ragtrain.data import Triple, epoch_batches, load_triples, tokenize_triples
 from ragtrain.distributed import WorldInfo
@@ -24,7 +26,7 @@ from ragtrain.runtime import grad_scaler
 from ragtrain.step import step_batches, step_directions, train_step
 from ragtrain.train import train
 from ragtrain.validation import validation_loss
-from tests.conftest import quiet_console, user_error, write_triples
+from tests.conftest import quiet_console, user_error, write_beir_folder, write_triples
 
 CPU = torch.device("cpu")
 
@@ -530,3 +532,13 @@ def test_warmup_longer_than_the_run_is_a_warning(tmp_path, tiny_model, triples_f
     train(TrainConfig(train_data=triples_file, model=str(tiny_model), output_dir=tmp_path / "run", batch_size=8,
                       max_seq_length=32, device="cpu", warmup_steps=50))
     assert "--warmup-steps 50 is more than the run's 3 steps" in capsys.readouterr().err
+
+
+def test_train_warns_about_repeated_ids_in_its_eval_data_too(tmp_path, triples_file):
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1)], split="val")
+    with (beir / "corpus.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "d1", "title": "", "text": "a second d1"}) + "\n")
+    result = CliRunner().invoke(app, ["train", "--train-data", str(triples_file), "--eval-data", str(beir),
+                                 "--model", str(tmp_path / "no-model"), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2  # the missing model stops it, after the data were read
+    assert "warning:" in result.output and "1 corpus duplicate ids" in result.output

@@ -1,0 +1,215 @@
+"""The embedding cache: a hit encodes nothing, the key follows model, texts and settings, a damaged entry is
+encoded again, an unwritable cache only warns, and hub names are keyed by revision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ragtrain.evaluate as ev
+from ragtrain.cache import (EmbeddingCache, cache_key, cached_or_encoded, load_cached, model_fingerprint, store_cached,
+                            texts_fingerprint)
+from ragtrain.cli import app
+from ragtrain.evaluate import evaluate
+from ragtrain.fileio import file_sha256
+from ragtrain.model import load_encoder, save_encoder
+from ragtrain.search import embed_texts
+from tests.conftest import DOCS, build_tiny_model, evaluate_config, quiet_console
+
+runner = CliRunner()
+
+
+def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_path, tiny_model, monkeypatch):
+    calls = []
+    real = ev.embed_texts
+    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries"] and first["cache"] == "miss"
+    second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries"] and second["cache"] == "hit"
+    assert second["metrics"] == first["metrics"]
+    evaluate(evaluate_config(beir, tmp_path, str(tiny_model), use_cache=False), console=quiet_console())
+    assert calls[2:] == ["corpus", "queries"]
+    with (beir / "corpus.jsonl").open("a") as handle:  # a changed corpus: encoded again, queries reused
+        handle.write(json.dumps({"_id": "d6", "title": "", "text": "one more document"}) + "\n")
+    evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())
+    assert calls[4:] == ["corpus"]
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    copy = tmp_path / "copy"
+    save_encoder(encoder, tokenizer, copy, 64)  # another model directory: its own cache entries
+    evaluate(evaluate_config(beir, tmp_path, str(copy)), console=quiet_console())
+    assert calls[5:] == ["corpus", "queries"]
+
+
+def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    texts = list(DOCS.values())
+    fp32 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d")
+    bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
+    assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
+    first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
+    second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())["models"][str(tiny_model)]
+    assert (first["precision"], first["cache"]) == ("fp32", "miss")
+    assert (second["precision"], second["cache"]) == ("bf16", "miss")  # other numbers: never served fp32's cache
+
+
+def cache_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").glob("*.npy"))
+
+
+def counting_embed(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = ev.embed_texts
+    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    return calls
+
+
+def _damage(path: Path, how: str) -> None:
+    """Change a cached array; all but 'bytes' also rewrite the sidecar to match, so only that check can catch it."""
+    emb = np.load(path)
+    if how == "bytes":  # a flipped byte in the data: only the checksum notices
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x40
+        path.write_bytes(bytes(data))
+        return
+    if how == "sidecar":
+        path.with_suffix(".json").unlink()
+        return
+    changed = {"nan": np.where(np.arange(emb.size).reshape(emb.shape) == 1, np.nan, emb).astype(np.float32),
+               "shape": emb[:-1], "dtype": emb.astype(np.float64)}[how]
+    np.save(path, changed)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"shape": list(emb.shape), "dtype": "float32", "sha256": file_sha256(path)}))
+
+
+@pytest.mark.parametrize("how", ["bytes", "nan", "shape", "dtype", "sidecar"])
+def test_a_damaged_cache_entry_is_recomputed_and_overwritten(beir, tmp_path, tiny_model, monkeypatch, how):
+    calls = counting_embed(monkeypatch)
+    first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
+    corpus_entry = max(cache_files(tmp_path), key=lambda p: np.load(p).shape[0])  # 5 documents, 3 queries
+    _damage(corpus_entry, how)
+    second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and second["cache"] == "partial"
+    assert second["per_query"] == first["per_query"]
+    third = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
+    assert calls == ["corpus", "queries", "corpus"] and third["cache"] == "hit"  # the entry was written anew
+
+
+def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    import ragtrain.cache as cache
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache.np, "save", disk_full)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "bm25", "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "cannot be written (No space left on device)" in warnings[0]
+    assert json.loads(out.read_text())["models"][str(tiny_model)]["metrics"]["recall@1"] >= 0
+    assert not list((tmp_path / "cache").iterdir())  # no temporary file left behind
+    (tmp_path / "file").write_text("")  # a cache folder that cannot even be made: its parent is a file
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", str(tiny_model), "--eval-data", str(beir), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "file" / "cache")])
+    assert result.exit_code == 0 and "cannot be written" in result.output, result.output
+
+
+def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
+    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
+def test_a_hub_name_is_cached_by_its_revision_not_its_name(beir, tmp_path, tiny_model, monkeypatch):
+    import huggingface_hub.constants
+
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    assert model_fingerprint("org/tiny") is None  # not in the hub cache: nothing to key it by, so no caching
+    fake_hub_snapshot(hub, "org/tiny", "a" * 40, tiny_model)
+    assert model_fingerprint("org/tiny")["revision"] == "a" * 40
+    calls = counting_embed(monkeypatch)
+    first = evaluate(evaluate_config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
+    second = evaluate(evaluate_config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
+    assert (first["cache"], second["cache"], calls) == ("miss", "hit", ["corpus", "queries"])
+    # the hub moves main to a new commit with other weights: same name, new embeddings
+    fake_hub_snapshot(hub, "org/tiny", "b" * 40, build_tiny_model(tmp_path / "other", seed=1))
+    third = evaluate(evaluate_config(beir, tmp_path, "org/tiny", precision="fp32"), console=quiet_console())["models"]["org/tiny"]
+    assert third["cache"] == "miss" and calls == ["corpus", "queries"] * 2
+    reference = evaluate(evaluate_config(beir, tmp_path, str(tmp_path / "other"), precision="fp32", use_cache=False),
+                         console=quiet_console())["models"][str(tmp_path / "other")]
+    assert third["per_query"] == reference["per_query"]
+
+
+def test_a_local_model_is_keyed_by_the_real_paths_of_its_files(tmp_path, tiny_model):
+    import shutil
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    blobs = tmp_path / "blobs"
+    shutil.copytree(tiny_model, blobs / "one")
+    shutil.copytree(tiny_model, blobs / "two", copy_function=shutil.copy2)  # same sizes and times, other files
+    for file in (blobs / "one").iterdir():
+        (linked / file.name).symlink_to(file)
+    before = model_fingerprint(str(linked))
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(blobs / "two" / "model.safetensors")
+    shutil.copystat(blobs / "one" / "model.safetensors", blobs / "two" / "model.safetensors")
+    assert model_fingerprint(str(linked)) != before
+
+
+def test_an_entry_reads_back_only_while_shape_dtype_checksum_and_values_hold(tmp_path):
+    emb = np.arange(12, dtype=np.float32).reshape(4, 3)
+    store_cached(tmp_path, "k", emb)
+    cached, status = load_cached(tmp_path, "k", 4, 3)
+    assert status == "hit" and np.array_equal(cached, emb)
+    assert load_cached(tmp_path, "other", 4, 3) == (None, "absent")
+    assert load_cached(tmp_path, "k", 5, 3) == (None, "shape or dtype")
+    sidecar = json.loads((tmp_path / "k.json").read_text())
+    assert sidecar == {"shape": [4, 3], "dtype": "float32", "sha256": file_sha256(tmp_path / "k.npy")}
+    (tmp_path / "k.json").write_text(json.dumps(sidecar | {"sha256": "0" * 64}))
+    assert load_cached(tmp_path, "k", 4, 3) == (None, "checksum")
+    store_cached(tmp_path, "k", np.full((4, 3), np.inf, dtype=np.float32))
+    assert load_cached(tmp_path, "k", 4, 3) == (None, "non-finite values")
+
+
+def test_the_key_changes_with_the_model_the_texts_and_the_settings():
+    key = cache_key({"path": "/m"}, ["a", "b"], {"max_length": 64})
+    assert key == cache_key({"path": "/m"}, ["a", "b"], {"max_length": 64})
+    assert len({key, cache_key({"path": "/n"}, ["a", "b"], {"max_length": 64}),
+                cache_key({"path": "/m"}, ["a", "c"], {"max_length": 64}),
+                cache_key({"path": "/m"}, ["a", "b"], {"max_length": 128})}) == 4
+    assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])  # lengths are part of it
+
+
+def test_cached_or_encoded_encodes_once_then_serves_the_entry_and_off_encodes_always(tmp_path):
+    calls: list[str] = []
+
+    def encode(part: str, texts: list[str]) -> np.ndarray:
+        calls.append(part)
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+    cache = EmbeddingCache(tmp_path)
+    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)[1] == "miss"
+    emb, status = cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)
+    assert status == "hit" and emb.tolist() == [[1, 1], [1, 1]] and calls == ["corpus"]
+    assert cached_or_encoded("corpus", ["a", "b"], encode, None, cache, 2)[1] == "off"  # no key: a model without revision
+    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", EmbeddingCache(None), 2)[1] == "off"
+    assert calls == ["corpus"] * 3

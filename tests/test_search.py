@@ -1,0 +1,45 @@
+"""Dense search: exact top k whatever the chunk sizes, ties by corpus order; embeddings equal to the reference's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ragtrain.evaluate import evaluate
+from ragtrain.model import load_encoder, save_encoder
+from ragtrain.search import dense_search, embed_texts
+from tests.conftest import QUERIES, evaluate_config, quiet_console
+
+
+def test_chunked_search_equals_full_search_exactly():
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randn(301, 16, generator=gen)
+    corpus[200] = corpus[7]  # an exact tie: the lower index must rank first whatever the chunks
+    queries = torch.cat([torch.randn(37, 16, generator=gen), corpus[7:8]])
+    full_scores = queries @ corpus.T
+    expected = torch.sort(full_scores, dim=1, descending=True, stable=True).indices[:, :25].numpy()
+    for query_chunk, corpus_chunk in [(1000, 1000), (5, 64), (7, 13), (1, 1)]:
+        indices, scores = dense_search(queries, corpus, 25, query_chunk=query_chunk, corpus_chunk=corpus_chunk)
+        np.testing.assert_array_equal(indices, expected)
+        # the same ranking; scores agree to float32 rounding (matrix products of other shapes sum differently)
+        np.testing.assert_allclose(scores, np.take_along_axis(full_scores.numpy(), expected, axis=1), rtol=1e-5, atol=1e-5)
+    assert list(dense_search(queries, corpus, 25)[0][-1][:2]) == [7, 200]
+
+
+def test_depth_larger_than_corpus_returns_the_whole_corpus():
+    assert dense_search(torch.eye(3), torch.eye(3), 100)[0].shape == (3, 3)
+
+
+def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, tiny_model):
+    st = pytest.importorskip("sentence_transformers")
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    model_dir = tmp_path / "st-model"
+    save_encoder(encoder, tokenizer, model_dir, 64)
+    (model_dir / "ragtrain.json").unlink()  # only the sentence-transformers files describe the head now
+    reference = st.SentenceTransformer(str(model_dir), device="cpu").encode(list(QUERIES.values()), convert_to_tensor=True)
+    encoder, tokenizer = load_encoder(str(model_dir))
+    ours = embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
+    torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
+    results = evaluate(evaluate_config(beir, tmp_path, str(model_dir)), console=quiet_console())
+    assert results["models"][str(model_dir)]["similarity"] == "cosine"
