@@ -33,7 +33,9 @@ BM25 = "bm25"
 
 
 @dataclass
-class Ranked:
+class ModelRun:
+    """One model's run over the evaluation set: each query's top k, and how it was made."""
+
     indices: np.ndarray  # (queries, depth) corpus indices, best first
     scores: np.ndarray  # (queries, depth)
     timings: dict[str, float]
@@ -84,17 +86,19 @@ def similarity_of(model_dir: str, normalize: bool) -> str:
     return "cosine"
 
 
-def rank_bm25(data: EvalData, depth: int) -> Ranked:
+def run_bm25(data: EvalData, depth: int) -> ModelRun:
+    """BM25 over the evaluation corpus: index, then search."""
     started = time.perf_counter()
     retriever = build_bm25(data.corpus_texts)
     indexed = time.perf_counter()
     indices, scores = bm25_search(retriever, data.query_texts, depth, len(data.corpus_texts))
     done = time.perf_counter()
-    return Ranked(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
+    return ModelRun(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 
 
-def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str,
-               cache: EmbeddingCache) -> Ranked:
+def run_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str,
+              cache: EmbeddingCache) -> ModelRun:
+    """A dense model: load it, embed (or fetch from the cache) the corpus and the queries, search."""
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
     encoder, tokenizer = load_encoder(model_dir)
@@ -125,7 +129,7 @@ def rank_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch
     indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
     timings["search_s"] = time.perf_counter() - started
     summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
-    return Ranked(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
+    return ModelRun(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
                                              "precision": precision, "cache": summary,
                                              "cache_dir": str(cache.directory) if summary != "off" else None})
 
@@ -150,15 +154,15 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
-        ranked = (rank_bm25(data, max(config.k_values)) if model == BM25
-                  else rank_dense(model, data, config, device, precision, cache))
-        rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, ranked.indices)}
+        run = (run_bm25(data, max(config.k_values)) if model == BM25
+               else run_dense(model, data, config, device, precision, cache))
+        rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)
-        ranked.timings["total_s"] = time.perf_counter() - started
-        results["models"][model] = {"metrics": average(per_query, config.k_values), **ranked.details,
-                                    "timings": ranked.timings, "per_query": per_query}
+        run.timings["total_s"] = time.perf_counter() - started
+        results["models"][model] = {"metrics": average(per_query, config.k_values), **run.details,
+                                    "timings": run.timings, "per_query": per_query}
         if run_path is not None:
-            atomic_write_text(run_path, trec_run_text(data.query_ids, data.corpus_ids, ranked.indices, ranked.scores,
+            atomic_write_text(run_path, trec_run_text(data.query_ids, data.corpus_ids, run.indices, run.scores,
                                                       run_tag(model)))
             results["models"][model]["run_file"] = str(run_path)
     console.print(results_table(results, config.k_values))

@@ -35,7 +35,8 @@ class Ranking:
     positive_scores: np.ndarray  # (queries,) best score among each query's positives
 
 
-def bm25_ranking(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int) -> Ranking:
+def bm25_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+                               depth: int) -> Ranking:
     """Exact BM25 top-`depth` per query (equal scores by corpus index), and each query's score for its own positives."""
     index = build_bm25(texts)
     depth = min(depth, len(texts))
@@ -56,8 +57,8 @@ def bm25_ranking(texts: list[str], queries: list[str], positives: list[tuple[int
     return Ranking(indices, scores, positive_scores)
 
 
-def dense_ranking(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
-                  model: str, batch_size: int = 64, max_length: int = 256) -> Ranking:
+def dense_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
+                                model: str, batch_size: int = 64, max_length: int = 256) -> Ranking:
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models)."""
     import torch
 
@@ -112,9 +113,9 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
         return [[] for _ in queries]
     depth = options.rank_range[1]
     if options.miner == "dense":
-        ranking = dense_ranking(texts, queries, positives, depth, options.model or "")
+        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "")
     else:
-        ranking = bm25_ranking(texts, queries, positives, depth)
+        ranking = bm25_search_with_positives(texts, queries, positives, depth)
     return select_negatives(ranking, positives, doc_ids, options, counts)
 
 

@@ -24,7 +24,8 @@ class Prepared:
     qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
 
 
-def held_out_queries(by_split: dict[str, Iterable[tuple[str, Iterable[str]]]]) -> tuple[list[dict], dict[str, list[tuple[str, str, int]]]]:
+def held_out_queries(by_split: dict[str, Iterable[tuple[str, Iterable[str]]]]
+                     ) -> tuple[list[dict], dict[str, list[tuple[str, str, int]]]]:
     """Query rows and qrels of the val and test splits from each split's (query text, relevant corpus ids):
     query n of a split is `<split>-<n>`, and each relevant corpus id is judged 1."""
     queries, qrels = [], {}

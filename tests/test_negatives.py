@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ragtrain.negatives import MiningOptions, Ranking, bm25_ranking, mine_negatives, mine_within, select_negatives
+from ragtrain.negatives import MiningOptions, Ranking, bm25_search_with_positives, mine_negatives, mine_within, select_negatives
 
 
 def ranking(indices, scores, positive_score):
@@ -39,9 +39,9 @@ def test_own_document_is_skipped_unless_asked():
     assert select_negatives(rank, [(3,)], doc_ids, options, Counter()) == [[0, 1, 2]]
 
 
-def test_bm25_ranking_scores_the_positive_and_orders_by_score():
+def test_bm25_search_with_positives_scores_the_positive_and_orders_by_score():
     texts = ["the cat sat on the mat", "dogs bark at night", "a cat and a dog", "stars and planets"]
-    rank = bm25_ranking(texts, ["cat mat"], [(0,)], depth=4)
+    rank = bm25_search_with_positives(texts, ["cat mat"], [(0,)], depth=4)
     assert rank.indices[0, 0] == 0 and rank.indices[0, 1] == 2
     assert rank.positive_scores[0] == pytest.approx(rank.scores[0, 0])
     assert list(rank.scores[0]) == sorted(rank.scores[0], reverse=True)
