@@ -79,7 +79,7 @@ def prepare_data(
 ) -> None:
     """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
     from ragtrain.config import parse_range
-    from ragtrain.prepare import prepare, summary_table
+    from ragtrain.prepare import counts_table, prepare
 
     summary = prepare(PrepareConfig(
         inputs=tuple(inputs or ()), output_dir=output_dir, seed=seed, val_fraction=val_fraction,
@@ -89,7 +89,7 @@ def prepare_data(
         false_negative_margin=false_negative_margin, same_document_negatives=same_document_negatives,
         miner=miner, model=model, cloze_keep_probability=cloze_keep_probability,
     ))
-    Console().print(summary_table(summary))
+    Console().print(counts_table(summary))
 
 
 # --------------------------------------------------------------------------------------------------- train

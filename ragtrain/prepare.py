@@ -100,7 +100,7 @@ def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> N
     })
 
 
-def summary_table(summary: PrepareSummary):
+def counts_table(summary: PrepareSummary):
     """The counts as a rich table, for the CLI to print."""
     from rich.table import Table
 

@@ -9,13 +9,16 @@ from rich.table import Table
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig
 
+WARM_UP_STEPS = 3  # left out of the median rate: the first steps pay for one-off allocations and kernel choices
 
-def summary_table(config: TrainConfig, state: TrainState, rates: list[float], seconds: float, total_steps: int,
-                  memory_mb: float) -> Table:
+
+def training_table(config: TrainConfig, state: TrainState, rates: list[float], seconds: float, total_steps: int,
+                   memory_mb: float) -> Table:
+    """What the run did: steps and epochs, time, median triples/s, peak memory, skipped steps, best and final model."""
     table = Table(title=f"Training run {config.output_dir}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    steady = rates[min(3, len(rates) - 1):] if rates else []  # the first steps pay for warm-up allocations
+    steady = rates[min(WARM_UP_STEPS, len(rates) - 1):] if rates else []
     rows = [
         ("steps", f"{state.step} / {total_steps}" + (" (stopped early)" if state.stopped_early else "")),
         ("epochs", f"{state.epoch} / {config.epochs}"),

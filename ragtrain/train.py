@@ -37,7 +37,7 @@ from ragtrain.messages import tell, warn
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
-from ragtrain.summary import summary_table
+from ragtrain.summary import training_table
 from ragtrain.validation import is_better, run_validation
 
 MAX_SKIPPED_IN_A_ROW = 10  # steps in a row without a finite loss and gradient before the run stops
@@ -124,8 +124,8 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     final = config.output_dir / "final"
     if main:
         save_encoder(run.encoder, run.tokenizer, final, config.max_seq_length)
-        Console().print(summary_table(config, state, rates, time.perf_counter() - started, run.total_steps,
-                                      peak_memory_mb(device)))
+        Console().print(training_table(config, state, rates, time.perf_counter() - started, run.total_steps,
+                                       peak_memory_mb(device)))
     distributed.barrier(world)  # no rank returns before final/ is written
     return final
 
