@@ -7,7 +7,7 @@ Memory Limited Setup") splits the step in three:
   2. compute the loss on those embeddings and backpropagate it to the embeddings only (cheap);
   3. re-embed each mini-batch with a graph and backpropagate the cached embedding gradient through it.
 The parameter gradient is the same as the uncached one: the chain rule, split at the embeddings.
-Gradient checkpointing, the other trade of compute for activation memory, is switched on here too.
+(Gradient checkpointing, the other trade of compute for activation memory, is the model's: model.py.)
 """
 
 from __future__ import annotations
@@ -96,16 +96,3 @@ def grad_cache_step(encoder: nn.Module, queries: dict, docs: dict, loss_fn: Call
                 emb = encoder(**part).float()  # (m, D), now with a graph
             emb.backward(gradient=grad)  # step 3: the cached gradient through this chunk's encoder
     return report
-
-
-def enable_gradient_checkpointing(encoder: nn.Module) -> None:
-    """Keep only each layer's input in forward and recompute the layer in backward (Hugging Face models).
-
-    Non-reentrant checkpointing: it works with inputs that need no gradient, DDP and GradCache's replays,
-    and restores the RNG state so dropout draws the same masks when recomputing.
-    """
-    transformer, kwargs = encoder.transformer, {"use_reentrant": False}
-    if hasattr(transformer, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
-        transformer.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

@@ -231,6 +231,19 @@ def freeze_base(encoder: Encoder) -> None:
     encoder.transformer.requires_grad_(False)
 
 
+def enable_gradient_checkpointing(encoder: Encoder) -> None:
+    """Keep only each layer's input in forward and recompute the layer in backward (Hugging Face models).
+
+    Non-reentrant checkpointing: it works with inputs that need no gradient, DDP and GradCache's replays,
+    and restores the RNG state so dropout draws the same masks when recomputing.
+    """
+    transformer, kwargs = encoder.transformer, {"use_reentrant": False}
+    if hasattr(transformer, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+        transformer.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _saved_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:
     """Pooling, projection and normalisation saved with a model: ragtrain's config, else sentence-transformers'."""
     if not path.is_dir():

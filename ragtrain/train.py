@@ -31,8 +31,8 @@ from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
-from ragtrain.gradcache import enable_gradient_checkpointing
-from ragtrain.model import Encoder, EncoderSpec, freeze_base, load_encoder, save_encoder, usable_max_length
+from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
+                            usable_max_length)
 from ragtrain.messages import tell, warn
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os

@@ -102,6 +102,11 @@ def docs_dir(tmp_path) -> Path:
     return write_documents(tmp_path / "docs")
 
 
+def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every parameter's gradient, by name (parameters without one are left out)."""
+    return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+
+
 # A small BEIR folder: three judged queries, one judged only 0 (so left out of the metrics), five documents.
 DOCS = {"d1": "the cat sat on the tree", "d2": "bread dough and yeast in the oven", "d3": "a planet in orbit around the sun",
         "d4": "python code and a memory cache", "d5": "fish swim in the river water"}

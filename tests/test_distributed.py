@@ -27,7 +27,7 @@ from ragtrain.model import EncoderSpec, load_encoder
 from ragtrain.runtime import grad_scaler
 from ragtrain.step import step_batches, train_step
 from ragtrain.train import train
-from tests.conftest import write_triples
+from tests.conftest import gradients, write_triples
 
 TEMPERATURE = 0.05
 # Five triples over two ranks: unequal slices (2 and 3), unequal hard-negative counts per rank, and one passage
@@ -110,10 +110,6 @@ def _load(model_dir: Path):
     return encoder, tokenizer
 
 
-def _grads(encoder) -> dict[str, torch.Tensor]:
-    return {name: p.grad.detach().clone() for name, p in encoder.named_parameters() if p.grad is not None}
-
-
 def _step(model, encoder, data, batch: list[int], options: dict, world: WorldInfo) -> tuple[float, dict, int]:
     """train_step on this process's view of the global batch: (logged loss, gradients, masked candidates)."""
     cfg = step_config(**options)
@@ -121,7 +117,7 @@ def _step(model, encoder, data, batch: list[int], options: dict, world: WorldInf
     parts = step_batches(data, batch, cfg, world, 0)
     result = train_step(model, optimizer, grad_scaler(torch.device("cpu"), False, "bf16"), parts, cfg,
                         torch.device("cpu"), None, world)
-    return result.parts["loss"], _grads(encoder), result.masked
+    return result.parts["loss"], gradients(encoder), result.masked
 
 
 def _reference(model_dir: Path, name: str) -> tuple[float, dict, int]:

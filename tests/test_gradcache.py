@@ -1,4 +1,4 @@
-"""GradCache and gradient checkpointing: the same gradients as the plain computation, dropout included."""
+"""GradCache: the same gradients as the plain computation, dropout included."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from ragtrain.data import Triple, collate, tokenize_triples
-from ragtrain.gradcache import RandContext, chunks, enable_gradient_checkpointing, grad_cache_step
+from ragtrain.gradcache import RandContext, chunks, grad_cache_step
 from ragtrain.loss import info_nce
 from ragtrain.model import EncoderSpec, load_encoder
+from tests.conftest import gradients
 
 TEMPERATURE = 0.05
 TRIPLES = [
@@ -38,10 +39,6 @@ def batch_and_encoder(tiny_model):
     return encoder, queries, docs
 
 
-def grads(encoder) -> dict[str, torch.Tensor]:
-    return {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
-
-
 def assert_same_grads(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys() and len(actual) > 0
     for name, grad in actual.items():
@@ -54,11 +51,11 @@ def test_grad_cache_equals_full_batch_gradient(batch_and_encoder, mini_batch_siz
     encoder.eval()  # no dropout: the full batch and the chunks see the same network
     expected_loss = loss_fn(encoder(**queries), encoder(**docs))
     expected_loss.backward()
-    expected = grads(encoder)
+    expected = gradients(encoder)
     encoder.zero_grad(set_to_none=True)
     loss = grad_cache_step(encoder, queries, docs, loss_and_value, mini_batch_size)
     assert loss == pytest.approx(expected_loss.item(), abs=1e-6)
-    assert_same_grads(grads(encoder), expected)
+    assert_same_grads(gradients(encoder), expected)
 
 
 def test_grad_cache_replays_the_dropout_masks_of_the_first_pass(batch_and_encoder):
@@ -71,11 +68,11 @@ def test_grad_cache_replays_the_dropout_masks_of_the_first_pass(batch_and_encode
     embs = [encoder(**part) for part in parts]
     n_queries = len(chunks(queries, 2))
     loss_fn(torch.cat(embs[:n_queries]), torch.cat(embs[n_queries:])).backward()
-    expected = grads(encoder)
+    expected = gradients(encoder)
     encoder.zero_grad(set_to_none=True)
     torch.manual_seed(7)
     grad_cache_step(encoder, queries, docs, loss_and_value, 2)
-    assert_same_grads(grads(encoder), expected)
+    assert_same_grads(gradients(encoder), expected)
 
 
 def test_dropout_is_really_on_in_the_replay_test(batch_and_encoder):
@@ -121,20 +118,6 @@ def test_chunks_trim_padding_per_chunk():
     assert parts[1]["input_ids"].tolist() == [[5]]
 
 
-def test_gradient_checkpointing_keeps_the_gradient(batch_and_encoder):
-    encoder, queries, docs = batch_and_encoder
-    encoder.train()  # Hugging Face checkpoints only in training mode; dropout masks are replayed too
-    torch.manual_seed(3)
-    loss_fn(encoder(**queries), encoder(**docs)).backward()
-    expected = grads(encoder)
-    encoder.zero_grad(set_to_none=True)
-    enable_gradient_checkpointing(encoder)
-    assert any(getattr(m, "gradient_checkpointing", False) for m in encoder.modules())
-    torch.manual_seed(3)
-    loss_fn(encoder(**queries), encoder(**docs)).backward()
-    assert_same_grads(grads(encoder), expected)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", [torch.float16, torch.bfloat16])
@@ -152,9 +135,9 @@ def test_grad_cache_under_autocast_on_gpu_matches_the_uncached_step(batch_and_en
         embs = [encoder(**part).float() for part in chunks(queries, 2) + chunks(docs, 2)]
     n_queries = len(chunks(queries, 2))
     loss_fn(torch.cat(embs[:n_queries]), torch.cat(embs[n_queries:])).backward()
-    expected = grads(encoder)
+    expected = gradients(encoder)
     encoder.zero_grad(set_to_none=True)
     torch.manual_seed(5)
     grad_cache_step(encoder, queries, docs, loss_and_value, 2, autocast=amp)
-    for name, grad in grads(encoder).items():
+    for name, grad in gradients(encoder).items():
         torch.testing.assert_close(grad, expected[name], atol=1e-2, rtol=1e-2, msg=name)

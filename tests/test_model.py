@@ -14,7 +14,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from ragtrain import model as model_module
 from ragtrain.data import pad
-from ragtrain.model import EncoderSpec, length_buckets, load_encoder, padding_buckets, pool, resolve_model_path, save_encoder
+from ragtrain.loss import info_nce
+from ragtrain.model import (EncoderSpec, enable_gradient_checkpointing, length_buckets, load_encoder, padding_buckets, pool,
+                            resolve_model_path, save_encoder)
+from tests.conftest import gradients
 
 TEXTS = ["the cat sat on the tree", "a river flows to the sea from the mountain", "python code", "moon"]
 
@@ -266,3 +269,25 @@ def test_an_encoder_decoder_without_an_encoder_class_is_one_line(tiny_model, tmp
     bart = tiny_seq2seq(tmp_path / "bart", tiny_model, config)
     with pytest.raises(UserError, match=r"encoder-decoder \(bart\)"):
         load_encoder(str(bart))
+
+
+def test_gradient_checkpointing_keeps_the_gradient(tiny_model):
+    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    queries, docs = (pad(tokenizer(texts)["input_ids"], tokenizer.pad_token_id) for texts in (TEXTS[:2], TEXTS[2:]))
+
+    def loss_fn(query_emb, doc_emb):
+        return info_nce(query_emb, doc_emb, temperature=0.05)
+
+    encoder.train()  # Hugging Face checkpoints only in training mode; dropout masks are replayed too
+    torch.manual_seed(3)
+    loss_fn(encoder(**queries), encoder(**docs)).backward()
+    expected = gradients(encoder)
+    encoder.zero_grad(set_to_none=True)
+    enable_gradient_checkpointing(encoder)
+    assert any(getattr(m, "gradient_checkpointing", False) for m in encoder.modules())
+    torch.manual_seed(3)
+    loss_fn(encoder(**queries), encoder(**docs)).backward()
+    got = gradients(encoder)
+    assert got.keys() == expected.keys() and len(got) > 0
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, expected[name], atol=1e-5, rtol=0, msg=name)
