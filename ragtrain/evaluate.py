@@ -26,7 +26,7 @@ from ragtrain.messages import warn
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
-from ragtrain.runtime import inference_precision, resolve_device
+from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
 
 BM25 = "bm25"
@@ -96,13 +96,13 @@ def run_bm25(data: EvalData, depth: int) -> ModelRun:
     return ModelRun(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
 
 
-def run_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.device, precision: str,
-              cache: EmbeddingCache) -> ModelRun:
+def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
     """A dense model: load it, embed (or fetch from the cache) the corpus and the queries, search."""
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
     encoder, tokenizer = load_encoder(model_dir)
-    encoder.to(device)
+    encoder.to(runtime.device)
+    precision = runtime.encode_precision
     max_length = usable_max_length(encoder, tokenizer, config.max_seq_length)
     similarity = similarity_of(model_dir, encoder.spec.normalize)
     timings["load_s"] = time.perf_counter() - started
@@ -114,7 +114,7 @@ def run_dense(model: str, data: EvalData, config: EvaluateConfig, device: torch.
              "embeddings are not cached")
 
     def encode(part: str, texts: list[str]) -> np.ndarray:
-        emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, device, part, precision)
+        emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, runtime, part)
         return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
 
     embedded, statuses = {}, []
@@ -140,8 +140,8 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     data = load_eval_data(config.eval_data, config.split)
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
         warn(message)
-    device = None if all(m == BM25 for m in config.models) else resolve_device(config.device)
-    precision = inference_precision(device, config.precision) if device is not None else None  # before any model loads
+    # before any model loads: a device or precision this machine lacks fails at once
+    runtime = None if all(m == BM25 for m in config.models) else evaluation_runtime(config.device, config.precision)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
         if model != BM25:
             resolve_model_dir(model)
@@ -155,7 +155,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
         run = (run_bm25(data, max(config.k_values)) if model == BM25
-               else run_dense(model, data, config, device, precision, cache))
+               else run_dense(model, data, config, runtime, cache))
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)
         run.timings["total_s"] = time.perf_counter() - started

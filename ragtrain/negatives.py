@@ -10,11 +10,15 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from ragtrain.bm25 import bm25_scores, build_bm25
+
+if TYPE_CHECKING:  # torch loads only for the dense miner
+    from ragtrain.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class MiningOptions:
     seed: int = 42
     miner: str = "bm25"  # or "dense"
     model: str | None = None  # the dense miner's encoder
+    runtime: Runtime | None = None  # where (and in what precision) the dense miner encodes
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,17 @@ def bm25_search_with_positives(texts: list[str], queries: list[str], positives: 
 
 
 def dense_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
-                                model: str, batch_size: int = 64, max_length: int = 256) -> Ranking:
+                                model: str, runtime: Runtime, batch_size: int = 64, max_length: int = 256) -> Ranking:
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models)."""
     import torch
 
     from ragtrain.model import load_encoder  # late: torch and transformers load only for the dense miner
-    from ragtrain.runtime import resolve_device
     from ragtrain.search import dense_search, embed_texts
 
-    device = resolve_device("auto")
     encoder, tokenizer = load_encoder(model)
-    encoder.to(device)
-    corpus_emb = embed_texts(encoder, tokenizer, texts, batch_size, max_length, device, "mining: passages")  # (C, D)
-    query_emb = embed_texts(encoder, tokenizer, queries, batch_size, max_length, device, "mining: queries")  # (Q, D)
+    encoder.to(runtime.device)
+    corpus_emb = embed_texts(encoder, tokenizer, texts, batch_size, max_length, runtime, "mining: passages")  # (C, D)
+    query_emb = embed_texts(encoder, tokenizer, queries, batch_size, max_length, runtime, "mining: queries")  # (Q, D)
     indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
     scores = np.zeros(indices.shape, dtype=np.float32)
     for start in range(0, len(queries), 1024):
@@ -113,7 +116,7 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
         return [[] for _ in queries]
     depth = options.rank_range[1]
     if options.miner == "dense":
-        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "")
+        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "", options.runtime)
     else:
         ranking = bm25_search_with_positives(texts, queries, positives, depth)
     return select_negatives(ranking, positives, doc_ids, options, counts)

@@ -55,8 +55,14 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
 
 
 def mining_options(config: PrepareConfig) -> MiningOptions:
+    """The miner's options, and for the dense miner where it encodes (cuda, then mps, then cpu; fp32)."""
+    runtime = None
+    if config.miner == "dense":
+        from ragtrain.runtime import Runtime, resolve_device  # late: torch loads only for the dense miner
+
+        runtime = Runtime(resolve_device("auto"))
     return MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
-                         config.same_document_negatives, config.seed, config.miner, config.model)
+                         config.same_document_negatives, config.seed, config.miner, config.model, runtime)
 
 
 def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:

@@ -1,14 +1,62 @@
-"""Device and precision decisions, made once here; the loop and the evaluator read them."""
+"""Device and precision, decided once at the start of a command in one Runtime that the rest reads; the
+device's random generator and memory."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
 from ragtrain.errors import UserError
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where a command computes and in what precision. Built once, when the command starts (training_runtime,
+    evaluation_runtime); the training step, validation, evaluation and search read it and never decide again.
+
+    train_precision: training's forward passes, and the validation loss, run under autocast in bf16 or fp16, or
+    without autocast ("fp32"). encode_precision: what encoding texts for a search runs in (evaluate, validation's
+    retrieval metrics, the dense miner). Pooling, normalisation, the loss and scores stay in fp32 either way.
+    """
+
+    device: torch.device
+    train_precision: str = "fp32"
+    encode_precision: str = "fp32"
+
+    def train_autocast(self):
+        """The context training's forward passes run in."""
+        return _autocast(self.device, self.train_precision)
+
+    def encode_autocast(self):
+        """The context encoding for a search runs in."""
+        return _autocast(self.device, self.encode_precision)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A loss scaler for fp16 only: fp16 gradients underflow without one; bf16 has fp32's range and needs none.
+
+        A disabled scaler is a no-op with the same interface, so the step code has one path.
+        """
+        on = self.train_precision == "fp16"
+        return torch.amp.GradScaler(self.device.type if on else "cpu", enabled=on)
+
+
+def training_runtime(device: torch.device, mixed_precision: bool, precision: str) -> Runtime:
+    """Training's runtime: autocast in `precision` under mixed precision, and validation's encoding in the same;
+    without it, fp32 training and encoding as `evaluate` does by default (bf16 where the hardware has it natively)."""
+    check_precision(device, mixed_precision, precision)
+    if mixed_precision:
+        return Runtime(device, precision, precision)
+    return Runtime(device, "fp32", inference_precision(device, "auto"))
+
+
+def evaluation_runtime(device_name: str, precision: str) -> Runtime:
+    """evaluate's runtime: `device_name` resolved, `precision` (auto: bf16 where native, else fp32) checked on it."""
+    device = resolve_device(device_name)
+    return Runtime(device, encode_precision=inference_precision(device, precision))
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -37,9 +85,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, enabled: bool, precision: str):
-    """`torch.autocast` for mixed precision, else a no-op context."""
-    if not enabled:
+def _autocast(device: torch.device, precision: str):
+    """`torch.autocast` in bf16 or fp16; a no-op context for fp32."""
+    if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
@@ -73,15 +121,6 @@ def check_precision(device: torch.device, enabled: bool, precision: str) -> None
         raise UserError("fp16 mixed precision is not supported on CPU; use --precision bf16 or a CUDA device")
     if enabled and precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("this GPU does not support bf16; use --precision fp16")
-
-
-def grad_scaler(device: torch.device, enabled: bool, precision: str) -> torch.amp.GradScaler:
-    """A loss scaler for fp16 only: fp16 gradients underflow without one; bf16 has fp32's range and needs none.
-
-    A disabled scaler is a no-op with the same interface, so the step code has one path.
-    """
-    on = enabled and precision == "fp16"
-    return torch.amp.GradScaler(device.type if on else "cpu", enabled=on)
 
 
 def device_rng_state(device: torch.device) -> torch.Tensor | None:

@@ -8,20 +8,20 @@ from tqdm import tqdm
 
 from ragtrain.data import pad
 from ragtrain.model import Encoder
-from ragtrain.runtime import autocast
+from ragtrain.runtime import Runtime
 
 QUERY_CHUNK = 1024  # queries scored at once
 CORPUS_CHUNK = 16384  # documents scored at once: the score matrix is at most (1024, 16384) floats, 64 MiB
 
 
 @torch.inference_mode()
-def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, max_length: int,
-                device: torch.device, desc: str, precision: str = "fp32") -> torch.Tensor:
+def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, max_length: int, runtime: Runtime,
+                desc: str) -> torch.Tensor:
     """(len(texts), dim) float32 embeddings on the CPU, in the order of `texts`.
 
     Texts are encoded longest first (a too-long batch fails at once, not at the end), each batch padded to
-    its own longest text, so little compute goes to padding. `precision` bf16/fp16 runs the transformer under
-    autocast (matrix products in half precision, normalisation and softmax in fp32).
+    its own longest text, so little compute goes to padding. The runtime's encode precision bf16/fp16 runs the
+    transformer under autocast (matrix products in half precision, normalisation and softmax in fp32).
     """
     encoder.eval()
     token_ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
@@ -30,8 +30,8 @@ def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, 
     out: torch.Tensor | None = None
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=None):
         index = order[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in pad([token_ids[i] for i in index], pad_id).items()}
-        with autocast(device, precision != "fp32", precision):
+        batch = {k: v.to(runtime.device) for k, v in pad([token_ids[i] for i in index], pad_id).items()}
+        with runtime.encode_autocast():
             emb = encoder(**batch).float().cpu()  # (batch, dim)
         if out is None:
             out = torch.empty(len(texts), emb.size(1))

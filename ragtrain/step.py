@@ -17,7 +17,7 @@ from ragtrain.distributed import WorldInfo
 from ragtrain.gradcache import grad_cache_step
 from ragtrain.loss import ISOTROPY_DIRECTIONS, contrastive_loss, isotropy_generator, random_directions
 from ragtrain.model import Encoder
-from ragtrain.runtime import autocast
+from ragtrain.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ def step_batches(data: TokenizedTriples, batch: list[int], config: TrainConfig, 
     return result
 
 
-def embed(model: nn.Module, queries: dict, docs: dict, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(model: nn.Module, queries: dict, docs: dict, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw (unnormalised) embeddings of queries (B, D) and documents (B + N, D), computed under autocast.
 
     `model` is `distributed.wrap_model(encoder)`, whose forward is the encoder's embed (DDP syncs only what
     runs through forward), or a bare Encoder in one process.
     """
     forward = model.embed if isinstance(model, Encoder) else model
-    with autocast(device, config.mixed_precision, config.precision):
+    with runtime.train_autocast():
         return forward(**queries), forward(**docs)
 
 
@@ -84,7 +84,7 @@ def step_directions(config: TrainConfig, encoder: Encoder, step: int, device: to
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               batches: list[MicroBatch], config: TrainConfig, device: torch.device,
+               batches: list[MicroBatch], config: TrainConfig, runtime: Runtime,
                directions: torch.Tensor | None = None, world: WorldInfo = WorldInfo()) -> StepResult:
     """Accumulate gradients over the micro-batches (each loss / count), clip, and step the optimizer.
 
@@ -100,11 +100,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce once, after the last one
     for n, batch in enumerate(batches):
         with no_sync() if n < len(batches) - 1 else contextlib.nullcontext():
-            parts = _micro_step(model, scaler, batch, config, device, directions, world, len(batches))
+            parts = _micro_step(model, scaler, batch, config, runtime, directions, world, len(batches))
         for name, value in parts.items():
             totals[name] = totals.get(name, 0.0) + value / len(batches)
     if world.is_distributed and not config.gather_negatives:  # each rank's share-weighted part, summed
-        totals = {name: distributed.mean_over_ranks(value, world, device) for name, value in totals.items()}
+        totals = {name: distributed.mean_over_ranks(value, world, runtime.device) for name, value in totals.items()}
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
@@ -119,16 +119,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
 
 
 def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatch, config: TrainConfig,
-                device: torch.device, directions: torch.Tensor | None, world: WorldInfo, count: int) -> dict[str, float]:
+                runtime: Runtime, directions: torch.Tensor | None, world: WorldInfo, count: int) -> dict[str, float]:
     """Backward of one micro-batch's loss (scaled for DDP's average and the accumulation); its loss parts.
 
     Without gathering, each rank's parts are weighted by its share of the micro-batch (times the number of
     ranks), so their mean over ranks is the mean over all queries.
     """
-    queries = {k: v.to(device, non_blocking=True) for k, v in batch.queries.items()}
-    docs = {k: v.to(device, non_blocking=True) for k, v in batch.docs.items()}
+    queries = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.queries.items()}
+    docs = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.docs.items()}
     gather = config.gather_negatives and world.is_distributed
-    loss_fn = partial(_loss, mask=batch.mask.to(device), config=config, directions=directions,
+    loss_fn = partial(_loss, mask=batch.mask.to(runtime.device), config=config, directions=directions,
                       world=world if gather else WorldInfo())
     scale = distributed.loss_scale(world, batch.rows, batch.global_size, gather)
 
@@ -136,10 +136,9 @@ def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatc
         scaler.scale(loss * scale / count).backward()  # frees this micro-batch's graph before the next
 
     if config.grad_cache and batch.rows:
-        amp = partial(autocast, device, config.mixed_precision, config.precision)
-        parts = grad_cache_step(model, queries, docs, loss_fn, config.mini_batch_size, backward, amp)
+        parts = grad_cache_step(model, queries, docs, loss_fn, config.mini_batch_size, backward, runtime.train_autocast)
     else:
-        query_emb, doc_emb = embed(model, queries, docs, config, device)  # (b, D), (b + n, D)
+        query_emb, doc_emb = embed(model, queries, docs, runtime)  # (b, D), (b + n, D)
         kept = slice(None) if batch.rows else slice(0, 0)  # a stand-in's rows are embedded, never scored
         loss, parts = loss_fn(query_emb[kept], doc_emb[kept])
         backward(loss)

@@ -35,7 +35,7 @@ from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing,
                             usable_max_length)
 from ragtrain.messages import tell, warn
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
-from ragtrain.runtime import check_precision, grad_scaler, peak_memory_mb, resolve_device, return_freed_memory_to_os
+from ragtrain.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
 from ragtrain.summary import training_table
 from ragtrain.validation import is_better, run_validation
@@ -49,7 +49,7 @@ class Run:
 
     config: TrainConfig
     world: WorldInfo
-    device: torch.device
+    runtime: Runtime  # device and precision
     encoder: Encoder  # for saving and validation
     tokenizer: object
     model: nn.Module  # the encoder's embed, in DDP under torchrun: what the step calls
@@ -67,11 +67,11 @@ def train(config: TrainConfig) -> Path:
     config.validate()
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
-    check_precision(device, config.mixed_precision, config.precision)
-    distributed.setup(world, device)
+    runtime = training_runtime(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here
+    distributed.setup(world, runtime.device)
     try:
         with _run_directory(config.output_dir, world):
-            return _train(config, world, device)
+            return _train(config, world, runtime)
     finally:
         distributed.cleanup(world)
 
@@ -99,11 +99,11 @@ def _run_directory(run_dir: Path, world: WorldInfo) -> Iterator[None]:
             runlock.release(lock)
 
 
-def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
+def _train(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> Path:
     main = world.is_main
     resume_from = _check_output_dir(config)
-    run, state = _setup(config, world, device, resume_from)
-    config = run.config
+    run, state = _setup(config, world, runtime, resume_from)
+    config, device = run.config, run.runtime.device
     distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
     if main and config.overwrite and resume_from is None:
         outputdir.clear_run(config.output_dir)  # only now: a failed setup leaves the old run untouched
@@ -130,12 +130,14 @@ def _train(config: TrainConfig, world: WorldInfo, device: torch.device) -> Path:
     return final
 
 
-def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
+def _setup(config: TrainConfig, world: WorldInfo, runtime: Runtime,
            resume_from: ckpt.Checkpoint | None) -> tuple[Run, TrainState]:
     """Options (reconciled with a checkpoint), data, model, optimizer; the state to start or resume from."""
     if resume_from is not None:
         config = _resume_config(config, resume_from, world.is_main)
-        check_precision(device, config.mixed_precision, config.precision)  # the checkpoint's choice, this device
+        # the checkpoint's precision, which the run keeps, on this run's device
+        runtime = training_runtime(runtime.device, config.mixed_precision, config.precision)
+    device = runtime.device
     if config.threads:
         torch.set_num_threads(config.threads)
     if device.type == "cpu":
@@ -165,11 +167,11 @@ def _setup(config: TrainConfig, world: WorldInfo, device: torch.device,
         warn(f"--warmup-steps {warmup} is more than the run's {total_steps} steps: the learning rate never "
              "reaches its peak; lower --warmup-steps")
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
-    scaler = grad_scaler(device, config.mixed_precision, config.precision)
+    scaler = runtime.grad_scaler()
     state = TrainState(train_data_sha256=file_sha256(config.train_data))
     if resume_from is not None:
         state = _restore(resume_from, config, optimizer, scaler, device, world, state.train_data_sha256)
-    run = Run(config, world, device, encoder, tokenizer, model, optimizer, scaler, data, val_data, eval_set,
+    run = Run(config, world, runtime, encoder, tokenizer, model, optimizer, scaler, data, val_data, eval_set,
               total_steps, warmup)
     return run, state
 
@@ -211,8 +213,8 @@ def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, fl
     config, tick = run.config, time.perf_counter()
     set_learning_rates(run.optimizer, lr_multiplier(state.step, run.warmup, run.total_steps, config.min_lr_ratio))
     parts = step_batches(run.data, batch, config, run.world, run.tokenizer.pad_token_id or 0)
-    directions = step_directions(config, run.encoder, state.step, run.device)
-    result = train_step(run.model, run.optimizer, run.scaler, parts, config, run.device, directions, run.world)
+    directions = step_directions(config, run.encoder, state.step, run.runtime.device)
+    result = train_step(run.model, run.optimizer, run.scaler, parts, config, run.runtime, directions, run.world)
     return result, time.perf_counter() - tick
 
 
@@ -226,7 +228,7 @@ def _after_step(run: Run, result: StepResult, state: TrainState, log, epoch: int
         _log(log, {"step": state.step, "epoch": epoch, **learning_rates(run.optimizer), **result.parts,
                    "grad_norm": result.grad_norm, "batch_size": result.triples, "masked_candidates": result.masked,
                    "triples_per_s": result.triples / seconds, "tokens_per_s": result.real_tokens / seconds,
-                   "memory_mb": peak_memory_mb(run.device), "skipped_steps": state.skipped_steps})
+                   "memory_mb": peak_memory_mb(run.runtime.device), "skipped_steps": state.skipped_steps})
     if stop:
         raise UserError(f"training stopped at step {state.step}: the loss or the gradient was not finite in "
                         f"{state.skipped_in_a_row} steps in a row (each skipped, no update); {_last_checkpoint(config)}; "
@@ -291,7 +293,7 @@ def _save_checkpoint(run: Run, state: TrainState) -> None:
     """Rank 0 writes (the model and optimizer are the same on every rank) with every rank's RNG state
     (each rank draws its own dropout masks); the others wait for it."""
     _require_finite_weights(run.encoder, state, run.config)
-    blobs = distributed.gather_objects(ckpt.rng_states_to_bytes(ckpt.rng_states(run.device)), run.world)
+    blobs = distributed.gather_objects(ckpt.rng_states_to_bytes(ckpt.rng_states(run.runtime.device)), run.world)
     rng_by_rank = [ckpt.rng_states_from_bytes(blob) for blob in blobs]
     if run.world.is_main:
         ckpt.save_checkpoint(run.config.output_dir, state, run.encoder, run.tokenizer, run.optimizer, run.scaler,
@@ -306,7 +308,7 @@ def _validate_and_keep(run: Run, state: TrainState, log, epoch: int) -> None:
     if metric is None:
         return
     # Every rank validates (no extra wall time); rank 0's figures decide, so best/ and early stopping agree.
-    results = run_validation(run.encoder, run.tokenizer, run.val_data, run.eval_set, config, run.device,
+    results = run_validation(run.encoder, run.tokenizer, run.val_data, run.eval_set, config, run.runtime,
                              run.tokenizer.pad_token_id or 0)
     results = distributed.broadcast_from_main(results, run.world)
     _log(log, {"step": state.step, "epoch": epoch, **results})

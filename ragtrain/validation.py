@@ -12,14 +12,14 @@ from ragtrain.evaldata import EvalData
 from ragtrain.loss import contrastive_loss
 from ragtrain.metrics import mean_metrics
 from ragtrain.model import Encoder
-from ragtrain.runtime import autocast, inference_precision
+from ragtrain.runtime import Runtime
 from ragtrain.search import dense_search, embed_texts
 
 K = 10
 
 
 @torch.no_grad()
-def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, device: torch.device, pad_id: int) -> float:
+def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfig, runtime: Runtime, pad_id: int) -> float:
     """Mean contrastive loss per query (no regulariser) over fixed batches of the validation triples.
 
     Repeated passages are masked as in training. A batch of one triple (at most the last) is left out,
@@ -30,24 +30,23 @@ def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfi
     for batch in epoch_batches(data, config.batch_size, config.seed, epoch=0):
         if len(batch) < 2:
             continue
-        queries, docs = ({k: v.to(device) for k, v in part.items()} for part in collate(data, batch, pad_id))
-        with autocast(device, config.mixed_precision, config.precision):
+        queries, docs = ({k: v.to(runtime.device) for k, v in part.items()} for part in collate(data, batch, pad_id))
+        with runtime.train_autocast():
             query_emb, doc_emb = encoder.embed(**queries), encoder.embed(**docs)
         loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
-                                   mask=false_negative_mask(data, batch).to(device))
+                                   mask=false_negative_mask(data, batch).to(runtime.device))
         total, queries_seen = total + loss.item() * len(batch), queries_seen + len(batch)
     encoder.train()
     return total / queries_seen if queries_seen else math.nan
 
 
 @torch.no_grad()
-def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Recall@10 and nDCG@10 of a search over the whole evaluation corpus."""
-    # the training precision under mixed precision, else what `ragtrain evaluate` uses by default (bf16 where native)
-    precision = config.precision if config.mixed_precision else inference_precision(device, "auto")
-    args = (config.eval_batch_size, config.max_seq_length, device)
-    corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus", precision)
-    query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries", precision)
+def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: TrainConfig,
+                      runtime: Runtime) -> dict[str, float]:
+    """Recall@10 and nDCG@10 of a search over the whole evaluation corpus, encoded in the runtime's encode precision."""
+    args = (config.eval_batch_size, config.max_seq_length, runtime)
+    corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus")
+    query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries")
     encoder.train()
     ranked, _ = dense_search(query_emb, corpus_emb, K)  # (queries, K) corpus indices
     rankings = {q: [eval_set.corpus_ids[i] for i in row] for q, row in zip(eval_set.query_ids, ranked)}
@@ -56,12 +55,12 @@ def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: T
 
 
 def run_validation(encoder: Encoder, tokenizer, val_data: TokenizedTriples | None, eval_set: EvalData | None,
-                   config: TrainConfig, device: torch.device, pad_id: int) -> dict[str, float]:
+                   config: TrainConfig, runtime: Runtime, pad_id: int) -> dict[str, float]:
     results: dict[str, float] = {}
     if val_data is not None:
-        results["val_loss"] = validation_loss(encoder, val_data, config, device, pad_id)
+        results["val_loss"] = validation_loss(encoder, val_data, config, runtime, pad_id)
     if eval_set is not None:
-        results |= retrieval_metrics(encoder, tokenizer, eval_set, config, device)
+        results |= retrieval_metrics(encoder, tokenizer, eval_set, config, runtime)
     return results
 
 

@@ -55,7 +55,7 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     from ragtrain.distributed import WorldInfo
     from ragtrain.model import EncoderSpec, load_encoder
     from ragtrain.optim import build_optimizer
-    from ragtrain.runtime import grad_scaler, return_freed_memory_to_os
+    from ragtrain.runtime import return_freed_memory_to_os, training_runtime
     from ragtrain.step import step_batches, train_step
 
     torch.set_num_threads(THREADS)
@@ -68,12 +68,13 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     data = tokenize_triples(load_triples(triples_path), tokenizer, MAX_LEN)  # what train() does, once
     batches = epoch_batches(data, BATCH, config.seed, 0)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
-    scaler, device = grad_scaler(torch.device("cpu"), False, "bf16"), torch.device("cpu")
+    runtime = training_runtime(torch.device("cpu"), bf16, "bf16")  # as train() decides it
+    scaler = runtime.grad_scaler()
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:
         tick = time.perf_counter()
         parts = step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id)
-        result = train_step(encoder, optimizer, scaler, parts, config, device)
+        result = train_step(encoder, optimizer, scaler, parts, config, runtime)
         seconds = time.perf_counter() - tick
         rates.append(len(batch) / seconds)
         tokens.append(result.real_tokens / seconds)

@@ -18,6 +18,7 @@ from ragtrain.cli import app
 from ragtrain.evaluate import evaluate
 from ragtrain.fileio import file_sha256
 from ragtrain.model import load_encoder, save_encoder
+from ragtrain.runtime import Runtime
 from ragtrain.search import embed_texts
 from tests.conftest import DOCS, build_tiny_model, evaluate_config, quiet_console
 
@@ -49,8 +50,8 @@ def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_pat
 def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
     encoder, tokenizer = load_encoder(str(tiny_model))
     texts = list(DOCS.values())
-    fp32 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d")
-    bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, torch.device("cpu"), "d", "bf16")
+    fp32 = embed_texts(encoder, tokenizer, texts, 2, 64, Runtime(torch.device("cpu")), "d")
+    bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, Runtime(torch.device("cpu"), encode_precision="bf16"), "d")
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
     assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
     first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]

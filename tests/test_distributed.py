@@ -24,7 +24,7 @@ from ragtrain.config import TrainConfig
 from ragtrain.data import Triple, false_negative_mask, tokenize_triples
 from ragtrain.distributed import WorldInfo
 from ragtrain.model import EncoderSpec, load_encoder
-from ragtrain.runtime import grad_scaler
+from ragtrain.runtime import Runtime
 from ragtrain.step import step_batches, train_step
 from ragtrain.train import train
 from tests.conftest import gradients, write_triples
@@ -115,8 +115,8 @@ def _step(model, encoder, data, batch: list[int], options: dict, world: WorldInf
     cfg = step_config(**options)
     optimizer = torch.optim.SGD([p for p in encoder.parameters() if p.requires_grad], lr=0.0)  # the gradient stays
     parts = step_batches(data, batch, cfg, world, 0)
-    result = train_step(model, optimizer, grad_scaler(torch.device("cpu"), False, "bf16"), parts, cfg,
-                        torch.device("cpu"), None, world)
+    runtime = Runtime(torch.device("cpu"))
+    result = train_step(model, optimizer, runtime.grad_scaler(), parts, cfg, runtime, None, world)
     return result.parts["loss"], gradients(encoder), result.masked
 
 

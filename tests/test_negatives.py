@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ragtrain.negatives import MiningOptions, Ranking, bm25_search_with_positives, mine_negatives, mine_within, select_negatives
+from ragtrain.runtime import Runtime, resolve_device
 
 
 def ranking(indices, scores, positive_score):
@@ -70,6 +71,7 @@ def test_mine_within_only_returns_allowed_passages():
 
 def test_dense_miner_with_a_tiny_model(tiny_model):
     texts = ["the cat and the dog", "bread in the oven", "a star and a planet", "river water fish", "code cache"]
-    options = MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0, miner="dense", model=str(tiny_model))
+    options = MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0, miner="dense", model=str(tiny_model),
+                            runtime=Runtime(resolve_device("auto")))
     negatives = mine_negatives(texts, [str(i) for i in range(5)], ["cat dog", "oven bread"], [(0,), (1,)], options, Counter())
     assert [len(n) for n in negatives] == [2, 2] and 0 not in negatives[0] and 1 not in negatives[1]

@@ -8,6 +8,7 @@ import torch
 
 from ragtrain.evaluate import evaluate
 from ragtrain.model import load_encoder, save_encoder
+from ragtrain.runtime import Runtime
 from ragtrain.search import dense_search, embed_texts
 from tests.conftest import QUERIES, evaluate_config, quiet_console
 
@@ -39,7 +40,7 @@ def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, 
     (model_dir / "ragtrain.json").unlink()  # only the sentence-transformers files describe the head now
     reference = st.SentenceTransformer(str(model_dir), device="cpu").encode(list(QUERIES.values()), convert_to_tensor=True)
     encoder, tokenizer = load_encoder(str(model_dir))
-    ours = embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, torch.device("cpu"), "q")
+    ours = embed_texts(encoder, tokenizer, list(QUERIES.values()), 2, 64, Runtime(torch.device("cpu")), "q")
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
     results = evaluate(evaluate_config(beir, tmp_path, str(model_dir)), console=quiet_console())
     assert results["models"][str(model_dir)]["similarity"] == "cosine"

@@ -22,7 +22,7 @@ from ragtrain.evaluate import evaluate
 from ragtrain.loss import contrastive_loss
 from ragtrain.model import EncoderSpec, load_encoder, save_encoder
 from ragtrain.optim import lr_multiplier
-from ragtrain.runtime import grad_scaler
+from ragtrain.runtime import Runtime
 from ragtrain.step import step_batches, step_directions, train_step
 from ragtrain.train import train
 from ragtrain.validation import validation_loss
@@ -201,7 +201,7 @@ def test_accumulation_is_the_mean_of_the_micro_batch_gradients(tiny_model):
             expected[n] += p.grad / 2 if p.grad is not None else 0
     before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
     optimizer = torch.optim.SGD(encoder.parameters(), lr=1.0)
-    result = train_step(encoder, optimizer, grad_scaler(CPU, False, "bf16"), halves, cfg, CPU)
+    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), halves, cfg, Runtime(CPU))
     assert result.triples == 8 and result.masked == 0 and not result.skipped
     for n, p in encoder.named_parameters():
         assert torch.allclose(before[n] - p.detach(), expected[n], atol=1e-6), n
@@ -231,12 +231,12 @@ def test_the_step_masks_repeated_passages(tiny_model):
     scores = torch.nn.functional.normalize(query_emb, dim=-1) @ torch.nn.functional.normalize(doc_emb, dim=-1).T / 0.1
     kept = [[0, 1, 3, 4], [0, 1, 2, 3], [1, 2, 3, 4]]
     expected = -sum(torch.log_softmax(scores[i, cols], dim=0)[cols.index(i)] for i, cols in enumerate(kept)) / 3
-    result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), grad_scaler(CPU, False, "bf16"),
-                        [batch], cfg, CPU)
+    result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), Runtime(CPU).grad_scaler(),
+                        [batch], cfg, Runtime(CPU))
     assert result.parts["loss"] == pytest.approx(expected.item(), rel=1e-5)
     # the validation loss masks them too (one batch of the three triples)
     validation_cfg = TrainConfig(train_data=tiny_model, temperature=0.1, batch_size=3)
-    assert validation_loss(encoder, data, validation_cfg, CPU, 0) == pytest.approx(expected.item(), rel=1e-5)
+    assert validation_loss(encoder, data, validation_cfg, Runtime(CPU), 0) == pytest.approx(expected.item(), rel=1e-5)
 
 
 def small_batch(tiny_model, count: int = 4):
@@ -260,15 +260,15 @@ def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model
         for n, p in encoder.named_parameters():
             p.data.copy_(before[n])
 
-    plain = train_step(encoder, optimizer, grad_scaler(CPU, False, "bf16"), batch, cfg, CPU)
+    plain = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU))
     restore()
-    scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, CPU)
+    scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, Runtime(CPU))
     assert not scaled.skipped and scaled.grad_norm == pytest.approx(plain.grad_norm, rel=1e-4)
     assert scaled.parts["loss"] == pytest.approx(plain.parts["loss"], rel=1e-6)
     assert any(not torch.equal(p, before[n]) for n, p in encoder.named_parameters())
     restore()
     overflow = torch.amp.GradScaler("cpu", init_scale=3e38)  # loss * scale is inf: every gradient overflows
-    result = train_step(encoder, optimizer, overflow, batch, cfg, CPU)
+    result = train_step(encoder, optimizer, overflow, batch, cfg, Runtime(CPU))
     assert result.skipped and overflow.get_scale() < 3e38
     assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
 
@@ -285,7 +285,7 @@ def test_a_step_with_a_non_finite_loss_or_gradient_is_skipped(tiny_model, monkey
         monkeypatch.setattr(step_module, "contrastive_loss", lambda *a, **k: (real(*a, **k)[0] * math.nan, {"loss": math.nan}))
     else:  # a finite loss whose gradient overflows in one parameter
         encoder.transformer.embeddings.word_embeddings.weight.register_hook(lambda grad: grad * math.inf)
-    result = train_step(encoder, optimizer, grad_scaler(CPU, False, "bf16"), batch, cfg, CPU)
+    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU))
     assert result.skipped and (math.isnan(result.parts["loss"]) == (what == "loss"))
     assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
     assert optimizer.state == {}  # AdamW's moments untouched too
@@ -301,8 +301,8 @@ def test_isotropy_directions_follow_a_saved_head(tiny_model, tmp_path):
     directions = step_directions(cfg, encoder, 0, CPU)
     assert directions.shape == (8, 256)
     data = tokenize_triples(load_triples(write_triples(tmp_path / "t.jsonl", count=4)), tokenizer, 32)
-    result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), grad_scaler(CPU, False, "bf16"),
-                        one_process_batches(data, [0, 1, 2, 3], cfg), cfg, CPU, directions)
+    result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), Runtime(CPU).grad_scaler(),
+                        one_process_batches(data, [0, 1, 2, 3], cfg), cfg, Runtime(CPU), directions)
     assert result.parts["loss_isotropy"] > 0 and math.isfinite(result.parts["loss"])
 
 
