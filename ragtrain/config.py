@@ -1,7 +1,10 @@
 """Frozen configuration for each command, validated before any model or data is loaded.
 
-Each command's options live in one dataclass; `validate()` raises UserError with a message that names
-the option and the fix. The CLI builds these from flags; tests and scripts build them directly.
+Each command's options live in one dataclass, each option in one field with its default and help (`option`);
+cli.py builds the command's flags from these fields, so adding an option is adding a field. `validate()` raises
+UserError with a message that names the option and the fix. Options written as text on the command line
+(--k 1,5,10, --negative-range 10-100, --query-strategy heading,crop) are parsed here too. Tests and scripts build
+the dataclasses directly.
 """
 
 from __future__ import annotations
@@ -10,16 +13,23 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import check_writable
+from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
-
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MINERS = ("bm25", "dense")
+STRATEGIES = ("cloze", "crop", "heading")  # label-free queries; 'mix' is all three
+POOLINGS = ("mean", "cls", "last")
+SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
+TRAIN_PRECISIONS = ("fp16", "bf16")  # autocast under --mixed-precision
+EVALUATE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -44,9 +54,7 @@ def as_dict(config) -> dict:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
-# --------------------------------------------------------------------------------------------- prepare-data
-PREPARE_MINERS = ("bm25", "dense")
-
+# ---- options written as text on the command line
 
 def parse_range(value: str) -> tuple[int, int]:
     """'10-100' -> (10, 100): 1-based ranks, both ends included."""
@@ -57,29 +65,73 @@ def parse_range(value: str) -> tuple[int, int]:
     return start, end
 
 
+def parse_k(value: str) -> tuple[int, ...]:
+    """'10,1,5' -> (1, 5, 10): the cut-offs, sorted, each once."""
+    try:
+        return tuple(sorted({int(k) for k in value.split(",") if k.strip()}))
+    except ValueError:
+        raise UserError(f"--k must be comma-separated integers such as 1,5,10, got {value!r}") from None
+
+
+def parse_strategies(value: str) -> tuple[str, ...]:
+    """'mix' is all three; otherwise a comma-separated subset such as 'cloze,heading'; () for anything else."""
+    names = STRATEGIES if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
+    return tuple(s for s in STRATEGIES if s in names) if set(names) <= set(STRATEGIES) and names else ()
+
+
+def _resume(resume: bool, resume_from: Path | None) -> str | None:
+    """--resume-from DIR wins over --resume (the latest checkpoint); neither: a new run."""
+    return str(resume_from) if resume_from else "latest" if resume else None
+
+
+# --------------------------------------------------------------------------------------------- prepare-data
 @dataclass(frozen=True)
 class PrepareConfig:
-    inputs: tuple[Path, ...]
-    output_dir: Path
-    seed: int = 42
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_words: int = 200
-    overlap: int = 32
-    negatives: int = 4
-    query_strategy: str = "heading,crop"  # no cloze by default: on SciFact it cost 0.024 dev nDCG@10 (see README)
-    overwrite: bool = False
-    text_field: str = "text"
-    title_field: str = "title"
-    id_field: str = "_id"
-    pairs: Path | None = None
-    beir: Path | None = None
-    negative_range: tuple[int, int] = (10, 100)
-    false_negative_margin: float = 0.95
-    same_document_negatives: bool = False
-    miner: str = "bm25"
-    model: str | None = None
-    cloze_keep_probability: float = 0.1
+    inputs: tuple[Path, ...] = option(
+        help="Files or folders of documents (.txt, .md, .rst, .html, .jsonl, .json, .csv, .tsv); folders are read "
+        "recursively. Optional with --pairs or --beir.",
+        argument=True, cli_type=Optional[list[Path]], cli_default=None, show_default=False,
+        parse=lambda paths: tuple(paths or ()))
+    output_dir: Path = option(
+        help="Where train.jsonl, val.jsonl, eval/ (BEIR layout) and manifest.json are written; built in a temporary "
+        "folder and renamed at the end.", decls=("--output-dir", "-o"))
+    pairs: Path | None = option(None, "Labelled pairs, JSONL with 'query' and 'positive' (or a 'positives' list) and "
+        "optional 'negatives'; negatives are mined to fill up to --negatives. Document inputs, if given, join the "
+        "mining and evaluation corpus.")
+    beir: Path | None = option(None, "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv and dev/test). "
+        "Train queries make the triples; dev and test qrels are kept, unchanged, for evaluation; val.jsonl comes from "
+        "dev (or, without dev, from --val-fraction of the train queries).")
+    text_field: str = option("text", "Field (JSON) or column (CSV/TSV) holding a document's text.")
+    title_field: str = option("title", "Field or column holding a document's title (optional in the data).")
+    id_field: str = option("_id", "Field or column holding a document's id (else file name and row number).")
+    seed: int = option(42, "Seed for splits, queries and negatives: same inputs and seed, same bytes.")
+    val_fraction: float = option(0.1, "Fraction of documents (pairs: query groups) held out for val.jsonl and "
+        "eval/qrels/val.tsv.")
+    test_fraction: float = option(0.1, "Fraction of documents (pairs: query groups) held out for eval/qrels/test.tsv. "
+        "Ignored with --beir, which keeps its own test split.")
+    max_words: int = option(200, "Longest passage, in words. Passages follow sections and paragraphs; longer "
+        "paragraphs are cut at lines, then sentences, then words.")
+    overlap: int = option(32, "Words shared by consecutive windows when a single paragraph or sentence must be cut.")
+    # no cloze by default: on SciFact it cost 0.024 dev nDCG@10 (see README)
+    query_strategy: str = option("heading,crop", "Label-free queries, a comma-separated list of cloze (a sentence "
+        "finds the rest of its passage), crop (a random span finds another span of the passage), heading (a section "
+        "heading or short document's title finds its passage), or 'mix' for all three. The default leaves out "
+        "cloze, which made a strong base model worse on SciFact.")
+    cloze_keep_probability: float = option(0.1, "Chance that an inverse-cloze positive keeps the query sentence (it "
+        "is removed otherwise).")
+    negatives: int = option(4, "Hard negatives per triple (0 for none: in-batch negatives only).")
+    negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST (1-based, inclusive) of the miner's list "
+        "that negatives are drawn from, at random; skipping the top avoids unlabelled positives.",
+        cli_type=str, cli_default="10-100", parse=parse_range)
+    false_negative_margin: float = option(0.95, "Drop a candidate scoring at least this times the positive's score "
+        "(the miner's own score: BM25 or dot product); likely an unlabelled positive. Above 1 keeps candidates that "
+        "outscore the positive.")
+    same_document_negatives: bool = option(False, "Allow negatives from the query's own document (off: other "
+        "passages of it are often relevant too).")
+    miner: str = option("bm25", "bm25 (lexical, no model) or dense (needs --model).")
+    model: str | None = option(None, "Encoder for --miner dense: a Hugging Face name or local directory.")
+    overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (never a folder it did "
+        "not write, or one holding an input).")
 
     @property
     def fields(self) -> Fields:
@@ -87,8 +139,6 @@ class PrepareConfig:
         return Fields(self.text_field, self.title_field, self.id_field)
 
     def validate(self) -> "PrepareConfig":
-        from ragtrain.queries import parse_strategies
-
         _check(len(self.inputs) > 0 or self.pairs is not None or self.beir is not None,
                "no input given; pass files or folders of documents, --pairs FILE or --beir DIR")
         _check(not (self.pairs is not None and self.beir is not None), "--pairs and --beir cannot be combined; choose one")
@@ -116,14 +166,14 @@ class PrepareConfig:
         _check(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
         _check(0 < self.false_negative_margin < math.inf,
                f"--false-negative-margin must be a positive number, got {self.false_negative_margin}")
-        _check(self.miner in PREPARE_MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
+        _check(self.miner in MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
         _check(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
         _check(0 <= self.cloze_keep_probability <= 1,
                f"--cloze-keep-probability must be in [0, 1], got {self.cloze_keep_probability}")
         _check(bool(parse_strategies(self.query_strategy)),
-               f"--query-strategy must be mix or a comma-separated list of cloze, crop, heading; got {self.query_strategy!r}")
-        for option, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
-            _check(bool(name.strip()), f"{option} must name a field, got an empty string")
+               f"--query-strategy must be mix or a comma-separated list of {', '.join(STRATEGIES)}; got {self.query_strategy!r}")
+        for flag, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
+            _check(bool(name.strip()), f"{flag} must name a field, got an empty string")
         check_location(self.output_dir, [*self.inputs, self.pairs, self.beir])
         check_prepare_output(self.output_dir, self.overwrite)
         check_writable(self.output_dir.parent, "--output-dir")  # the new output is built beside the old
@@ -131,63 +181,84 @@ class PrepareConfig:
 
 
 # --------------------------------------------------------------------------------------------------- train
-POOLINGS = ("mean", "cls", "last")
-METRICS = ("ndcg@10", "recall@10", "val_loss")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
-    train_data: Path
-    val_data: Path | None = None
-    eval_data: Path | None = None
-    eval_split: str = "val"
-    model: str = DEFAULT_MODEL
-    output_dir: Path = Path("checkpoints/run")
+    train_data: Path = option(help="Triples (JSONL) from 'ragtrain prepare-data'.")
+    val_data: Path | None = option(None, "Validation triples: validation loss at each validation.")
+    eval_data: Path | None = option(None, "BEIR directory (e.g. eval/ from prepare-data), or a JSON file as evaluate "
+        "reads it: Recall@10 and nDCG@10 over its whole corpus at each validation.")
+    eval_split: str = option("val", "Which qrels/<split>.tsv of --eval-data to score.")
+    model: str = option(DEFAULT_MODEL, "Hugging Face encoder name or local directory to start from.")
+    output_dir: Path = option(Path("checkpoints/run"), "Run directory: config.json, metrics.jsonl, checkpoints/, "
+        "best/, final/.", decls=("--output-dir", "-o"))
     # model
-    pooling: str = "mean"
-    output_dim: int | None = None
-    normalize: bool = True
-    freeze_base: bool = False
-    attention_dropout: bool = False
-    max_seq_length: int = 256  # as evaluate's: a model trained shorter than it is evaluated loses much of its gain
+    pooling: str = option("mean", "mean, cls or last: how token states become one vector.")
+    output_dim: int | None = option(None, "Add a linear projection head to this many dimensions. A new head starts "
+        "random, so the step-0 validation that best/ must beat measures the base model through that untrained head, "
+        "not the base itself: compare with the base model in 'ragtrain evaluate'.")
+    normalize: bool = option(True, "L2-normalise embeddings (cosine); --no-normalize trains in Euclidean space.",
+        decls=("--normalize/--no-normalize",))
+    freeze_base: bool = option(False, "Train only the projection head (needs --output-dim).")
+    attention_dropout: bool = option(False, "Keep the model's dropout on attention probabilities (off by default: "
+        "without it fused attention stores no (B, heads, L, L) tensors, ~30% less memory).",
+        decls=("--attention-dropout/--no-attention-dropout",))
+    # as evaluate's: a model trained shorter than it is evaluated loses much of its gain
+    max_seq_length: int = option(256, "Tokens kept per text, capped (with a warning) at the model's limit; 256 like "
+        "evaluate's default. Train at the length you evaluate at: on SciFact, a model trained at 128 tokens gained "
+        "+0.045 nDCG@10 evaluated at 128 but only +0.012 at 256 (README Results).")
     # loss
-    temperature: float = 0.05
-    symmetric: bool = False
-    isotropy_weight: float = 0.0
+    temperature: float = option(0.05, "Softmax temperature of the InfoNCE loss. Label-free, 0.1 did better on "
+        "SciFact and worse on the quickstart sample (README Results): compare on your validation split.")
+    symmetric: bool = option(False, "Add the documents -> queries direction to the loss.")
+    isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).")
     # optimisation
-    epochs: int = 1
-    batch_size: int = 32  # triples per optimizer step (the global batch), split into grad_accum_steps parts
-    grad_accum_steps: int = 1
-    learning_rate: float = 2e-5
-    base_learning_rate: float | None = None
-    head_learning_rate: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    warmup_steps: int | None = None
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    group_by_length: bool = True
-    seed: int = 42
+    epochs: int = option(1, "Passes over the training triples.")
+    # the global batch: every process's share together, split into grad_accum_steps parts
+    batch_size: int = option(32, "Triples per optimizer step (the last of an epoch may hold fewer); every other "
+        "passage in it is a negative, except copies of a query's own positive, which its softmax leaves out.")
+    grad_accum_steps: int = option(1, "Split each batch into this many micro-batches (less memory; negatives come "
+        "from the micro-batch).")
+    learning_rate: float = option(2e-5, "Peak learning rate (after warmup). The default suits label-free triples; "
+        "with labelled pairs a higher rate did better on SciFact (8e-5, see README Results).")
+    base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).")
+    head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).")
+    weight_decay: float = option(0.01, "AdamW weight decay (never on biases and normalisation layers).")
+    warmup_ratio: float = option(0.1, "Fraction of steps of linear warmup before cosine decay.")
+    warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).")
+    min_lr_ratio: float = option(0.0, "Learning rate at the last step, as a fraction of the peak.")
+    max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: off).")
+    group_by_length: bool = option(True, "Batch triples of similar length (less padding).",
+        decls=("--group-by-length/--no-group-by-length",))
+    seed: int = option(42, "Seed for initialisation, dropout and batch order.")
     # runtime
-    device: str = "auto"
-    mixed_precision: bool = False
-    precision: str = "bf16"
-    threads: int = 0
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+    mixed_precision: bool = option(False, "Run the forward pass in --precision (autocast).")
+    precision: str = option("bf16", "fp16 (CUDA, with a gradient scaler) or bf16.")
+    threads: int = option(0, "CPU threads for torch (0: torch's default).")
     # scale: memory savers and several processes (torchrun)
-    grad_cache: bool = False  # the whole batch's negatives with a mini-batch's activation memory
-    mini_batch_size: int = 32  # texts embedded at once under --grad-cache
-    gradient_checkpointing: bool = False
-    gather_negatives: bool = True  # under torchrun: score each query against every rank's documents
+    grad_cache: bool = option(False, "GradCache: every negative of --batch-size with the activation memory of "
+        "--mini-batch-size.")
+    mini_batch_size: int = option(32, "Texts embedded at once under --grad-cache.")
+    gradient_checkpointing: bool = option(False, "Recompute each layer in backward instead of keeping its "
+        "activations (less memory, ~30% slower).")
+    gather_negatives: bool = option(True, "Under torchrun: score each query against every process's documents (the "
+        "whole global batch).", decls=("--gather-negatives/--no-gather-negatives",))
     # validation, logging, checkpoints
-    eval_steps: int = 0
-    eval_batch_size: int = 64
-    metric: str | None = None
-    early_stopping_patience: int = 0
-    log_steps: int = 10
-    save_steps: int = 0
-    keep_last: int = 2
-    resume: str | None = None
-    overwrite: bool = False
+    eval_steps: int = option(0, "Validate (and checkpoint) every N steps; 0: at each epoch's end only.")
+    eval_batch_size: int = option(64, "Texts per batch when embedding the evaluation corpus.")
+    metric: str | None = option(None, "What picks best/: ndcg@10, recall@10 or val_loss (default: ndcg@10 with "
+        "--eval-data, else val_loss).")
+    early_stopping_patience: int = option(0, "Stop (at once) after N validations without improvement (0: never).")
+    log_steps: int = option(10, "Write a metrics.jsonl line every N steps.")
+    save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).")
+    keep_last: int = option(2, "Step checkpoints kept (plus the best one).")
+    # "latest" (--resume), a checkpoint directory (--resume-from), or None for a new run
+    resume: str | None = option(None, parse=_resume, flags=(
+        Flag("resume", bool, False, "Continue the run in --output-dir from its latest checkpoint (warns when the "
+             "training data changed since)."),
+        Flag("resume_from", Optional[Path], None, "Continue from this checkpoints/step-N directory.")))
+    overwrite: bool = option(False, "Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, "
+        "best/ and final/; other files stay.")
 
     @property
     def base_lr(self) -> float:
@@ -227,8 +298,8 @@ class TrainConfig:
         _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
         _check(not self.freeze_base or self.output_dim is not None,
                "--freeze-base trains only the projection head, but there is none; add --output-dim N or drop --freeze-base")
-        _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
-        _check(self.precision in {"fp16", "bf16"}, f"--precision must be fp16 or bf16, got {self.precision!r}")
+        _check(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        _check(self.precision in TRAIN_PRECISIONS, f"--precision must be fp16 or bf16, got {self.precision!r}")
         _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
         for flag, value in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
                             ("--head-learning-rate", self.head_lr), ("--temperature", self.temperature),
@@ -248,7 +319,8 @@ class TrainConfig:
         _check(self.log_steps >= 1, f"--log-steps must be at least 1, got {self.log_steps}")
         _check(self.keep_last >= 1, f"--keep-last must be at least 1, got {self.keep_last}")
         _check(self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
-        _check(self.metric is None or self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        _check(self.metric is None or self.metric in SELECTION_METRICS,
+               f"--metric must be one of {', '.join(SELECTION_METRICS)}, got {self.metric!r}")
         metric = self.selection_metric
         _check(metric is None or (metric == "val_loss" and self.val_data) or (metric != "val_loss" and self.eval_data),
                f"--metric {metric} needs {'--val-data' if metric == 'val_loss' else '--eval-data'}")
@@ -280,18 +352,32 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------ evaluate
 @dataclass(frozen=True)
 class EvaluateConfig:
-    models: tuple[str, ...]
-    eval_data: Path
-    split: str = "test"
-    k_values: tuple[int, ...] = (1, 3, 5, 10, 100)
-    output: Path | None = None
-    batch_size: int = 32
-    max_seq_length: int = 256
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
-    run_file: Path | None = None
-    cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ragtrain/embeddings (~/.cache/ragtrain/embeddings)
-    use_cache: bool = True
+    models: tuple[str, ...] = option(
+        help="Models to compare; the first is the reference for the change column. Each is a model directory "
+        "(ragtrain or sentence-transformers), a training run (its best/ where validation kept one, else final/), a "
+        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face encoder name (mean pooling), or 'bm25' for a "
+        "BM25 baseline.", argument=True, cli_type=list[str], parse=tuple)
+    eval_data: Path = option(
+        help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as the eval/ from prepare-data, "
+        "or a JSON file {\"queries\": {id: text}, \"corpus\": {id: text}, \"relevant_docs\": {query_id: [doc_id, "
+        "...]}}.")
+    split: str = option("test", "Which qrels/<split>.tsv to score (ignored for a JSON file).")
+    k_values: tuple[int, ...] = option((1, 3, 5, 10, 100), "Cut-offs, comma-separated.", decls=("--k",),
+                                       cli_type=str, cli_default="1,3,5,10,100", parse=parse_k)
+    output: Path | None = option(None, "Write every metric, per-query values, settings and timings as JSON here.")
+    run_file: Path | None = option(None, "Write the rankings as a TREC run file (one per model when several: "
+        "<stem>.<model><suffix>).")
+    batch_size: int = option(32, "Texts per encoding batch.")
+    max_seq_length: int = option(256, "Tokens kept per text (capped at the model's limit).")
+    device: str = option("auto", "auto, cpu, cuda or mps.")
+    # auto: bf16 where the hardware computes it natively, else fp32
+    precision: str = option("auto", "Encoding precision: auto (bf16 where the CPU or GPU computes bf16 natively, "
+        "about twice fp32's speed; else fp32), fp32, bf16 or fp16 (CUDA).")
+    # None: $XDG_CACHE_HOME/ragtrain/embeddings (~/.cache/ragtrain/embeddings)
+    cache_dir: Path | None = option(None, "Where embeddings are cached (default ~/.cache/ragtrain/embeddings, or "
+        "$XDG_CACHE_HOME/ragtrain/embeddings).")
+    use_cache: bool = option(True, "Reuse embeddings of an unchanged model, corpus and settings; --no-cache encodes "
+        "afresh and writes nothing.", decls=("--cache/--no-cache",))
 
     def validate(self) -> "EvaluateConfig":
         _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")
@@ -302,17 +388,17 @@ class EvaluateConfig:
         _check(len(self.k_values) > 0 and all(k >= 1 for k in self.k_values), f"--k values must be 1 or more, got {self.k_values}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
-        _check(self.device in {"auto", "cpu", "cuda", "mps"}, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
-        _check(self.precision in {"auto", "fp32", "bf16", "fp16"},
+        _check(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
+        _check(self.precision in EVALUATE_PRECISIONS,
                f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        for option, path in (("--output", self.output), ("--run-file", self.run_file)):
-            _check(path is None or not path.is_dir(), f"{option} {path} is a directory; give a file name")
+        for flag, path in (("--output", self.output), ("--run-file", self.run_file)):
+            _check(path is None or not path.is_dir(), f"{flag} {path} is a directory; give a file name")
             # a device or pipe (/dev/full, a FIFO) would be replaced by the rename of a regular file
             _check(path is None or not path.exists() or path.is_file(),
-                   f"{option} {path} exists and is not a regular file; give a file name")
+                   f"{flag} {path} exists and is not a regular file; give a file name")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
-        for option, path in (("--output", self.output), ("--run-file", self.run_file)):
+        for flag, path in (("--output", self.output), ("--run-file", self.run_file)):
             if path is not None:
-                check_writable(path.parent, option)
+                check_writable(path.parent, flag)
         # no probe of --cache-dir: a cache that cannot be written only warns (the run goes on without it)
         return self

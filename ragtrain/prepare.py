@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain import __version__
-from ragtrain.config import PrepareConfig, as_dict
+from ragtrain.config import PrepareConfig, as_dict, parse_strategies
 from ragtrain.documents import load_passages
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, recover
 from ragtrain.labelled import prepare_beir, prepare_pairs
 from ragtrain.negatives import MiningOptions, mine_within
 from ragtrain.prepared import HELD_OUT, Prepared, held_out_queries, write_prepared
-from ragtrain.queries import Query, make_queries, parse_strategies
+from ragtrain.queries import Query, make_queries
 from ragtrain.splits import SPLITS, split_groups
 
 

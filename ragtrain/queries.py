@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from ragtrain.documents import Passage, sentences_of
 
-STRATEGIES = ("cloze", "crop", "heading")
 # Headings that say nothing about their section: as queries they would match every document alike.
 GENERIC_HEADINGS = {
     "abstract", "introduction", "overview", "summary", "background", "motivation", "rationale", "conclusion",
@@ -35,12 +34,6 @@ class Query:
     eval_text: str  # the passage text in the evaluation corpus if this query is held out
     relevant: tuple[int, ...]  # passages judged relevant for this query in the evaluation qrels
     strategy: str  # cloze, crop, heading or title
-
-
-def parse_strategies(value: str) -> tuple[str, ...]:
-    """'mix' is all three; otherwise a comma-separated subset such as 'cloze,heading'."""
-    names = STRATEGIES if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
-    return tuple(s for s in STRATEGIES if s in names) if set(names) <= set(STRATEGIES) and names else ()
 
 
 def is_prose(text: str) -> bool:

@@ -1,30 +1,112 @@
-"""The CLI: help of each command, a run of each on tiny data, and user errors as one line with exit code 2."""
+"""The CLI: every flag of every command reaches its config field, --help lists them all, a run of each command on
+tiny data, and user errors as one line with exit code 2."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
+import typing
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
+from ragtrain.config import EvaluateConfig, PrepareConfig, TrainConfig
+from ragtrain.options import Flag, flags_of
+from ragtrain.prepare import PrepareSummary
 from tests.conftest import user_error
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command, words", [
-    ("prepare-data", ["--output-dir", "--seed", "--val-fraction", "--test-fraction"]),
-    ("train", ["--train-data", "--val-data", "--model", "--epochs", "--batch-size", "--learning-rate",
-               "--max-seq-length", "--device", "--mixed-precision"]),
-    ("evaluate", ["--eval-data", "--k", "--output"]),
-])
-def test_help_lists_every_option(command, words):
-    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+COMMANDS = {  # command -> its config, and the function it hands the config to (patched here to capture it)
+    "prepare-data": (PrepareConfig, "ragtrain.prepare", "prepare"),
+    "train": (TrainConfig, "ragtrain.train", "train"),
+    "evaluate": (EvaluateConfig, "ragtrain.evaluate", "evaluate"),
+}
+# Fields whose flags read text that becomes another value: the tokens to pass, and the field's value then.
+PARSED = {
+    ("prepare-data", "inputs"): (["docs", "notes.md"], (Path("docs"), Path("notes.md"))),
+    ("prepare-data", "negative_range"): (["--negative-range", "3-9"], (3, 9)),
+    ("train", "resume"): (["--resume-from", "run/checkpoints/step-4"], "run/checkpoints/step-4"),
+    ("evaluate", "models"): (["bm25", "some/model"], ("bm25", "some/model")),
+    ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
+}
+
+
+def flag_name(flag: Flag, on: bool = True) -> str:
+    """The flag as typed: its first name, or the --no- form of a switch."""
+    dashed = flag.name.replace("_", "-")
+    names = flag.decls[0].split("/") if flag.decls else [f"--{dashed}", f"--no-{dashed}"]
+    return names[0] if on else names[-1]
+
+
+def non_default(flag: Flag) -> tuple[list[str], object]:
+    """Tokens that set `flag` to something other than its default, and the value it then reads."""
+    kind = next((t for t in (bool, int, float, Path, str) if t == flag.type or t in typing.get_args(flag.type)), None)
+    assert kind is not None, f"{flag.name} reads {flag.type}: give it a value here or in PARSED"
+    if kind is bool:
+        return [flag_name(flag, on=not flag.default)], not flag.default
+    if kind is int:
+        value = (flag.default or 0) + 7
+    elif kind is float:
+        value = (flag.default or 0.0) + 0.25
+    else:
+        value = kind("some/where") if kind is Path else "something-else"
+    return [flag_name(flag), str(value)], value
+
+
+def captured_config(monkeypatch, command: str, args: list[str]):
+    """The config that `ragtrain <command> <args>` builds, caught where the command hands it over."""
+    config_class, module, function = COMMANDS[command]
+    seen = []
+    returned = {"prepare": lambda config: PrepareSummary(config.output_dir), "train": lambda config: Path("final"),
+                "evaluate": lambda config: {}}[function]
+    monkeypatch.setattr(importlib.import_module(module), function, lambda config: seen.append(config) or returned(config))
+    result = runner.invoke(app, [command, *args])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert isinstance(config, config_class)
+    return config
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_reaches_its_config_field(monkeypatch, command):
+    """Every flag at once, each at a value other than its default; the config built holds each one."""
+    config_class = COMMANDS[command][0]
+    args, expected = [], {}
+    for field in flags_of(config_class):
+        if (command, field.field) in PARSED:
+            tokens, expected[field.field] = PARSED[command, field.field]
+        else:
+            (flag,) = field.flags
+            tokens, expected[field.field] = non_default(flag)
+        args += tokens
+    config = captured_config(monkeypatch, command, args)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+    for name, value in expected.items():
+        assert getattr(config, name) == value, name
+        assert value != defaults[name], name  # the flag really changed something
+
+
+def test_resume_alone_continues_from_the_latest_checkpoint_and_nothing_starts_a_new_run(monkeypatch):
+    assert captured_config(monkeypatch, "train", ["--train-data", "t.jsonl", "--resume"]).resume == "latest"
+    assert captured_config(monkeypatch, "train", ["--train-data", "t.jsonl"]).resume is None
+    config = captured_config(monkeypatch, "evaluate", ["bm25", "--eval-data", "eval"])
+    assert config == EvaluateConfig(models=("bm25",), eval_data=Path("eval"))  # every other field at its default
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_lists_every_flag_of_the_config(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0
-    for word in words:
-        assert word in result.output
+    for field in flags_of(COMMANDS[command][0]):
+        for flag in field.flags:
+            shown = flag.name if flag.argument else flag_name(flag)
+            assert shown in result.output, shown
+            assert flag.help.split()[0] in result.output
 
 
 @pytest.mark.slow
