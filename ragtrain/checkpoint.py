@@ -44,7 +44,7 @@ CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "r
 WEIGHTS = ("model/model.safetensors", "model/model.safetensors.index.json")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainState:
     step: int = 0  # optimizer steps done
     epoch: int = 0
@@ -53,7 +53,7 @@ class TrainState:
     best_step: int | None = None
     evals_without_improvement: int = 0
     skipped_steps: int = 0  # steps without an update: the loss or gradient was not finite (fp16 overflow too)
-    skipped_in_a_row: int = 0  # the latest run of such steps; training stops at MAX_SKIPPED_IN_A_ROW
+    skipped_in_a_row: int = 0  # the latest run of such steps; training stops at train.MAX_SKIPPED_IN_A_ROW
     stopped_early: bool = False
     train_data_sha256: str | None = None  # what the run trained on, so resume can warn when it changed
 
@@ -118,6 +118,14 @@ def missing_files(path: Path) -> list[str]:
     """What a checkpoint directory lacks to be resumed from ([] for a complete one)."""
     missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
     return missing + ([WEIGHTS[0]] if not any((path / name).is_file() for name in WEIGHTS) else [])
+
+
+def last_checkpoint_note(run_dir: Path) -> str:
+    """Which checkpoint a run that stops now leaves to resume from, for its error message."""
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        return "no checkpoint was saved"
+    return f"the last good checkpoint is kept: {run_dir / CHECKPOINTS / f'step-{max(steps)}'}"
 
 
 def recover_checkpoints(run_dir: Path) -> list[str]:

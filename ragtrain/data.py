@@ -89,6 +89,16 @@ def tokenize_triples(triples: list[Triple], tokenizer, max_length: int) -> Token
     )
 
 
+def require_distinct_passages(data: TokenizedTriples, path: Path, max_length: int) -> None:
+    """At least two different passages (as token ids): with one, every other candidate is masked as a repeat of
+    the positive, the loss is zero and the run would "succeed" without learning anything."""
+    passages = {tuple(ids) for ids in data.positives} | {tuple(ids) for negs in data.negatives for ids in negs}
+    if len(passages) < 2:
+        raise UserError(f"{path} holds a single distinct passage (at --max-seq-length "
+                        f"{max_length}), so there is nothing to contrast it with; add triples with other "
+                        "positives or negatives")
+
+
 def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int, group_by_length: bool = True) -> list[list[int]]:
     """The global batches of one epoch: a pure function of (seed, epoch), so resume can recompute them.
 

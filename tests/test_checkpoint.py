@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, missing_files,
+from ragtrain.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, last_checkpoint_note, missing_files,
                                  prune_checkpoints, reconcile_config, recover_checkpoints, restore_training, rng_states,
                                  set_rng_states)
 from ragtrain.config import TrainConfig, as_dict
@@ -146,3 +146,9 @@ def test_rng_states_keep_the_cuda_generator_of_the_device_in_use(tmp_path):
     torch.cuda.manual_seed(1234)
     set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True), device)
     assert torch.equal(torch.rand(4, device=device), expected)
+
+
+def test_the_note_names_the_checkpoint_a_stopped_run_leaves(tmp_path):
+    assert last_checkpoint_note(tmp_path) == "no checkpoint was saved"
+    make_steps(tmp_path, [2, 10, 4])
+    assert last_checkpoint_note(tmp_path) == f"the last good checkpoint is kept: {tmp_path / 'checkpoints' / 'step-10'}"

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from ragtrain.data import Triple, collate, epoch_batches, false_negative_mask, load_triples, micro_batches, tokenize_triples
+from ragtrain.data import (Triple, collate, epoch_batches, false_negative_mask, load_triples, micro_batches,
+                           require_distinct_passages, tokenize_triples)
 from ragtrain.errors import UserError
 
 
@@ -144,3 +145,10 @@ def test_bad_triples_are_user_errors_with_the_line(tmp_path, content, words):
     path.write_text(content)
     with pytest.raises(UserError, match=words.replace("[", r"\[")):
         load_triples(path)
+
+
+def test_triples_of_a_single_distinct_passage_are_refused(tokenizer):
+    same = tokenize_triples([Triple("q1", "the cat", ()), Triple("q2", "The  Cat", ("the cat",))], tokenizer, 32)
+    with pytest.raises(UserError, match="t.jsonl holds a single distinct passage .at --max-seq-length 32."):
+        require_distinct_passages(same, Path("t.jsonl"), 32)
+    require_distinct_passages(tokenize_triples([Triple("q", "the cat", ("a dog",))], tokenizer, 32), Path("t"), 32)

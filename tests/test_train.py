@@ -507,15 +507,6 @@ def test_an_existing_run_needs_resume_or_overwrite(tmp_path, triples_file, tiny_
     assert (run / "config.json").read_text() == saved
 
 
-def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
-    with train_module._metrics_log(tmp_path, 3) as handle:  # resuming from step 3
-        handle.write(json.dumps({"step": 4, "loss": 0.5}) + "\n")
-    assert [json.loads(line) for line in path.read_text().splitlines()] == [
-        {"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 1.0}, {"step": 4, "loss": 0.5}]
-
-
 def test_a_train_file_with_one_distinct_passage_is_refused(tmp_path, tiny_model):
     rows = [{"query": f"question {n}", "positive": "the same passage", "negatives": []} for n in range(8)]
     rows[3]["positive"] = "the  same   passage"  # a whitespace variant tokenizes the same
