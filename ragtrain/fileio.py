@@ -1,4 +1,5 @@
-"""Small file helpers: JSONL reading with line numbers, and crash-safe writes.
+"""Small file helpers: JSON and JSONL reading with line numbers (the only place that parses them), and crash-safe
+writes.
 
 Every output is built under a temporary name beside its final place and renamed in whole, so a reader (or
 the run after a killed one) finds the old copy or the new one, never half of either. The names used:
@@ -23,7 +24,7 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,7 @@ def numbered_lines(path: Path, what: str = "file") -> Iterator[tuple[int, str]]:
     with open_for_reading(path) as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_LINE_BYTES:
-                raise UserError(f"{path}:{number}: line longer than {MAX_LINE_BYTES // 2**20} MiB; one line holds "
-                                "one record (a broken file, or a text to split into several records)")
+                raise _too_long(path, number)
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
@@ -76,22 +76,47 @@ def open_for_reading(path: Path):
         raise UserError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
 
 
+def text_lines(text: str, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a file already in memory (documents, decoded leniently); a line over
+    MAX_LINE_BYTES is a UserError naming the file and line, as `numbered_lines` reads it."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8")) > MAX_LINE_BYTES:  # 4 bytes a character at most
+            raise _too_long(path, number)
+        yield number, line
+
+
+def _too_long(path: Path, number: int) -> UserError:
+    return UserError(f"{path}:{number}: line longer than {MAX_LINE_BYTES // 2**20} MiB; one line holds one record "
+                     "(a broken file, or a text to split into several records)")
+
+
+def jsonl_values(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON value) of each non-blank line; one that is not JSON is a UserError naming it."""
+    for number, line in lines:
+        if line.strip():
+            yield number, parse_json(line.rstrip("\r\n"), path, number, "fix or remove that line")
+
+
 def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line, so later checks can name the line too."""
     rows = []
-    for line_number, line in numbered_lines(path, what):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{line_number}: not valid JSON ({exc.msg}); fix or remove that line") from None
-        except RecursionError:
-            raise UserError(f"{path}:{line_number}: JSON nested too deeply; fix or remove that line") from None
+    for number, row in jsonl_values(numbered_lines(path, what), path):
         if not isinstance(row, dict):
-            raise UserError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((line_number, row))
+            raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append((number, row))
     return rows
+
+
+def parse_json(text: str, path: Path, start_line: int | None = None, fix: str = "fix the file",
+               object_pairs_hook=None) -> Any:
+    """The JSON value in `text`, which starts at line `start_line` of `path` (None: `text` is the whole file).
+    Invalid or absurdly nested JSON is a UserError naming the file and line, and saying `fix`."""
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{(start_line or 1) + exc.lineno - 1}: not valid JSON ({exc.msg}); {fix}") from None
+    except RecursionError:
+        raise UserError(f"{path}{f':{start_line}' if start_line else ''}: JSON nested too deeply; {fix}") from None
 
 
 def read_json(path: Path, object_pairs_hook=None) -> Any:
@@ -99,14 +124,11 @@ def read_json(path: Path, object_pairs_hook=None) -> Any:
     with open_for_reading(path) as handle:
         raw = handle.read()
     try:
-        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=object_pairs_hook)
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
                         "save the file as UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
-    except RecursionError:
-        raise UserError(f"{path}: JSON nested too deeply; fix the file") from None
+    return parse_json(text, path, object_pairs_hook=object_pairs_hook)
 
 
 def jsonl_text(rows: list[dict[str, Any]]) -> str:

@@ -7,7 +7,6 @@ named with --text-field/--title-field/--id-field that no row has is a UserError,
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from collections import Counter
@@ -16,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ragtrain.errors import UserError
-from ragtrain.fileio import MAX_LINE_BYTES
+from ragtrain.fileio import jsonl_values, parse_json, text_lines
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -198,30 +197,13 @@ def html_document(html: str, name: str) -> Document:
 
 # ------------------------------------------------------------------------------------- JSON, JSONL, CSV
 def _json_rows(text: str, path: Path, suffix: str) -> list[dict]:
+    """The objects of a .json file (one, or a list of them) or of a .jsonl file's lines; other values are skipped."""
     if suffix == ".json":
-        data = _parse_json(text, path, 1)
+        data = parse_json(text, path, 1)
         rows = data if isinstance(data, list) else [data]
-        return [row for row in rows if isinstance(row, dict)]
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8")) > MAX_LINE_BYTES:
-            raise UserError(f"{path}:{number}: line longer than {MAX_LINE_BYTES // 2**20} MiB; one line holds one "
-                            "document (a broken file, or a document to split into several rows)")
-        if line.strip():
-            row = _parse_json(line, path, number)
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
-
-
-def _parse_json(text: str, path: Path, line: int):
-    """One JSON value; invalid or absurdly nested JSON is a UserError naming the file and line."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{line + exc.lineno - 1}: not valid JSON ({exc.msg}); fix the file") from None
-    except RecursionError:
-        raise UserError(f"{path}:{line}: JSON nested too deeply; fix the file") from None
+    else:
+        rows = [row for _, row in jsonl_values(text_lines(text, path), path)]
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def _csv_rows(text: str, path: Path, suffix: str) -> list[dict]:

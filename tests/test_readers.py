@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import ragtrain.readers as readers
+import ragtrain.fileio as fileio
 from ragtrain.documents import sections_of
 from ragtrain.errors import UserError
 from ragtrain.readers import Document, Fields, find_files, read_file
@@ -84,7 +84,7 @@ def test_bad_bytes_are_replaced_and_counted_empty_and_binary_skipped(tmp_path):
 
 
 def test_a_jsonl_document_line_over_the_bound_and_deep_json_are_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 64)  # the one bound, fileio's
     path = tmp_path / "docs.jsonl"
     path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "long " * 40}) + "\n")
     with pytest.raises(UserError, match=r"docs\.jsonl:2: line longer than"):
