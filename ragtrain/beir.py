@@ -8,13 +8,12 @@ UserError naming the file and line. `prepare-data --beir` and `evaluate` read a 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ragtrain.errors import UserError
+from ragtrain.errors import UserError, quoted
 from ragtrain.fileio import atomic_write_text, jsonl_text, numbered_lines, read_numbered_jsonl
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
@@ -53,7 +52,7 @@ def _row_id(row: dict, where: str) -> str:
         raise UserError(f"{where}: no '_id'; every row of a BEIR file needs one")
     value = row["_id"]
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise UserError(f"{where}: '_id' must be a non-empty string or integer, got {json.dumps(value)[:40]}")
+        raise UserError(f"{where}: '_id' must be a non-empty string or integer, got {quoted(value)}")
     return str(value)
 
 
@@ -137,6 +136,6 @@ def whole_grade(value: Any, where: str, shown: str | None = None) -> int:
     string, null, inf or 1.5 would become a wrong metric without a word, so each is a UserError."""
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is None or not math.isfinite(number) or number != int(number):
-        raise UserError(f"{where}: grade {shown or json.dumps(value)[:40]} is not a whole number; grades are "
+        raise UserError(f"{where}: grade {shown or quoted(value)} is not a whole number; grades are "
                         "integers such as 0, 1, 2")
     return int(number)

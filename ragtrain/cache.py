@@ -20,6 +20,9 @@ from ragtrain.fileio import file_sha256
 from ragtrain.messages import warn
 
 CACHE_VERSION = 2  # bump when embedding code changes what it produces (2: entries carry a checksum sidecar)
+KEY_HEX_DIGITS = 32  # 128 bits of the sha256: no collision in reach, and short file names
+LENGTH_BYTES = 8  # each text's length, hashed before it: ["ab", "c"] and ["a", "bc"] differ
+FINITE_CHECK_ROWS = 65536  # rows checked for NaN or inf at a time: a memory-mapped entry is never read whole
 
 
 @dataclass
@@ -71,7 +74,7 @@ def texts_fingerprint(texts: list[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
         encoded = text.encode("utf-8")
-        digest.update(len(encoded).to_bytes(8, "little"))  # length prefix: ["ab", "c"] differs from ["a", "bc"]
+        digest.update(len(encoded).to_bytes(LENGTH_BYTES, "little"))
         digest.update(encoded)
     return digest.hexdigest()
 
@@ -79,7 +82,7 @@ def texts_fingerprint(texts: list[str]) -> str:
 def cache_key(model: dict, texts: list[str], settings: dict) -> str:
     blob = json.dumps({"version": CACHE_VERSION, "model": model, "texts": texts_fingerprint(texts),
                        "settings": settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return hashlib.sha256(blob.encode()).hexdigest()[:KEY_HEX_DIGITS]
 
 
 def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndarray | None, str]:
@@ -101,7 +104,7 @@ def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndar
             return None, "checksum"
     except OSError:
         return None, "unreadable"
-    if not all(np.isfinite(emb[start : start + 65536]).all() for start in range(0, rows, 65536)):
+    if not all(np.isfinite(emb[start : start + FINITE_CHECK_ROWS]).all() for start in range(0, rows, FINITE_CHECK_ROWS)):
         return None, "non-finite values"
     return emb, "hit"
 

@@ -25,6 +25,7 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MINERS = ("bm25", "dense")
+MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: below it little meaning is left
 STRATEGIES = ("cloze", "crop", "heading")  # label-free queries; 'mix' is all three
 POOLINGS = ("mean", "cls", "last")
 SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
@@ -156,7 +157,7 @@ class PrepareConfig:
             "data; make their sum below 1",
         )
         _check_seed(self.seed)
-        _check(self.max_words >= 8, f"--max-words must be at least 8, got {self.max_words}")
+        _check(self.max_words >= MIN_LENGTH, f"--max-words must be at least {MIN_LENGTH}, got {self.max_words}")
         _check(
             0 <= self.overlap < self.max_words,
             f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
@@ -292,7 +293,7 @@ class TrainConfig:
         for flag, rate in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
                            ("--head-learning-rate", self.head_lr)):
             _check(rate > 0, f"{flag} must be positive, got {rate}")
-        _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check(self.max_seq_length >= MIN_LENGTH, f"--max-seq-length must be at least {MIN_LENGTH}, got {self.max_seq_length}")
         _check_seed(self.seed)
         _check(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
@@ -387,7 +388,7 @@ class EvaluateConfig:
                                         "'ragtrain prepare-data', a BEIR directory or a JSON file")
         _check(len(self.k_values) > 0 and all(k >= 1 for k in self.k_values), f"--k values must be 1 or more, got {self.k_values}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        _check(self.max_seq_length >= 8, f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+        _check(self.max_seq_length >= MIN_LENGTH, f"--max-seq-length must be at least {MIN_LENGTH}, got {self.max_seq_length}")
         _check(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         _check(self.precision in EVALUATE_PRECISIONS,
                f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")

@@ -12,6 +12,8 @@ from ragtrain.errors import UserError
 from ragtrain.fileio import open_for_reading, read_json, read_numbered_jsonl
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
+EPOCH_SEED_STRIDE = 100_003  # a prime above any epoch count: each (seed, epoch) gives its own shuffle
+SNIFF_BYTES = 4096  # read to tell a JSON array ('[' after any BOM or blank space) from JSON lines
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def load_triples(path: Path) -> list[Triple]:
     if not path.is_file():
         raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
     with open_for_reading(path) as handle:
-        head = handle.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")  # not the whole file
+        head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")  # not the whole file
     numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else read_numbered_jsonl(path, "train file")
     if not numbered:
         raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
@@ -109,7 +111,7 @@ def epoch_batches(data: TokenizedTriples, batch_size: int, seed: int, epoch: int
     A passage may repeat within a batch; the loss masks it out where it would be a false negative
     (`false_negative_mask`), so no triple has to wait for another batch.
     """
-    rng = random.Random(seed * 100_003 + epoch)
+    rng = random.Random(seed * EPOCH_SEED_STRIDE + epoch)
     order = list(range(len(data)))
     rng.shuffle(order)
     group = batch_size * GROUP_FACTOR if group_by_length else len(order)

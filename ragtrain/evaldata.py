@@ -15,14 +15,13 @@ and the line or id.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ragtrain.beir import document_text, read_beir, text_field, whole_grade
-from ragtrain.errors import UserError
+from ragtrain.errors import UserError, quoted
 from ragtrain.fileio import read_json
 from ragtrain.metrics import judged_queries
 
@@ -159,6 +158,6 @@ def _json_judgements(relevant: Any, where: str) -> dict[str, int]:
     judged: dict[str, int] = {}
     for doc_id in relevant:
         if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-            raise UserError(f"{where}: document id {json.dumps(doc_id)[:40]} must be a string or integer")
+            raise UserError(f"{where}: document id {quoted(doc_id)} must be a string or integer")
         judged.setdefault(str(doc_id), 1)
     return judged

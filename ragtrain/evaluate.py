@@ -30,6 +30,7 @@ from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
 
 BM25 = "bm25"
+LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
 
 
 @dataclass
@@ -136,7 +137,7 @@ def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runti
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
-    console = console or Console(width=None if sys.stdout.isatty() else 120)  # logs keep the table whole
+    console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
     data = load_eval_data(config.eval_data, config.split)
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
         warn(message)

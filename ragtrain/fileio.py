@@ -39,6 +39,9 @@ except ImportError:  # Windows: no flock; temporaries of a live writer are then 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<old>\.old)?\.tmp$")
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
 PROBE = "ragtrain-probe"  # .ragtrain-probe.XXXXXXXX.tmp: check_writable's test file
+PROBE_BYTES = 4096  # one block: a full disk refuses it even where an empty file still fits
+TEMP_TOKEN_BYTES = 4  # random bytes in a temporary's name: the 8 hex characters TEMP_NAME expects
+HASH_BLOCK_BYTES = 1 << 20  # read at a time to hash a file: training data can be large
 
 
 # One line of a JSONL file (a triple, a pair, a document, a query) is at most this long. Longer is a broken
@@ -231,7 +234,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def temp_name(final: Path, old: bool = False) -> Path:
-    return final.parent / f".{final.name}.{secrets.token_hex(4)}{'.old' if old else ''}.tmp"
+    return final.parent / f".{final.name}.{secrets.token_hex(TEMP_TOKEN_BYTES)}{'.old' if old else ''}.tmp"
 
 
 def _create_temp(final: Path, directory: bool) -> tuple[Path, int]:
@@ -340,7 +343,7 @@ def check_writable(directory: Path, option: str) -> None:
     try:
         recover(existing / PROBE)  # probes of a process killed right here
         probe, fd = _create_temp(existing / PROBE, directory=False)
-        os.write(fd, b"\0" * 4096)
+        os.write(fd, b"\0" * PROBE_BYTES)
     except OSError as exc:
         reason = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
         raise UserError(f"{option}: cannot write in {existing} ({reason}); choose another location") from None
@@ -352,9 +355,9 @@ def check_writable(directory: Path, option: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks (training data can be large)."""
+    """The sha256 of a file's bytes, read a block at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
+        while block := handle.read(HASH_BLOCK_BYTES):
             digest.update(block)
     return digest.hexdigest()

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 EP_T_MAX = 5.0
 EP_POINTS = 33
 ISOTROPY_DIRECTIONS = 256  # random unit directions per step; SIGReg's default order of magnitude
+STEP_SEED_STRIDE = 1_000_003  # a prime above any step count: each (seed, step) draws its own directions
+SEED_MODULUS = 2**63 - 1  # torch generators take a seed that fits in a signed 64-bit integer
 
 
 def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,5 +116,5 @@ def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
 
 def isotropy_generator(seed: int, step: int) -> torch.Generator:
     """A generator for one step's directions: a pure function of (seed, step), so resume draws the same ones."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+    return torch.Generator().manual_seed((seed * STEP_SEED_STRIDE + step) % SEED_MODULUS)
 

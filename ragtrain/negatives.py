@@ -20,6 +20,9 @@ from ragtrain.bm25 import bm25_scores, build_bm25
 if TYPE_CHECKING:  # torch loads only for the dense miner
     from ragtrain.runtime import Runtime
 
+DENSE_BATCH_SIZE = 64  # texts the dense miner encodes at once, as train's --eval-batch-size
+DENSE_MAX_LENGTH = 256  # tokens per text the dense miner keeps, as train's and evaluate's default
+
 
 @dataclass(frozen=True)
 class MiningOptions:
@@ -63,12 +66,13 @@ def bm25_search_with_positives(texts: list[str], queries: list[str], positives: 
 
 
 def dense_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
-                                model: str, runtime: Runtime, batch_size: int = 64, max_length: int = 256) -> Ranking:
+                                model: str, runtime: Runtime, batch_size: int = DENSE_BATCH_SIZE,
+                                max_length: int = DENSE_MAX_LENGTH) -> Ranking:
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models)."""
     import torch
 
     from ragtrain.model import load_encoder  # late: torch and transformers load only for the dense miner
-    from ragtrain.search import dense_search, embed_texts
+    from ragtrain.search import QUERY_CHUNK, dense_search, embed_texts
 
     encoder, tokenizer = load_encoder(model)
     encoder.to(runtime.device)
@@ -76,9 +80,9 @@ def dense_search_with_positives(texts: list[str], queries: list[str], positives:
     query_emb = embed_texts(encoder, tokenizer, queries, batch_size, max_length, runtime, "mining: queries")  # (Q, D)
     indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
     scores = np.zeros(indices.shape, dtype=np.float32)
-    for start in range(0, len(queries), 1024):
-        chunk = torch.from_numpy(indices[start : start + 1024])
-        scores[start : start + 1024] = torch.einsum("qd,qkd->qk", query_emb[start : start + 1024], corpus_emb[chunk]).numpy()
+    for start in range(0, len(queries), QUERY_CHUNK):  # (QUERY_CHUNK, depth, D) candidates at a time
+        chunk = slice(start, start + QUERY_CHUNK)
+        scores[chunk] = torch.einsum("qd,qkd->qk", query_emb[chunk], corpus_emb[torch.from_numpy(indices[chunk])]).numpy()
     positive_scores = np.array([max(float(query_emb[q] @ corpus_emb[p]) for p in positive)
                                 for q, positive in enumerate(positives)], dtype=np.float32)
     return Ranking(indices, scores, positive_scores)

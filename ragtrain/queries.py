@@ -23,6 +23,8 @@ GENERIC_HEADINGS = {
 }
 MIN_QUERY_WORDS, MAX_QUERY_WORDS = 4, 40
 MIN_CROP_PASSAGE_WORDS = 16
+MAX_CROP_QUERY_WORDS = 32  # a crop query is a tenth to three tenths of its passage, but never longer than this
+PROSE_SHARE = 0.6  # of a text's tokens that must be words for it to read as prose, not code or numbers
 TITLE_QUERY_MAX_PASSAGES = 3  # a title describes a short document; in a long one it fits no passage best
 
 
@@ -37,9 +39,9 @@ class Query:
 
 
 def is_prose(text: str) -> bool:
-    """Mostly words rather than code or numbers: at least 60% of tokens are alphabetic."""
+    """Mostly words rather than code or numbers: at least PROSE_SHARE of its tokens are alphabetic."""
     tokens = text.split()
-    return bool(tokens) and sum(t.strip(".,;:!?()[]\"'").isalpha() for t in tokens) >= 0.6 * len(tokens)
+    return bool(tokens) and sum(t.strip(".,;:!?()[]\"'").isalpha() for t in tokens) >= PROSE_SHARE * len(tokens)
 
 
 def is_informative(heading: str) -> bool:
@@ -100,7 +102,8 @@ def crop_query(passage: Passage, index: int, rng: random.Random) -> Query | None
     n = len(words)
     if n < MIN_CROP_PASSAGE_WORDS:
         return None
-    query_len = rng.randint(max(MIN_QUERY_WORDS, n // 10), max(MIN_QUERY_WORDS, min(32, (3 * n) // 10)))
+    longest = min(MAX_CROP_QUERY_WORDS, (3 * n) // 10)
+    query_len = rng.randint(max(MIN_QUERY_WORDS, n // 10), max(MIN_QUERY_WORDS, longest))
     query_start = rng.randrange(n - query_len + 1)
     positive_len = rng.randint(n // 2, n)
     positive_start = rng.randrange(n - positive_len + 1)

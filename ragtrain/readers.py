@@ -21,7 +21,12 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 ROW_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES
-BINARY_SNIFF_BYTES = 8192
+BINARY_SNIFF_BYTES = 8192  # a NUL byte among a file's first bytes marks it as binary
+FRONT_MATTER_LINES = 40  # a YAML front matter ('---' ... '---') closes within this many lines, or is none
+MIN_HEADER_FIELDS = 3  # 'Key: value' lines that make a header block (PEPs, e-mails); fewer are text
+HEADING_SEARCH_LINES = 200  # a document's title, when it has one, is a heading among its first lines
+MIN_UNDERLINE = 3  # '===' under a line makes it a heading (reStructuredText)
+FIELDS_SHOWN = 12  # of a file's fields, when the one asked for is missing
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ def text_document(text: str, name: str) -> Document:
 
 def _split_header(text: str) -> tuple[dict[str, str], str]:
     lines = text.split("\n")
-    if lines and lines[0].strip() == "---" and "---" in (line.strip() for line in lines[1:40]):
+    if lines and lines[0].strip() == "---" and "---" in (line.strip() for line in lines[1:FRONT_MATTER_LINES]):
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
         fields = {m.group(1).lower(): m.group(2).strip(" \"'") for m in map(_FIELD_LINE.match, lines[1:end]) if m}
         return fields, "\n".join(lines[end + 1 :])
@@ -115,18 +120,18 @@ def _split_header(text: str) -> tuple[dict[str, str], str]:
         end += 1
         while end < len(lines) and lines[end][:1] in {" ", "\t"} and lines[end].strip():
             end += 1  # a continuation line of the field above
-    if len(fields) >= 3 and (end == len(lines) or not lines[end].strip()):
+    if len(fields) >= MIN_HEADER_FIELDS and (end == len(lines) or not lines[end].strip()):
         return fields, "\n".join(lines[end:])
     return {}, text
 
 
 def _first_heading(text: str) -> str:
     lines = text.split("\n")
-    for i, line in enumerate(lines[:200]):
+    for i, line in enumerate(lines[:HEADING_SEARCH_LINES]):
         if line.startswith("#"):
             return line.lstrip("#").strip()
         under = lines[i + 1].strip() if i + 1 < len(lines) else ""
-        if line.strip() and len(under) >= 3 and len(set(under)) == 1 and under[0] in "=-~^*#":
+        if line.strip() and len(under) >= MIN_UNDERLINE and len(set(under)) == 1 and under[0] in "=-~^*#":
             return line.strip()
     return ""
 
@@ -222,7 +227,7 @@ def rows_to_documents(rows: list[dict], path: Path, name: str, fields: Fields) -
     named += [("--id-field", fields.id)] if fields.id != Fields.id else []
     for option, field in named:
         if field not in seen:
-            raise UserError(f"{path} has no field {field!r} (it has {', '.join(map(repr, sorted(map(str, seen))[:12]))}); "
+            raise UserError(f"{path} has no field {field!r} (it has {', '.join(map(repr, sorted(map(str, seen))[:FIELDS_SHOWN]))}); "
                             f"pass {option} with one of those")
     documents = []
     for number, row in enumerate(rows, start=1):

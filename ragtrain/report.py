@@ -10,9 +10,12 @@ from rich.table import Table
 
 
 
+HEADLINE_K = 10  # the cut-off papers report nDCG and MRR at
+
+
 def headline_k(k_values: tuple[int, ...]) -> int:
-    """The cut-off shown for rank-sensitive metrics: 10 (the usual published one) when asked, else the largest."""
-    return 10 if 10 in k_values else max(k_values)
+    """The cut-off shown for rank-sensitive metrics: HEADLINE_K when asked, else the largest."""
+    return HEADLINE_K if HEADLINE_K in k_values else max(k_values)
 
 
 def results_table(results: dict, k_values: tuple[int, ...]) -> Table:

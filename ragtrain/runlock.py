@@ -23,6 +23,7 @@ except ImportError:  # Windows: the pid alone decides
     fcntl = None
 
 LOCK_NAME = "ragtrain.lock"
+LOCK_RECORD_BYTES = 4096  # read of a lock file: its pid, host and start time fit many times over
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _holder_alive(previous: dict) -> bool:
 def _read(fd: int) -> dict:
     """The holder recorded in the lock file; {} for an empty or unreadable one."""
     with contextlib.suppress(OSError, ValueError):
-        content = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        content = json.loads(os.pread(fd, LOCK_RECORD_BYTES, 0) or b"{}")
         return content if isinstance(content, dict) else {}
     return {}
 

@@ -11,6 +11,8 @@ import torch
 from ragtrain.errors import UserError
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter: allocations above the threshold are served by mmap
+MMAP_THRESHOLD_BYTES = 4 << 20  # 4 MiB: activations go back to the OS when freed, small objects stay on the heap
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,8 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def return_freed_memory_to_os(threshold_bytes: int = 4 << 20) -> None:
-    """Serve allocations above 4 MiB with mmap (glibc), so freed activations go back to the OS at once.
+def return_freed_memory_to_os(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> None:
+    """Serve allocations above the threshold with mmap (glibc), so freed activations go back to the OS at once.
 
     glibc raises its mmap threshold after each large free, after which big tensors come from the heap and
     their freed pages stay in the process: peak RSS then exceeds the live tensors by ~0.5 GB on MiniLM.
@@ -167,6 +169,6 @@ def return_freed_memory_to_os(threshold_bytes: int = 4 << 20) -> None:
     try:
         libc = ctypes.CDLL(name) if name else None
         if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(-3, threshold_bytes)  # M_MMAP_THRESHOLD
+            libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)
     except OSError:
         pass
