@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-
-
 HEADLINE_K = 10  # the cut-off papers report nDCG and MRR at
 
 

@@ -149,3 +149,21 @@ def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
 
     return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), device="cpu",
                           cache_dir=tmp_path / "cache", **options)
+
+
+def prepare_config(inputs, out: Path, **options):
+    """prepare-data on small inputs: 30-word passages, a fifth each for val and test, negatives from ranks 1-50."""
+    from ragtrain.config import PrepareConfig
+
+    options = {"max_words": 30, "overlap": 4, "val_fraction": 0.2, "test_fraction": 0.2,
+               "negative_range": (1, 50)} | options
+    return PrepareConfig(tuple(inputs), out, **options)
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def qrels_rows(path: Path) -> list[list[str]]:
+    """The judgements of a qrels file, its header left out: [query id, corpus id, grade] each."""
+    return [line.split("\t") for line in path.read_text().splitlines()[1:]]
