@@ -102,6 +102,19 @@ def docs_dir(tmp_path) -> Path:
     return write_documents(tmp_path / "docs")
 
 
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by its relative path: a snapshot to compare before and after."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_files(folder: Path, files: dict[str, str | bytes]) -> Path:
+    """Write each relative path's text or bytes under `folder`, making folders as needed."""
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
 def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every parameter's gradient, by name (parameters without one are left out)."""
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}

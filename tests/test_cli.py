@@ -16,7 +16,7 @@ from ragtrain.cli import app
 from ragtrain.config import EvaluateConfig, PrepareConfig, TrainConfig
 from ragtrain.options import Flag, flags_of
 from ragtrain.prepare import PrepareSummary
-from tests.conftest import user_error
+from tests.conftest import user_error, write_beir_folder
 
 runner = CliRunner()
 
@@ -241,11 +241,7 @@ def test_seed_out_of_numpy_range_is_one_line(tmp_path, docs_dir, triples_file, s
 def test_unreadable_models_are_one_line_before_any_model_runs(tmp_path, tiny_model):
     import shutil
 
-    eval_dir = tmp_path / "eval"
-    (eval_dir / "qrels").mkdir(parents=True)
-    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
-    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
-    (eval_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    eval_dir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1)])
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:100])
@@ -280,10 +276,7 @@ def test_input_paths_of_the_wrong_kind_are_named_as_such(tmp_path, docs_dir, tri
 
 
 def test_trec_qrels_get_a_hint(tmp_path):
-    eval_dir = tmp_path / "eval"
-    (eval_dir / "qrels").mkdir(parents=True)
-    (eval_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "the cat"}) + "\n")
-    (eval_dir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "cat"}) + "\n")
+    eval_dir = write_beir_folder(tmp_path / "eval", [])
     for line in ("q1\t0\td1\t1\n", "q1 0 d1 1\n"):
         (eval_dir / "qrels" / "test.tsv").write_text(line)
         assert "looks like TREC qrels" in user_error(["evaluate", "bm25", "--eval-data", str(eval_dir)])

@@ -15,37 +15,27 @@ from ragtrain.errors import UserError
 from ragtrain.diskerrors import WriteError
 from ragtrain.fileio import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
 from ragtrain.model import load_encoder, save_encoder
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def make(folder: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return folder
+from tests.conftest import file_bytes, write_files
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["swap", "set-aside"])
 def test_a_directory_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path, monkeypatch, exchange):
     if not exchange:  # a file system without renameat2's exchange: the old copy goes aside first
         monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)
-    final = make(tmp_path / "out", {"old.txt": "old", "sub/deep.txt": "old"})
+    final = write_files(tmp_path / "out", {"old.txt": "old", "sub/deep.txt": "old"})
     with atomic_directory(final, overwrite=True) as tmp:
-        make(tmp, {"new.txt": "new"})
-        assert tree(final) == {"old.txt": b"old", "sub/deep.txt": b"old"}  # untouched until the end
-    assert tree(final) == {"new.txt": b"new"}
+        write_files(tmp, {"new.txt": "new"})
+        assert file_bytes(final) == {"old.txt": b"old", "sub/deep.txt": b"old"}  # untouched until the end
+    assert file_bytes(final) == {"new.txt": b"new"}
     assert os.listdir(tmp_path) == ["out"]
 
 
 def test_a_failed_write_keeps_the_old_copy(tmp_path):
-    final = make(tmp_path / "out", {"old.txt": "old"})
+    final = write_files(tmp_path / "out", {"old.txt": "old"})
     with pytest.raises(RuntimeError), atomic_directory(final, overwrite=True) as tmp:
-        make(tmp, {"new.txt": "new"})
+        write_files(tmp, {"new.txt": "new"})
         raise RuntimeError("the writer failed")
-    assert tree(final) == {"old.txt": b"old"} and os.listdir(tmp_path) == ["out"]
+    assert file_bytes(final) == {"old.txt": b"old"} and os.listdir(tmp_path) == ["out"]
 
 
 # What a kill leaves at each moment of a replacement, and what `recover` (the next run) makes of it.
@@ -62,23 +52,23 @@ NOT_OURS = [".other.abcd1234.tmp", ".out.tmp", "out.abcd1234.tmp", ".out.abc.tmp
 def test_recover_leaves_one_whole_copy_and_only_touches_its_own_names(tmp_path, state):
     left, expected = STATES[state]
     for name, content in left.items():
-        make(tmp_path / name, {"marker.txt": content})
+        write_files(tmp_path / name, {"marker.txt": content})
     for name in NOT_OURS:
         (tmp_path / name).write_text("the user's")
     notes = recover(tmp_path / "out")
-    assert tree(tmp_path / "out") == {"marker.txt": expected.encode()}
+    assert file_bytes(tmp_path / "out") == {"marker.txt": expected.encode()}
     assert sorted(os.listdir(tmp_path)) == sorted(["out", *NOT_OURS])
     assert all((tmp_path / name).read_text() == "the user's" for name in NOT_OURS)
     assert len(notes) == (state == "old set aside, new not yet in")
 
 
 def test_recover_leaves_a_live_writers_temporary_alone(tmp_path):
-    final = make(tmp_path / "out", {"old.txt": "old"})
+    final = write_files(tmp_path / "out", {"old.txt": "old"})
     with atomic_directory(final, overwrite=True) as tmp:
-        make(tmp, {"new.txt": "new"})
+        write_files(tmp, {"new.txt": "new"})
         recover(final)  # another process cleaning up while this one writes: its flock protects the temporary
-        assert tree(tmp) == {"new.txt": b"new"}
-    assert tree(final) == {"new.txt": b"new"}
+        assert file_bytes(tmp) == {"new.txt": b"new"}
+    assert file_bytes(final) == {"new.txt": b"new"}
 
 
 def test_atomic_write_text_cleans_up_a_killed_write_of_the_same_file(tmp_path):
@@ -150,13 +140,13 @@ def test_a_full_disk_while_writing_a_file_is_one_line_and_keeps_the_old_file(tmp
 
 
 def test_a_full_disk_while_writing_a_directory_names_the_output(tmp_path):
-    final = make(tmp_path / "out", {"old.txt": "old"})
+    final = write_files(tmp_path / "out", {"old.txt": "old"})
     with pytest.raises(WriteError, match="out: no space left on the device") as raised:
         with atomic_directory(final, overwrite=True) as tmp:
             with open(tmp / "big.bin", "wb") as handle:
                 FullDisk(handle).write(b"x" * 100)
     assert raised.value.errno == errno.ENOSPC and "\n" not in str(raised.value)
-    assert tree(final) == {"old.txt": b"old"} and os.listdir(tmp_path) == ["out"]
+    assert file_bytes(final) == {"old.txt": b"old"} and os.listdir(tmp_path) == ["out"]
 
 
 def test_check_writable_refuses_pseudo_file_systems_and_files_in_the_path(tmp_path):

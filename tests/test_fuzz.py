@@ -26,6 +26,7 @@ from ragtrain.errors import UserError
 from ragtrain.evaldata import load_eval_data
 from ragtrain.labelled import load_beir, read_pairs
 from ragtrain.readers import Fields
+from tests.conftest import write_files
 
 EXAMPLES = int(os.environ.get("RAGTRAIN_FUZZ_EXAMPLES", "25"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -175,18 +176,11 @@ def beir_folder(draw) -> dict[str, bytes]:
             "qrels/test.tsv": draw(hostile(qrels_text))}
 
 
-def write_folder(root: Path, files: dict[str, bytes]) -> Path:
-    for name, content in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(content)
-    return root
-
-
 @fuzz
 @given(files=beir_folder())
 def test_beir_folder_loads_for_evaluation_or_refuses_in_one_line(files):
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_folder(Path(tmp), files)
+        root = write_files(Path(tmp), files)
         data = expect_user_error_or(load_eval_data, root, "test")
         if data is None:
             return
@@ -201,7 +195,7 @@ def test_beir_folder_loads_for_evaluation_or_refuses_in_one_line(files):
 @given(files=beir_folder())
 def test_beir_folder_for_prepare_data_reads_or_refuses_in_one_line(files):
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_folder(Path(tmp), files)
+        root = write_files(Path(tmp), files)
         counts: Counter = Counter()
         read = expect_user_error_or(load_beir, root, counts)
         if read is None:
@@ -276,7 +270,7 @@ def test_cli_prepare_data_pairs(content):
 @given(files=beir_folder())
 def test_cli_prepare_data_beir(files):
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_folder(Path(tmp) / "beir", files)
+        root = write_files(Path(tmp) / "beir", files)
         assert_clean_exit(["prepare-data", "--beir", str(root), "-o", str(Path(tmp) / "out"), *PREPARE_OPTIONS])
 
 
@@ -294,7 +288,7 @@ def test_cli_train_on_hostile_triples(content):
 @given(files=beir_folder(), json_file=hostile(eval_json))
 def test_cli_evaluate_on_hostile_evaluation_data(files, json_file):
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_folder(Path(tmp) / "beir", files)
+        root = write_files(Path(tmp) / "beir", files)
         (Path(tmp) / "eval.json").write_bytes(json_file)
         assert_clean_exit(["evaluate", "bm25", "--eval-data", str(root), "--k", "1,3"])
         assert_clean_exit(["evaluate", "bm25", "--eval-data", str(Path(tmp) / "eval.json"), "--k", "1,3"])

@@ -21,23 +21,19 @@ from ragtrain.config import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.outputdir import check_location, is_run_directory
 from ragtrain.runlock import LOCK_NAME
-from tests.conftest import user_error, write_documents, write_triples
+from tests.conftest import file_bytes, user_error, write_documents, write_triples
 
 runner = CliRunner()
 PREPARE = ["--max-words", "30", "--overlap", "4", "--val-fraction", "0.2", "--test-fraction", "0.2"]
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def refused(args: list[str], folder: Path, *words: str) -> str:
     """Run a command that must be refused: one line naming `words`, exit 2, nothing under `folder` changed."""
-    before = snapshot(folder)
+    before = file_bytes(folder)
     line = user_error(args)
     for word in words:
         assert word in line, line
-    assert snapshot(folder) == before
+    assert file_bytes(folder) == before
     return line
 
 

@@ -9,24 +9,20 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.prepare import prepare
-from tests.conftest import jsonl_rows, prepare_config, qrels_rows, user_error
+from tests.conftest import file_bytes, jsonl_rows, prepare_config, qrels_rows, user_error
 
 runner = CliRunner()
-
-
-def all_bytes(directory: Path) -> dict[str, bytes]:
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_outputs_and_manifest(tmp_path, docs_dir):
     summary = prepare(prepare_config([docs_dir], tmp_path / "out"))
     out = tmp_path / "out"
-    assert sorted(all_bytes(out)) == ["eval/corpus.jsonl", "eval/qrels/test.tsv", "eval/qrels/val.tsv",
+    assert sorted(file_bytes(out)) == ["eval/corpus.jsonl", "eval/qrels/test.tsv", "eval/qrels/val.tsv",
                                       "eval/queries.jsonl", "manifest.json", "train.jsonl", "val.jsonl"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"] == [str(docs_dir)] and manifest["options"]["seed"] == 42
     assert manifest["counts"] == dict(sorted(summary.counts.items()))
-    assert set(manifest["sha256"]) == set(all_bytes(out)) - {"manifest.json"}
+    assert set(manifest["sha256"]) == set(file_bytes(out)) - {"manifest.json"}
     assert summary.counts["train_triples"] == len(jsonl_rows(out / "train.jsonl")) > 0
     assert sum(summary.counts[f"queries_{s}"] for s in ("cloze", "crop", "heading")) > 0
 
@@ -35,8 +31,8 @@ def test_same_seed_same_bytes_other_seed_other_split(tmp_path, docs_dir):
     prepare(prepare_config([docs_dir], tmp_path / "a"))
     prepare(prepare_config([docs_dir], tmp_path / "b"))
     prepare(prepare_config([docs_dir], tmp_path / "c", seed=7))
-    assert all_bytes(tmp_path / "a") == all_bytes(tmp_path / "b")
-    assert all_bytes(tmp_path / "a")["train.jsonl"] != all_bytes(tmp_path / "c")["train.jsonl"]
+    assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b")
+    assert file_bytes(tmp_path / "a")["train.jsonl"] != file_bytes(tmp_path / "c")["train.jsonl"]
 
 
 def test_no_document_on_two_sides_and_no_negative_equal_to_its_positive(tmp_path, docs_dir):
@@ -103,10 +99,10 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     (out / "keep.txt").unlink()
     args = ["prepare-data", str(docs_dir), "--output-dir", str(out), "--val-fraction", "0.2", "--test-fraction", "0.2"]
     assert runner.invoke(app, args).exit_code == 0
-    first = all_bytes(out)
+    first = file_bytes(out)
     result = runner.invoke(app, [*args, "--overwrite", "--seed", "7"])
     assert result.exit_code == 0, result.output
-    assert all_bytes(out) != first and (out / "train.jsonl").is_file()
+    assert file_bytes(out) != first and (out / "train.jsonl").is_file()
     assert "train triples" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "out"]  # the old copy is gone, no temporaries
 
