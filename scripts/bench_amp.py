@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import MODEL, SCIFACT, write_triples  # noqa: E402  (same triples as the memory benchmark)
+from benchlib import MODEL, SCIFACT, print_result, require, run_child, scifact_triples  # the memory benchmark's triples
 
 PRECISIONS = {"cpu": ["fp32", "bf16"], "cuda": ["fp32", "fp16", "bf16"]}
 
@@ -55,21 +53,17 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args)))
+        print_result(run_one(args.child, args))
         return
-    if not SCIFACT.is_dir():
-        sys.exit(f"{SCIFACT} not found: this benchmark needs BEIR SciFact")
+    require(SCIFACT, "BEIR SciFact")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        write_triples(Path(tmp) / "triples.jsonl", args.batch_size * args.steps)
+        scifact_triples(Path(tmp) / "triples.jsonl", args.batch_size * args.steps)
         for precision in PRECISIONS[args.device]:
             command = [sys.executable, __file__, "--child", precision, "--workdir", tmp, "--device", args.device,
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                        "--max-seq-length", str(args.max_seq_length), "--threads", str(args.threads)]
-            out = subprocess.run(command, capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"{precision} failed:\n{out.stderr[-2000:]}")
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_child(command, precision))
             print(f"{precision}: {results[-1]['triples_per_s']:.1f} triples/s", flush=True)
     base = results[0]
     memory = "peak GPU memory allocated" if args.device == "cuda" else "peak RSS"

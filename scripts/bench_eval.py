@@ -13,23 +13,13 @@ Every ragtrain row's metrics are compared with the peer's. Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's ragtrain, not an installed copy
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from benchlib import MODEL, SCIFACT, Stopwatch, peak_rss_mib, print_result, require, run_child
+
 COMPARED = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def run_peer(split: str, max_length: int) -> dict:
@@ -40,7 +30,7 @@ def run_peer(split: str, max_length: int) -> dict:
     from ragtrain.model import resolve_model_path
 
     data = load_eval_data(SCIFACT, split)  # the same texts (title + " " + text) and judgements for both
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
     model.max_seq_length = max_length
     evaluator = InformationRetrievalEvaluator(
@@ -48,8 +38,7 @@ def run_peer(split: str, max_length: int) -> dict:
         relevant_docs={q: set(docs) for q, docs in data.qrels.items()}, mrr_at_k=[10], ndcg_at_k=[10],
         accuracy_at_k=[10], precision_recall_at_k=[10, 100], map_at_k=[100], show_progress_bar=False)
     scores = evaluator(model)
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "metrics": {m: scores[f"cosine_{m}"] for m in COMPARED}}
+    return {"wall_s": stopwatch.seconds(), "metrics": {m: scores[f"cosine_{m}"] for m in COMPARED}}
 
 
 def run_ragtrain(split: str, max_length: int, cache_dir: str, precision: str) -> dict:
@@ -60,11 +49,10 @@ def run_ragtrain(split: str, max_length: int, cache_dir: str, precision: str) ->
 
     config = EvaluateConfig(models=(MODEL,), eval_data=SCIFACT, split=split, k_values=(1, 10, 100),
                             max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir), precision=precision)
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     results = evaluate(config, console=Console(file=open("/dev/null", "w")))
-    wall = time.perf_counter() - started
     result = results["models"][MODEL]
-    return {"wall_s": wall, "metrics": {m: result["metrics"][m] for m in COMPARED}, "cache": result["cache"],
+    return {"wall_s": stopwatch.seconds(), "metrics": {m: result["metrics"][m] for m in COMPARED}, "cache": result["cache"],
             "precision": result["precision"]}
 
 
@@ -77,17 +65,13 @@ def worker(args: argparse.Namespace) -> None:
     else:
         out = run_ragtrain(args.split, args.max_length, args.cache_dir, args.precision)
     out["peak_rss_mib"] = peak_rss_mib()
-    print("RESULT " + json.dumps(out))
+    print_result(out)
 
 
 def measure(label: str, name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--split", args.split,
                "--max-length", str(args.max_length), *extra]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(lines[-1].removeprefix("RESULT "))
+    result = run_child(command, label)
     print(f"  {label:<22} {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
     return result
 
@@ -104,8 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    if not (SCIFACT / "corpus.jsonl").is_file():
-        sys.exit(f"SciFact not found at {SCIFACT}; this benchmark needs ../shared/data/scifact beside the repository")
+    require(SCIFACT / "corpus.jsonl", "../shared/data/scifact beside the repository")
     print(f"SciFact {args.split}, {MODEL}, max length {args.max_length}, {args.threads} threads")
     with tempfile.TemporaryDirectory(prefix="ragtrain-bench-cache-") as cache_dir:
         cold = measure("ragtrain cold", "ragtrain", args, ["--cache-dir", cache_dir])

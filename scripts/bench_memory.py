@@ -11,38 +11,17 @@ A third subprocess only loads the model and tokenises the data: the floor every 
 from __future__ import annotations
 
 import argparse
-import json
-import random
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ragtrain, not an installed one
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from benchlib import MODEL, SCIFACT, Stopwatch, peak_rss_mib, print_result, require, run_child, scifact_triples
+
 CONFIGS = {
     "load only": {},
     "batch 32": {"batch_size": 32},
     "batch 512, --grad-cache --mini-batch-size 32": {"batch_size": 512, "grad_cache": True, "mini_batch_size": 32},
 }
-
-
-def write_triples(path: Path, count: int, seed: int = 0) -> Path:
-    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
-    docs = [d for d in docs if d["title"].strip() and len(d["text"].split()) > 30]
-    rng = random.Random(seed)
-    picked = rng.sample(docs, count)
-    rows = []
-    for doc in picked:
-        negative = rng.choice(docs)
-        while negative["_id"] == doc["_id"]:
-            negative = rng.choice(docs)
-        rows.append({"query": doc["title"], "positive": doc["text"], "negatives": [negative["text"]]})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
@@ -54,7 +33,7 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
 
     torch.set_num_threads(threads)
     options = CONFIGS[name]
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     if not options:  # the floor: model loaded, data tokenised, no step
         from ragtrain.data import load_triples, tokenize_triples
         from ragtrain.model import load_encoder
@@ -62,11 +41,10 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
         encoder, tokenizer = load_encoder(MODEL)
         tokenize_triples(load_triples(workdir / "triples.jsonl"), tokenizer, 128)
     else:
-        triples = write_triples(workdir / f"triples-{options['batch_size']}.jsonl", options["batch_size"] * steps)
+        triples = scifact_triples(workdir / f"triples-{options['batch_size']}.jsonl", options["batch_size"] * steps)
         train(TrainConfig(train_data=triples, model=MODEL, output_dir=workdir / "run", max_seq_length=128,
                           epochs=1, device="cpu", threads=threads, log_steps=1, overwrite=True, **options))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"config": name, "peak_rss_mb": peak_mb, "seconds": time.perf_counter() - started}
+    return {"config": name, "peak_rss_mb": peak_rss_mib(), "seconds": stopwatch.seconds()}
 
 
 def main() -> None:
@@ -77,21 +55,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.steps, args.threads, args.workdir)))
+        print_result(run_one(args.child, args.steps, args.threads, args.workdir))
         return
-    if not SCIFACT.is_dir():
-        sys.exit(f"{SCIFACT} not found: this benchmark needs BEIR SciFact")
+    require(SCIFACT, "BEIR SciFact")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        write_triples(Path(tmp) / "triples.jsonl", 512 * args.steps)
+        scifact_triples(Path(tmp) / "triples.jsonl", 512 * args.steps)
         for name in CONFIGS:
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(args.steps),
-                                  "--threads", str(args.threads), "--workdir", tmp],
-                                 capture_output=True, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_child([sys.executable, __file__, "--child", name, "--steps", str(args.steps),
+                                      "--threads", str(args.threads), "--workdir", tmp], name))
             print(f"{name}: peak RSS {results[-1]['peak_rss_mb']:.0f} MB ({results[-1]['seconds']:.0f} s)", flush=True)
     floor, small, big = (r["peak_rss_mb"] for r in results)
-    print(f"\n| configuration | peak RSS (MB) | above load-only (MB) |\n| --- | ---: | ---: |")
+    print("\n| configuration | peak RSS (MB) | above load-only (MB) |\n| --- | ---: | ---: |")
     for r in results:
         print(f"| {r['config']} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - floor:.0f} |")
     print(f"\nbatch 512 with GradCache / batch 32: {big / small:.2f}x peak RSS "

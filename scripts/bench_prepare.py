@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO))
+from benchlib import SHARED_DATA, Stopwatch, peak_rss_mib, require
 
-from ragtrain.config import PrepareConfig  # noqa: E402
-from ragtrain.prepare import prepare  # noqa: E402
+from ragtrain.config import PrepareConfig
+from ragtrain.prepare import prepare
 
 DATASETS = {"scifact": (SHARED_DATA / "scifact" / "corpus.jsonl", 60), "peps": (SHARED_DATA / "peps", 120)}
-
-
-def peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
@@ -36,8 +26,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", choices=sorted(DATASETS))
     args = parser.parse_args()
-    if not SHARED_DATA.is_dir():
-        sys.exit(f"shared data not found at {SHARED_DATA}; this benchmark needs ../shared/data next to the repo")
+    require(SHARED_DATA, "../shared/data next to the repository")
     print(f"{'dataset':10} {'seconds':>8} {'target':>7} {'docs/s':>9} {'triples/s':>10} {'passages':>9} "
           f"{'triples':>8} {'peak MiB':>9}")
     for name, (path, target) in DATASETS.items():
@@ -46,9 +35,9 @@ def main() -> None:
         times = []
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                started = time.perf_counter()
+                stopwatch = Stopwatch()
                 summary = prepare(PrepareConfig((path,), Path(tmp) / "out"))
-                times.append(time.perf_counter() - started)
+                times.append(stopwatch.seconds())
         seconds = statistics.median(times)
         counts = summary.counts
         print(f"{name:10} {seconds:8.1f} {target:7d} {counts['documents'] / seconds:9.0f} "

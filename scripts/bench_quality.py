@@ -17,15 +17,12 @@ import random
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's ragtrain, not an installed copy
-from ragtrain.fileio import jsonl_text, read_jsonl  # noqa: E402
+from benchlib import MODEL as BASE
+from benchlib import REPO, SCIFACT, Stopwatch, require
 
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
-BASE = "sentence-transformers/all-MiniLM-L6-v2"
+from ragtrain.fileio import jsonl_text, read_jsonl
 METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
 
 
@@ -60,7 +57,7 @@ def run_step(name: str, command: list[str], done: Path, args, times: dict) -> No
         print(f"[reuse] {name}", flush=True)
         return
     print(f"[run] {name}: {shlex.join(command)}", flush=True)
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     log = args.work_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
@@ -70,7 +67,7 @@ def run_step(name: str, command: list[str], done: Path, args, times: dict) -> No
     times_file = args.work_dir / "times.json"
     if times_file.is_file():  # another invocation may have recorded steps meanwhile
         times.update({k: v for k, v in json.loads(times_file.read_text()).items() if k not in times})
-    times[name] = time.perf_counter() - started
+    times[name] = stopwatch.seconds()
     times_file.write_text(json.dumps(times, indent=1))
     print(f"      {times[name]:.0f} s", flush=True)
 
@@ -138,8 +135,7 @@ def st_train(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not (args.data / "qrels" / "dev.tsv").is_file():
-        sys.exit(f"SciFact not found at {args.data}; pass --data (a BEIR folder with qrels/train.tsv and dev.tsv)")
+    require(args.data / "qrels" / "dev.tsv", "SciFact: pass --data (a BEIR folder with qrels/train.tsv and dev.tsv)")
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     times = json.loads((work / "times.json").read_text()) if args.reuse and (work / "times.json").is_file() else {}

@@ -16,16 +16,13 @@ import argparse
 import json
 import random
 import re
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ragtrain, not an installed one
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from benchlib import MODEL, SCIFACT, Stopwatch, peak_rss_mib, print_result, require, run_child
+
 BATCH, MAX_LEN, THREADS = 32, 128, 2
 
 
@@ -41,10 +38,6 @@ def build_triples(count: int, seed: int = 0) -> list[dict]:
         triples.append({"query": doc["title"], "positive": " ".join(own[:take]),
                         "negatives": [" ".join(theirs[start : start + rng.randint(1, 3)])]})
     return triples
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False) -> dict:
@@ -72,17 +65,17 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     scaler = runtime.grad_scaler()
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:
-        tick = time.perf_counter()
+        stopwatch = Stopwatch()
         parts = step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id)
         result = train_step(encoder, optimizer, scaler, parts, config, runtime)
-        seconds = time.perf_counter() - tick
+        seconds = stopwatch.seconds()
         rates.append(len(batch) / seconds)
         tokens.append(result.real_tokens / seconds)
         lengths = [len(data.queries[i]) for i in batch] + [len(data.positives[i]) for i in batch] + \
                   [len(n) for i in batch for n in data.negatives[i]]
         attention.append(sum(n * n for n in lengths) / seconds)
     return {"triples_per_s": statistics.median(rates[warmup:]), "tokens_per_s": statistics.median(tokens[warmup:]),
-            "attention_l2_per_s": statistics.median(attention[warmup:]), "peak_rss_mb": peak_rss_mb(),
+            "attention_l2_per_s": statistics.median(attention[warmup:]), "peak_rss_mb": peak_rss_mib(),
             "params": layer_params(encoder.transformer), "hidden": encoder.hidden_size,
             "layers": encoder.transformer.config.num_hidden_layers}
 
@@ -126,7 +119,7 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
     per_triple = statistics.mean(sum(len(tokenizer(t, truncation=True, max_length=MAX_LEN)["input_ids"])
                                      for t in (r["query"], r["positive"], r["negatives"][0])) for r in rows[:500])
     return {"triples_per_s": statistics.median(rates), "tokens_per_s": statistics.median(rates) * per_triple,
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mib()}
 
 
 def layer_params(transformer) -> int:
@@ -143,9 +136,9 @@ def matmul_flops(threads: int = THREADS) -> float:
         a @ b
     times = []
     for _ in range(10):
-        tick = time.perf_counter()
+        stopwatch = Stopwatch()
         a @ b
-        times.append(time.perf_counter() - tick)
+        times.append(stopwatch.seconds())
     return 2 * 1024**3 / statistics.median(times)
 
 
@@ -160,12 +153,11 @@ def main() -> None:
     if args.side:  # child process: one side only, result as JSON on the last line
         bf16 = args.side.endswith("-bf16")
         if args.side.startswith("sentence-transformers"):
-            print(json.dumps(run_sentence_transformers(args.data, args.warmup, args.steps, bf16)))
+            print_result(run_sentence_transformers(args.data, args.warmup, args.steps, bf16))
         else:
-            print(json.dumps(run_ragtrain(args.data, args.warmup, args.steps, bf16)))
+            print_result(run_ragtrain(args.data, args.warmup, args.steps, bf16))
         return
-    if not SCIFACT.is_dir():
-        sys.exit(f"{SCIFACT} not found: the benchmark needs the shared SciFact data")
+    require(SCIFACT, "the shared SciFact data")
     import tempfile
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -179,11 +171,8 @@ def main() -> None:
     bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch.device("cpu")) else []
     sides = ["ragtrain", "sentence-transformers", *bf16_sides]
     for side in sides:
-        out = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data), "--warmup", str(args.warmup),
-                              "--steps", str(args.steps)], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-        if out.returncode:
-            sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
-        results[side] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[side] = run_child([sys.executable, __file__, "--side", side, "--data", str(data), "--warmup",
+                                   str(args.warmup), "--steps", str(args.steps)], side)
     report(results, matmul_flops(), args)
     if bf16_sides:
         ours, peer = results["ragtrain-bf16"], results["sentence-transformers-bf16"]

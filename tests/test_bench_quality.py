@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_quality.py"
+sys.path.insert(0, str(SCRIPT.parent))  # as when it runs: its own folder first, for benchlib
 spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
