@@ -108,9 +108,8 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     run = Run(config, world, runtime, encoder, tokenizer, model, optimizer, runtime.grad_scaler(), data, val_data,
               eval_set, total_steps, warmup)
-    state = TrainState(train_data_sha256=file_sha256(config.train_data))
-    if resume_from is not None:
-        state = _restore(run, resume_from, state.train_data_sha256)
+    data_sha256 = file_sha256(config.train_data)  # kept in every checkpoint, so resume sees a changed file
+    state = _restore(run, resume_from, data_sha256) if resume_from else TrainState(train_data_sha256=data_sha256)
     _start_run_directory(run, fresh=resume_from is None)
     return run, state
 
