@@ -59,6 +59,7 @@ def defined_names(path: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow  # starts an interpreter
 def test_every_module_imports_alone():
     """Each module imported first, in an interpreter where no other ragtrain module is loaded yet: an import
     cycle or a name used before its module finished loading fails here, whatever order the CLI imports in."""
