@@ -27,6 +27,7 @@ from ragtrain import distributed, outputdir
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.data import TokenizedTriples, epoch_batches, load_triples, require_distinct_passages, tokenize_triples
+from ragtrain.diagnostics import diagnostics_postfix
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
@@ -193,7 +194,8 @@ def _epoch(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> tuple
             rates.append(result.triples / seconds)
             progress.update(1)
             progress.set_postfix(loss=f"{result.parts['loss']:.4f}", tps=f"{rates[-1]:.1f}",
-                                 lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}")
+                                 lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}",
+                                 **diagnostics_postfix(result.parts))
             state = _after_step(run, state, result, log, epoch, seconds)
             validate = bool(config.eval_steps) and state.step % config.eval_steps == 0
             if validate:
