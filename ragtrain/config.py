@@ -20,6 +20,7 @@ from ragtrain.fileio import check_writable
 from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
+from ragtrain.trackers import BACKENDS, missing_package
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
@@ -78,6 +79,12 @@ def parse_strategies(value: str) -> tuple[str, ...]:
     """'mix' is all three; otherwise a comma-separated subset such as 'cloze,heading'; () for anything else."""
     names = STRATEGIES if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
     return tuple(s for s in STRATEGIES if s in names) if set(names) <= set(STRATEGIES) and names else ()
+
+
+def parse_report_to(value: str) -> tuple[str, ...]:
+    """'tensorboard,wandb' -> ('tensorboard', 'wandb'); 'none' or nothing -> (). Checked in validate()."""
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    return () if names == ("none",) else names
 
 
 def _resume(resume: bool, resume_from: Path | None) -> str | None:
@@ -182,6 +189,11 @@ class PrepareConfig:
 
 
 # --------------------------------------------------------------------------------------------------- train
+# What train's config.json holds beside the options: what the run resolved them to. Read back as --config, they are
+# ignored (the run resolves them again).
+RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     train_data: Path = option(help="Triples (JSONL) from 'ragtrain prepare-data'.")
@@ -251,6 +263,9 @@ class TrainConfig:
         "--eval-data, else val_loss).")
     early_stopping_patience: int = option(0, "Stop (at once) after N validations without improvement (0: never).")
     log_steps: int = option(10, "Write a metrics.jsonl line every N steps.")
+    report_to: tuple[str, ...] = option((), "Also log every metrics.jsonl number to these trackers, comma-separated: "
+        "tensorboard (RUN/tensorboard/), wandb, mlflow; each needs its package (pip install 'ragtrain[tensorboard]'). "
+        "none: metrics.jsonl only.", cli_type=str, cli_default="none", parse=parse_report_to)
     save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).")
     keep_last: int = option(2, "Step checkpoints kept (plus the best one).")
     # "latest" (--resume), a checkpoint directory (--resume-from), or None for a new run
@@ -318,6 +333,11 @@ class TrainConfig:
                             ("--early-stopping-patience", self.early_stopping_patience)):
             _check(value >= 0, f"{flag} must be 0 (off) or more, got {value}")
         _check(self.log_steps >= 1, f"--log-steps must be at least 1, got {self.log_steps}")
+        for backend in self.report_to:
+            _check(backend in BACKENDS, f"--report-to takes none or a comma-separated list of {', '.join(BACKENDS)}; "
+                                        f"got {backend!r}")
+            missing = missing_package(backend)  # before any model loads, not after a run's setup
+            _check(missing is None, missing or "")
         _check(self.keep_last >= 1, f"--keep-last must be at least 1, got {self.keep_last}")
         _check(self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
         _check(self.metric is None or self.metric in SELECTION_METRICS,

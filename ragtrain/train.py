@@ -12,9 +12,9 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import torch
@@ -37,10 +37,11 @@ from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing,
                             usable_max_length)
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
-from ragtrain.runlog import log_row, metrics_log
+from ragtrain.runlog import RunLog, log_row, metrics_log
 from ragtrain.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
 from ragtrain.summary import training_table
+from ragtrain.trackers import open_trackers
 from ragtrain.validation import is_better, run_validation
 
 MAX_SKIPPED_IN_A_ROW = 10  # steps in a row without a finite loss and gradient before the run stops
@@ -76,11 +77,22 @@ def train(config: TrainConfig) -> Path:
         with run_directory(config.output_dir, world):
             run, state = setup(config, world, runtime)
             started = time.perf_counter()
-            with metrics_log(run.config.output_dir, state.step) if world.is_main else contextlib.nullcontext() as log:
+            with _run_log(run, state.step) as log:
                 state, rates = loop(run, state, log)
             return finish(run, state, rates, time.perf_counter() - started)
     finally:
         distributed.cleanup(world)
+
+
+@contextlib.contextmanager
+def _run_log(run: Run, resume_step: int) -> Iterator[RunLog | None]:
+    """Rank 0's metrics.jsonl and the --report-to trackers it feeds; nothing on the other ranks."""
+    if not run.world.is_main:
+        yield None
+        return
+    with open_trackers(run.config.report_to, run.config.output_dir, run_record(run), resume_step) as trackers, \
+            metrics_log(run.config.output_dir, resume_step, trackers) as log:
+        yield log
 
 
 # ------------------------------------------------------------------------------------------------------ setup
@@ -162,13 +174,20 @@ def _start_run_directory(run: Run, fresh: bool) -> None:
     tell(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
          + (f" x {world.size} processes" if world.is_distributed else "")
          + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}")
-    atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
-        "device_resolved": str(device), "total_steps": run.total_steps, "warmup_steps_resolved": run.warmup,
-        "world_size": world.size})
+    atomic_write_json(config.output_dir / "config.json", run_record(run))
+
+
+def run_record(run: Run) -> dict:
+    """config.json: every option as the run resolved it, and what it resolved them to (RUN_RECORD_KEYS). The
+    invocation's --resume and --overwrite are left at their defaults, so `train --config RUN/config.json -o RUN2`
+    repeats the run (resuming gives the same run as one uninterrupted)."""
+    config = dataclasses.replace(run.config, resume=None, overwrite=False)
+    return as_dict(config) | {"device_resolved": str(run.runtime.device), "total_steps": run.total_steps,
+                              "warmup_steps_resolved": run.warmup, "world_size": run.world.size}
 
 
 # ------------------------------------------------------------------------------------------------------- loop
-def loop(run: Run, state: TrainState, log: TextIO | None) -> tuple[TrainState, list[float]]:
+def loop(run: Run, state: TrainState, log: RunLog | None) -> tuple[TrainState, list[float]]:
     """The base model validated first (the curve's origin, and best/ is never worse than it), then the epochs
     from where `state` stands. The state at the end, and each step's triples/s."""
     if state.step == 0:
@@ -182,7 +201,7 @@ def loop(run: Run, state: TrainState, log: TextIO | None) -> tuple[TrainState, l
     return state, rates
 
 
-def _epoch(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> tuple[TrainState, list[float]]:
+def _epoch(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> tuple[TrainState, list[float]]:
     """One epoch's steps from `state.batch_in_epoch` on, with their logs, validations, checkpoints and early stop;
     at its end (unless stopped early) a validation and a checkpoint."""
     config, rates = run.config, []
@@ -221,7 +240,7 @@ def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, fl
     return result, time.perf_counter() - tick
 
 
-def _after_step(run: Run, state: TrainState, result: StepResult, log: TextIO | None, epoch: int,
+def _after_step(run: Run, state: TrainState, result: StepResult, log: RunLog | None, epoch: int,
                 seconds: float) -> TrainState:
     """The state one step on (a skipped step counted), logged; the run stops after MAX_SKIPPED_IN_A_ROW skipped
     steps in a row."""
@@ -242,7 +261,7 @@ def _after_step(run: Run, state: TrainState, result: StepResult, log: TextIO | N
     return state
 
 
-def _validate_and_keep(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> TrainState:
+def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> TrainState:
     """Validate and log; keep best/ when the watched metric improved; count towards early stopping."""
     config, main = run.config, run.world.is_main
     metric = config.selection_metric
