@@ -399,6 +399,8 @@ class EvaluateConfig:
         "$XDG_CACHE_HOME/ragtrain/embeddings).")
     use_cache: bool = option(True, "Reuse embeddings of an unchanged model, corpus and settings; --no-cache encodes "
         "afresh and writes nothing.", decls=("--cache/--no-cache",))
+    update_card: bool = option(False, "Add the results to the model card (README.md) of each ragtrain model "
+        "evaluated, with the change against the first model; an earlier result on the same data and split is replaced.")
 
     def validate(self) -> "EvaluateConfig":
         _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")

@@ -31,16 +31,17 @@ from ragtrain.diagnostics import diagnostics_postfix
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
-from ragtrain.fileio import atomic_write_json, file_sha256
+from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
 from ragtrain.messages import tell, warn
 from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
                             usable_max_length)
+from ragtrain.modelcard import CARD, CardData, model_card, run_data, validation_rows
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
-from ragtrain.runlog import RunLog, log_row, metrics_log
+from ragtrain.runlog import METRICS_LOG, RunLog, log_row, metrics_log
 from ragtrain.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
-from ragtrain.summary import training_table
+from ragtrain.summary import base_model_note, training_table
 from ragtrain.trackers import open_trackers
 from ragtrain.validation import is_better, run_validation
 
@@ -279,7 +280,8 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
                                     evals_without_improvement=0)
         _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length)
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length,
+                         card=_model_card(run, state, "best"))
         return state
     state = dataclasses.replace(state, evals_without_improvement=state.evals_without_improvement + 1)
     if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
@@ -307,11 +309,30 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
     _require_finite_weights(run.encoder, state, run.config)
     final = run.config.output_dir / "final"
     if run.world.is_main:
-        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length)
+        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, card=_model_card(run, state, "final"))
+        if state.best_step is not None and (run.config.output_dir / "best").is_dir():  # its card: the whole curve now
+            atomic_write_text(run.config.output_dir / "best" / CARD, _model_card(run, state, "best"))
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device)))
     distributed.barrier(run.world)  # no rank returns before final/ is written
     return final
+
+
+def _model_card(run: Run, state: TrainState, which: str) -> str:
+    """best/'s or final/'s README.md: the base model, data, options, the validation curve so far, how to load it."""
+    config, spec = run.config, run.encoder.spec
+    if which == "best":
+        saved_as = (f"the run's best model: the best {config.selection_metric} on validation, at step {state.best_step}"
+                    + (base_model_note(config) if state.best_step == 0 else ""))
+    else:
+        saved_as = f"the model after the run's last step ({state.step} of {run.total_steps}" + (
+            ", stopped early)" if state.stopped_early else ")")
+    return model_card(CardData(
+        name=str(config.output_dir / which), base_model=config.model, pooling=spec.pooling, normalize=spec.normalize,
+        output_dim=spec.output_dim, max_seq_length=config.max_seq_length, saved_as=saved_as,
+        options=run_record(run), selection_metric=config.selection_metric,
+        data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None),
+        validation=validation_rows(config.output_dir / METRICS_LOG)))
 
 
 def _restore(run: Run, checkpoint: ckpt.Checkpoint, data_sha256: str) -> TrainState:
