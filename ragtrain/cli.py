@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, PrepareConfig, TrainConfig
+from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
 from ragtrain.configfile import read_config_file
 from ragtrain.diskerrors import os_error_line
 from ragtrain.errors import UserError
@@ -123,6 +123,14 @@ def evaluate(config: EvaluateConfig) -> None:
     from ragtrain.evaluate import evaluate as run_evaluation
 
     run_evaluation(config)
+
+
+@command("report", ReportConfig)
+def report(config: ReportConfig) -> None:
+    """Draw training runs and evaluation results as one self-contained HTML page, with its plots as PNGs beside it."""
+    from ragtrain.runreport import report as write_report
+
+    Console().print(f"report written to {write_report(config)} (its plots also in {config.plots_dir})")
 
 
 def main() -> None:

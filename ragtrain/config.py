@@ -10,6 +10,7 @@ the dataclasses directly.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,4 +425,44 @@ class EvaluateConfig:
             if path is not None:
                 check_writable(path.parent, flag)
         # no probe of --cache-dir: a cache that cannot be written only warns (the run goes on without it)
+        return self
+
+
+# -------------------------------------------------------------------------------------------------- report
+@dataclass(frozen=True)
+class ReportConfig:
+    runs: tuple[Path, ...] = option(
+        (), "Training run directories (what 'ragtrain train' wrote: metrics.jsonl, config.json), overlaid in every "
+        "plot.", argument=True, cli_type=Optional[list[Path]], cli_default=None, show_default=False,
+        parse=lambda paths: tuple(paths or ()))
+    evals: tuple[Path, ...] = option((), "A results file from 'ragtrain evaluate --output'; repeat --eval for "
+        "several. Charted per metric and model, with the change against each file's first model.", decls=("--eval",),
+        cli_type=Optional[list[Path]], cli_default=None, show_default=False, parse=lambda paths: tuple(paths or ()))
+    output: Path = option(Path("report.html"), "The HTML page (self-contained: its plots are embedded); the plots "
+        "are also written as PNG files to <name>_plots/ beside it.", decls=("--output", "-o"))
+    title: str = option("ragtrain report", "The page's title.")
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.output.with_name(self.output.stem + "_plots")
+
+    def validate(self) -> "ReportConfig":
+        _check(bool(self.runs or self.evals), "nothing to report; pass training run directories and/or "
+                                              "--eval RESULTS.json (from 'ragtrain evaluate --output')")
+        for flag, paths in (("run", self.runs), ("--eval", self.evals)):
+            repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
+            _check(not repeated, f"{flag} {repeated[0]} is given twice; pass each once" if repeated else "")
+        for run in self.runs:
+            _check(run.is_dir(), f"run directory {run} not found; pass a directory 'ragtrain train' wrote")
+            _check((run / "metrics.jsonl").is_file(), f"{run} has no metrics.jsonl; pass a directory 'ragtrain train' "
+                                                      "wrote (its --output-dir)")
+        for path in self.evals:
+            _check(path.is_file(), f"--eval {path} not found; pass a file written by 'ragtrain evaluate --output'")
+        _check(not self.output.is_dir(), f"--output {self.output} is a directory; give a file name such as report.html")
+        _check(not self.plots_dir.is_file(), f"{self.plots_dir} (where the plots go) is a file; move it or choose "
+                                             "another --output")
+        _check(importlib.util.find_spec("matplotlib") is not None,
+               "ragtrain report draws with matplotlib, which is not installed; install it with pip install "
+               "'ragtrain[report]'")
+        check_writable(self.output.parent, "--output")
         return self
