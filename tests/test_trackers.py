@@ -128,3 +128,15 @@ def test_report_to_reads_a_comma_separated_list_and_refuses_an_unknown_tracker(t
     triples = write_triples(tmp_path / "train.jsonl")
     assert "got 'comet'" in user_error(["train", "--train-data", str(triples), "--report-to", "tensorboard,comet"])
     assert TrainConfig(train_data=triples).report_to == ()
+
+
+def test_a_resumed_run_replaces_tensorboards_events_after_its_checkpoint(tmp_path):
+    with open_trackers(("tensorboard",), tmp_path, {}, 0) as (tracker,):
+        for step in (1, 2, 3, 4):
+            tracker.log(step, {"loss": float(step)})
+    with open_trackers(("tensorboard",), tmp_path, {}, 2) as (tracker,):  # resumed from the checkpoint at step 2
+        for step in (3, 4):
+            tracker.log(step, {"loss": 10.0 * step})
+    events = EventAccumulator(str(tmp_path / TENSORBOARD_DIR), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
