@@ -150,7 +150,7 @@ def eval_table(label: str, result: dict) -> str:
     first = models[0][1]["metrics"] if models else {}
     data = result.get("data", {})
     rows = [f"<h2>Evaluation: {html.escape(label)}</h2><p class='caption'>{html.escape(str(data.get('eval_data', '')))}"
-            f" split {html.escape(str(data.get('split', '')))}, {data.get('queries', '?')} queries, "
+            f", split {html.escape(str(data.get('split', '')))}: {data.get('queries', '?')} queries, "
             f"{data.get('corpus', '?')} documents</p><table><tr><th>model</th>"
             + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
     for n, (model, measured) in enumerate(models):
