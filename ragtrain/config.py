@@ -275,7 +275,7 @@ class TrainConfig:
              "training data changed since)."),
         Flag("resume_from", Optional[Path], None, "Continue from this checkpoints/step-N directory.")))
     overwrite: bool = option(False, "Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, "
-        "best/ and final/; other files stay.")
+        "best/, final/ and tensorboard/; other files stay.")
 
     @property
     def base_lr(self) -> float:
