@@ -184,18 +184,28 @@ def transformers_snippet(card: CardData) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ what train knows
-def run_data(train_data: Path, triples: int, val_triples: int | None) -> dict:
-    """The card's data table: the training file, its counts, and prepare-data's manifest when beside it."""
+def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha256: str | None = None) -> dict:
+    """The card's data table: the training file (and its sha256), its counts, and prepare-data's manifest when
+    beside it, with whether the manifest lists this very file."""
     data = {"training file": f"`{train_data.name}`", "training triples": f"{triples:,}"}
+    if train_sha256:
+        data["training file sha256"] = f"`{train_sha256}`"
     if val_triples is not None:
         data["validation triples"] = f"{val_triples:,}"
     manifest = train_data.parent / MANIFEST
     if manifest.is_file():
         data["prepare-data manifest sha256"] = f"`{hashlib.sha256(manifest.read_bytes()).hexdigest()}`"
         try:
-            counts = json.loads(manifest.read_text(encoding="utf-8")).get("counts", {})
+            record = json.loads(manifest.read_text(encoding="utf-8"))
         except ValueError:
-            counts = {}
+            record = {}
+        record = record if isinstance(record, dict) else {}
+        listed = (record.get("sha256") or {}).get(train_data.name) if isinstance(record.get("sha256"), dict) else None
+        if train_sha256:
+            data["training file in the manifest"] = ("yes, the same sha256" if listed == train_sha256 else
+                                                     "no: not one of its outputs" if listed is None else
+                                                     "no: changed since (its sha256 differs)")
+        counts = record.get("counts", {})
         for name, value in counts.items() if isinstance(counts, dict) else ():
             data[f"prepare-data: {name.replace('_', ' ')}"] = f"{value:,}" if isinstance(value, int) else str(value)
     return data

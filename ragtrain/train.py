@@ -331,7 +331,8 @@ def _model_card(run: Run, state: TrainState, which: str) -> str:
         name=str(config.output_dir / which), base_model=config.model, pooling=spec.pooling, normalize=spec.normalize,
         output_dim=spec.output_dim, max_seq_length=config.max_seq_length, saved_as=saved_as,
         options=run_record(run), selection_metric=config.selection_metric,
-        data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None),
+        data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None,
+                      state.train_data_sha256),
         validation=validation_rows(config.output_dir / METRICS_LOG)))
 
 

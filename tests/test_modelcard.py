@@ -57,6 +57,12 @@ def test_run_data_counts_triples_and_hashes_the_manifest_beside_the_training_fil
     data = run_data(train_file, 1234, 56)
     assert data["prepare-data manifest sha256"] == f"`{hashlib.sha256((tmp_path / 'manifest.json').read_bytes()).hexdigest()}`"
     assert data["validation triples"] == "56" and data["prepare-data: train triples"] == "1,234"
+    # whether the manifest lists this very file: another file beside it, the same one, or one changed since
+    digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
+    assert run_data(train_file, 6, None, digest)["training file in the manifest"] == "no: not one of its outputs"
+    (tmp_path / "manifest.json").write_text(json.dumps({"sha256": {"train.jsonl": digest}}))
+    assert run_data(train_file, 6, None, digest)["training file in the manifest"] == "yes, the same sha256"
+    assert run_data(train_file, 6, None, "0" * 64)["training file in the manifest"] == "no: changed since (its sha256 differs)"
 
 
 @pytest.mark.parametrize("pooling, output_dim, normalize", [("mean", None, True), ("cls", 8, False), ("last", 6, True)])
