@@ -18,6 +18,7 @@ import numpy as np
 
 from ragtrain.fileio import file_sha256
 from ragtrain.messages import warn
+from ragtrain.modelcard import CARD, EVALUATIONS
 
 CACHE_VERSION = 2  # bump when embedding code changes what it produces (2: entries carry a checksum sidecar)
 KEY_HEX_DIGITS = 32  # 128 bits of the sha256: no collision in reach, and short file names
@@ -54,8 +55,11 @@ def model_fingerprint(model_path: str) -> dict | None:
 
 
 def _files_fingerprint(directory: Path) -> list[list]:
+    """Every file that shapes the embeddings; not the model card and its evaluations, which `evaluate
+    --update-card` rewrites (that must not make the next evaluation encode the corpus again)."""
     files = sorted(p for p in directory.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.parts[len(directory.parts):]))
+                   if p.is_file() and not any(part.startswith(".") for part in p.parts[len(directory.parts):])
+                   and p.relative_to(directory).as_posix() not in (CARD, EVALUATIONS))
     return [[str(p.relative_to(directory)), os.path.realpath(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 

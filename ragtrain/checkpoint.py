@@ -36,7 +36,7 @@ CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
 MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
-              "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric"}
+              "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric", "report_to"}
 NOT_COMPARED = {"resume", "overwrite", "output_dir"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
 CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",

@@ -10,13 +10,15 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import MISSING
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import EvaluateConfig, PrepareConfig, TrainConfig
+from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
+from ragtrain.configfile import read_config_file
 from ragtrain.diskerrors import os_error_line
 from ragtrain.errors import UserError
 from ragtrain.options import Flag, build, flags_of
@@ -28,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a field of that name
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -50,19 +53,26 @@ def reports_user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def command(name: str, config_class: type) -> Callable[[Callable], Callable]:
-    """Register `run(config)` as the command `name`, with one parameter per flag of `config_class`.
+def command(name: str, config_class: type, ignored: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Register `run(config)` as the command `name`, with one parameter per flag of `config_class` and --config.
 
     Typer reads a command's parameters from its signature, so the command is a function whose signature is
-    built from the config's fields; it builds the config from what was passed and hands it to `run`.
+    built from the config's fields; it builds the config from what was passed, and from the --config file for
+    what was not typed, and hands it to `run`. `ignored`: keys a --config file may hold beside the options.
     """
 
     def register(run: Callable) -> Callable:
-        def from_flags(**values):
-            return run(build(config_class, values))
+        def from_flags(context: typer.Context, **values):
+            config_file = values.pop(CONFIG_FILE)
+            from_file = read_config_file(config_file, config_class, ignored) if config_file else {}
+            # typer ships its own copy of click: its ParameterSource is compared by name
+            given = frozenset(name for name in values
+                              if getattr(context.get_parameter_source(name), "name", None) == "COMMANDLINE")
+            return run(build(config_class, values, from_file, given))
 
-        from_flags.__signature__ = inspect.Signature([_parameter(flag) for field in flags_of(config_class)
-                                                      for flag in field.flags])
+        context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        from_flags.__signature__ = inspect.Signature([context] + [_parameter(flag) for field in flags_of(config_class)
+                                                                  for flag in field.flags] + [_config_parameter()])
         from_flags.__name__, from_flags.__doc__ = run.__name__, run.__doc__
         app.command(name)(reports_user_errors(from_flags))
         return run
@@ -71,14 +81,24 @@ def command(name: str, config_class: type) -> Callable[[Callable], Callable]:
 
 
 def _parameter(flag: Flag) -> inspect.Parameter:
-    """A keyword parameter typed `Annotated[type, typer.Option(...)]` (or Argument), with the flag's default."""
+    """A keyword parameter typed `Annotated[type, typer.Option(...)]` (or Argument), with the flag's default.
+    A required one may come from --config instead, so the command line does not require it; `build` does."""
+    required = flag.default is MISSING
+    help = flag.help + (" [required: here or in --config]" if required else "")
     if flag.argument:
-        info = typer.Argument(help=flag.help, show_default=flag.show_default)
+        info = typer.Argument(help=help, show_default=flag.show_default)
     else:
-        info = typer.Option(*flag.decls, help=flag.help, show_default=flag.show_default)
-    default = inspect.Parameter.empty if flag.default is MISSING else flag.default
-    return inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[flag.type, info])
+        info = typer.Option(*flag.decls, help=help, show_default=flag.show_default)
+    kind = Optional[flag.type] if required else flag.type
+    return inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, default=None if required else flag.default,
+                             annotation=Annotated[kind, info])
+
+
+def _config_parameter() -> inspect.Parameter:
+    info = typer.Option("--config", help="A TOML, YAML or JSON file of this command's options by name (a run's "
+                        "config.json too); options typed on the command line win over it.", show_default=False)
+    return inspect.Parameter(CONFIG_FILE, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[Path], info])
 
 
 @command("prepare-data", PrepareConfig)
@@ -89,7 +109,7 @@ def prepare_data(config: PrepareConfig) -> None:
     Console().print(counts_table(prepare(config)))
 
 
-@command("train", TrainConfig)
+@command("train", TrainConfig, ignored=RUN_RECORD_KEYS)
 def train(config: TrainConfig) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
     from ragtrain.train import train as run_training
@@ -103,6 +123,14 @@ def evaluate(config: EvaluateConfig) -> None:
     from ragtrain.evaluate import evaluate as run_evaluation
 
     run_evaluation(config)
+
+
+@command("report", ReportConfig)
+def report(config: ReportConfig) -> None:
+    """Draw training runs and evaluation results as one self-contained HTML page, with its plots as PNGs beside it."""
+    from ragtrain.runreport import report as write_report
+
+    Console().print(f"report written to {write_report(config)} (its plots also in {config.plots_dir})")
 
 
 def main() -> None:

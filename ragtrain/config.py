@@ -10,6 +10,7 @@ the dataclasses directly.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from ragtrain.fileio import check_writable
 from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
+from ragtrain.trackers import BACKENDS, missing_package
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
@@ -78,6 +80,12 @@ def parse_strategies(value: str) -> tuple[str, ...]:
     """'mix' is all three; otherwise a comma-separated subset such as 'cloze,heading'; () for anything else."""
     names = STRATEGIES if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
     return tuple(s for s in STRATEGIES if s in names) if set(names) <= set(STRATEGIES) and names else ()
+
+
+def parse_report_to(value: str) -> tuple[str, ...]:
+    """'tensorboard,wandb' -> ('tensorboard', 'wandb'); 'none' or nothing -> (). Checked in validate()."""
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    return () if names == ("none",) else names
 
 
 def _resume(resume: bool, resume_from: Path | None) -> str | None:
@@ -182,6 +190,11 @@ class PrepareConfig:
 
 
 # --------------------------------------------------------------------------------------------------- train
+# What train's config.json holds beside the options: what the run resolved them to. Read back as --config, they are
+# ignored (the run resolves them again).
+RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     train_data: Path = option(help="Triples (JSONL) from 'ragtrain prepare-data'.")
@@ -251,6 +264,9 @@ class TrainConfig:
         "--eval-data, else val_loss).")
     early_stopping_patience: int = option(0, "Stop (at once) after N validations without improvement (0: never).")
     log_steps: int = option(10, "Write a metrics.jsonl line every N steps.")
+    report_to: tuple[str, ...] = option((), "Also log every metrics.jsonl number to these trackers, comma-separated: "
+        "tensorboard (RUN/tensorboard/), wandb, mlflow; each needs its package (pip install 'ragtrain[tensorboard]'). "
+        "none: metrics.jsonl only.", cli_type=str, cli_default="none", parse=parse_report_to)
     save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).")
     keep_last: int = option(2, "Step checkpoints kept (plus the best one).")
     # "latest" (--resume), a checkpoint directory (--resume-from), or None for a new run
@@ -259,7 +275,7 @@ class TrainConfig:
              "training data changed since)."),
         Flag("resume_from", Optional[Path], None, "Continue from this checkpoints/step-N directory.")))
     overwrite: bool = option(False, "Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, "
-        "best/ and final/; other files stay.")
+        "best/, final/ and tensorboard/; other files stay.")
 
     @property
     def base_lr(self) -> float:
@@ -318,6 +334,11 @@ class TrainConfig:
                             ("--early-stopping-patience", self.early_stopping_patience)):
             _check(value >= 0, f"{flag} must be 0 (off) or more, got {value}")
         _check(self.log_steps >= 1, f"--log-steps must be at least 1, got {self.log_steps}")
+        for backend in self.report_to:
+            _check(backend in BACKENDS, f"--report-to takes none or a comma-separated list of {', '.join(BACKENDS)}; "
+                                        f"got {backend!r}")
+            missing = missing_package(backend)  # before any model loads, not after a run's setup
+            _check(missing is None, missing or "")
         _check(self.keep_last >= 1, f"--keep-last must be at least 1, got {self.keep_last}")
         _check(self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
         _check(self.metric is None or self.metric in SELECTION_METRICS,
@@ -379,6 +400,8 @@ class EvaluateConfig:
         "$XDG_CACHE_HOME/ragtrain/embeddings).")
     use_cache: bool = option(True, "Reuse embeddings of an unchanged model, corpus and settings; --no-cache encodes "
         "afresh and writes nothing.", decls=("--cache/--no-cache",))
+    update_card: bool = option(False, "Add the results to the model card (README.md) of each ragtrain model "
+        "evaluated, with the change against the first model; an earlier result on the same data and split is replaced.")
 
     def validate(self) -> "EvaluateConfig":
         _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")
@@ -402,4 +425,44 @@ class EvaluateConfig:
             if path is not None:
                 check_writable(path.parent, flag)
         # no probe of --cache-dir: a cache that cannot be written only warns (the run goes on without it)
+        return self
+
+
+# -------------------------------------------------------------------------------------------------- report
+@dataclass(frozen=True)
+class ReportConfig:
+    runs: tuple[Path, ...] = option(
+        (), "Training run directories (what 'ragtrain train' wrote: metrics.jsonl, config.json), overlaid in every "
+        "plot.", argument=True, cli_type=Optional[list[Path]], cli_default=None, show_default=False,
+        parse=lambda paths: tuple(paths or ()))
+    evals: tuple[Path, ...] = option((), "A results file from 'ragtrain evaluate --output'; repeat --eval for "
+        "several. Charted per metric and model, with the change against each file's first model.", decls=("--eval",),
+        cli_type=Optional[list[Path]], cli_default=None, show_default=False, parse=lambda paths: tuple(paths or ()))
+    output: Path = option(Path("report.html"), "The HTML page (self-contained: its plots are embedded); the plots "
+        "are also written as PNG files to <name>_plots/ beside it.", decls=("--output", "-o"))
+    title: str = option("ragtrain report", "The page's title.")
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.output.with_name(self.output.stem + "_plots")
+
+    def validate(self) -> "ReportConfig":
+        _check(bool(self.runs or self.evals), "nothing to report; pass training run directories and/or "
+                                              "--eval RESULTS.json (from 'ragtrain evaluate --output')")
+        for flag, paths in (("run", self.runs), ("--eval", self.evals)):
+            repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
+            _check(not repeated, f"{flag} {repeated[0]} is given twice; pass each once" if repeated else "")
+        for run in self.runs:
+            _check(run.is_dir(), f"run directory {run} not found; pass a directory 'ragtrain train' wrote")
+            _check((run / "metrics.jsonl").is_file(), f"{run} has no metrics.jsonl; pass a directory 'ragtrain train' "
+                                                      "wrote (its --output-dir)")
+        for path in self.evals:
+            _check(path.is_file(), f"--eval {path} not found; pass a file written by 'ragtrain evaluate --output'")
+        _check(not self.output.is_dir(), f"--output {self.output} is a directory; give a file name such as report.html")
+        _check(not self.plots_dir.is_file(), f"{self.plots_dir} (where the plots go) is a file; move it or choose "
+                                             "another --output")
+        _check(importlib.util.find_spec("matplotlib") is not None,
+               "ragtrain report draws with matplotlib, which is not installed; install it with pip install "
+               "'ragtrain[report]'")
+        check_writable(self.output.parent, "--output")
         return self

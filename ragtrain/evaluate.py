@@ -22,9 +22,10 @@ from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
-from ragtrain.messages import warn
+from ragtrain.messages import tell, warn
 from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
+from ragtrain.modelcard import CARD, add_evaluation, evaluation_entry
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
@@ -169,4 +170,24 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     console.print(results_table(results, config.k_values))
     if config.output:
         atomic_write_json(config.output, results)
+    if config.update_card:
+        update_cards(results, config)
     return results
+
+
+def update_cards(results: dict, config: EvaluateConfig) -> None:
+    """Each ragtrain model directory evaluated gets this evaluation in its card (modelcard.add_evaluation),
+    compared with the first model unless it is the first."""
+    reference = config.models[0]
+    for model in config.models:
+        resolved = results["models"][model].get("resolved")
+        if model == BM25 or resolved is None:
+            continue
+        if not (Path(resolved) / RAGTRAIN_CONFIG).is_file():
+            warn(f"{model} is not a model ragtrain saved, so it has no card to update")
+            continue
+        compared = reference if model != reference else None
+        add_evaluation(Path(resolved), evaluation_entry(
+            results["models"][model], compared, results["models"][reference] if compared else None, results["data"],
+            results["models"][model]["max_length"], config.output))
+        tell(f"model card updated: {Path(resolved) / CARD}")

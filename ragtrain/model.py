@@ -283,9 +283,12 @@ def _load_dense(folder: Path) -> nn.Linear:
     return layer
 
 
-def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int) -> None:
-    """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs)."""
+def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int, card: str | None = None) -> None:
+    """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs, and
+    `card` as its README.md, the model card)."""
     with atomic_directory(directory, overwrite=True) as tmp:
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         encoder.transformer.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         spec = encoder.spec

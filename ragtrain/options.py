@@ -1,8 +1,9 @@
 """How a config field appears on the command line: its help, its flags, and how what they read becomes its value.
 
 Each option is declared once, as a field of a config dataclass (config.py) made by `option(default, help)`; cli.py
-builds a command's flags from `flags_of(ConfigClass)` and the config from what they read with `build`. So adding an
-option is adding one field, and its default and help cannot drift apart between the CLI and the code.
+builds a command's flags from `flags_of(ConfigClass)` and the config from what they read (and what a --config file
+holds) with `build`. So adding an option is adding one field, and its default and help cannot drift apart between
+the CLI and the code.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from typing import Any
+
+from ragtrain.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,31 @@ def flags_of(config_class: type) -> list[FieldFlags]:
     return result
 
 
-def build(config_class: type, values: dict[str, Any]) -> Any:
-    """The config from what the command line read: `values` holds each parameter's value by name."""
-    return config_class(**{f.field: f.parse(*(values[flag.name] for flag in f.flags)) for f in flags_of(config_class)})
+def build(config_class: type, values: dict[str, Any], from_file: dict[str, Any] | None = None,
+          given: frozenset[str] = frozenset()) -> Any:
+    """The config from what the command line read: `values` holds each parameter's value by name. A field set in
+    `from_file` (a --config file, by field name) takes that value unless one of its parameters is in `given` (typed
+    on the command line). A required parameter (default MISSING) reads None when not typed: it must come from
+    one or the other."""
+    from_file = from_file or {}
+    fields = {}
+    for f in flags_of(config_class):
+        if f.field in from_file and not any(flag.name in given for flag in f.flags):
+            fields[f.field] = from_file[f.field]
+            continue
+        read = [values[flag.name] for flag in f.flags]
+        for flag, value in zip(f.flags, read):
+            if flag.default is MISSING and value in (None, [], ()):
+                raise UserError(f"missing {flag_label(flag)}; give it on the command line or in --config FILE")
+        fields[f.field] = f.parse(*read)
+    return config_class(**fields)
+
+
+def flag_label(flag: Flag) -> str:
+    """How --help names a parameter: --output-dir, or MODELS for a positional one."""
+    if flag.argument:
+        return flag.name.upper()
+    return flag.decls[0].split("/")[0] if flag.decls else f"--{flag.name.replace('_', '-')}"
 
 
 def _same(value: Any) -> Any:

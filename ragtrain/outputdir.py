@@ -18,11 +18,12 @@ from pathlib import Path
 from ragtrain.errors import UserError
 from ragtrain.fileio import is_temporary, recover_names, temp_name
 from ragtrain.runlock import LOCK_NAME
+from ragtrain.trackers import TENSORBOARD_DIR
 
 MANIFEST = "manifest.json"
 # What `train` writes in a run directory, in the order --overwrite removes it: config.json last, because it
 # is what marks the directory as a run if the removal is interrupted.
-RUN_ENTRIES = ("checkpoints", "best", "final", "metrics.jsonl", "config.json")
+RUN_ENTRIES = ("checkpoints", "best", "final", "metrics.jsonl", "config.json", TENSORBOARD_DIR)
 REPLACED = "replaced"  # .replaced.XXXXXXXX.tmp: an overwritten run's files on their way out
 
 

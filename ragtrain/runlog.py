@@ -1,4 +1,5 @@
-"""metrics.jsonl, a run's log: one JSON line per logged step and per validation, written by rank 0 as it goes.
+"""metrics.jsonl, a run's log: one JSON line per logged step and per validation, written by rank 0 as it goes, and
+each line's numbers sent on to the trackers chosen with --report-to (trackers.py).
 
 On resume the lines after the checkpoint's step are dropped first (those steps run again), and so is a line that a
 kill cut short.
@@ -9,17 +10,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from ragtrain.fileio import atomic_write_text
+from ragtrain.trackers import Tracker, scalars
 
 METRICS_LOG = "metrics.jsonl"
 
 
+@dataclass(frozen=True)
+class RunLog:
+    handle: TextIO  # metrics.jsonl, open for appending
+    trackers: tuple[Tracker, ...] = ()
+
+
 @contextlib.contextmanager
-def metrics_log(run_dir: Path, resume_step: int) -> Iterator[TextIO]:
+def metrics_log(run_dir: Path, resume_step: int, trackers: Sequence[Tracker] = ()) -> Iterator[RunLog]:
     """metrics.jsonl opened for appending; on resume, rows after the checkpoint's step are dropped first."""
     path = run_dir / METRICS_LOG
     if resume_step and path.is_file():
@@ -28,15 +37,18 @@ def metrics_log(run_dir: Path, resume_step: int) -> Iterator[TextIO]:
     elif not resume_step:
         path.unlink(missing_ok=True)
     with path.open("a", encoding="utf-8") as handle:
-        yield handle
+        yield RunLog(handle, tuple(trackers))
 
 
-def log_row(handle: TextIO | None, row: dict) -> None:
-    """One line, flushed at once (a kill loses no logged step); nothing without a handle (not rank 0)."""
-    if handle is None:
+def log_row(log: RunLog | None, row: dict) -> None:
+    """One line, flushed at once (a kill loses no logged step), and its numbers to every tracker at the row's
+    step; nothing without a log (not rank 0)."""
+    if log is None:
         return
-    handle.write(json.dumps(row) + "\n")
-    handle.flush()
+    log.handle.write(json.dumps(row) + "\n")
+    log.handle.flush()
+    for tracker in log.trackers:
+        tracker.log(row["step"], scalars(row))
 
 
 def _logged_step(line: str) -> float:

@@ -13,6 +13,7 @@ from torch import nn
 from ragtrain import distributed
 from ragtrain.config import TrainConfig
 from ragtrain.data import TokenizedTriples, collate, false_negative_mask, micro_batches
+from ragtrain.diagnostics import DIAGNOSTICS, embedding_diagnostics
 from ragtrain.distributed import WorldInfo
 from ragtrain.gradcache import grad_cache_step
 from ragtrain.loss import ISOTROPY_DIRECTIONS, contrastive_loss, isotropy_generator, random_directions
@@ -34,7 +35,7 @@ class MicroBatch:
 
 @dataclass(frozen=True)
 class StepResult:
-    parts: dict[str, float]  # each loss part, averaged over the micro-batches
+    parts: dict[str, float]  # each loss part and each diagnostic (diagnostics.py), averaged over the micro-batches
     grad_norm: float  # before clipping
     skipped: bool  # the loss or the gradient was not finite (fp16 overflow included): no update
     real_tokens: int  # non-padding tokens embedded
@@ -157,6 +158,7 @@ def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, co
     if query_emb.size(0) == 0:
         zero = (query_emb.sum() + doc_emb.sum()) * 0.0
         names = ["loss_q2d"] + ["loss_d2q"] * config.symmetric + ["loss_isotropy"] * (config.isotropy_weight > 0)
-        return zero, dict.fromkeys([*names, "loss"], 0.0)
-    return contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
-                            config.isotropy_weight, directions, mask)
+        return zero, dict.fromkeys([*names, "loss", *DIAGNOSTICS], 0.0)
+    loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
+                                   config.isotropy_weight, directions, mask)
+    return loss, parts | embedding_diagnostics(query_emb, doc_emb, mask)  # read without gradient

@@ -30,7 +30,7 @@ def training_table(config: TrainConfig, state: TrainState, rates: list[float], s
         rows.append(("steps skipped (loss or gradient not finite)", str(state.skipped_steps)))
     if state.best_metric is not None:
         rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
-                     + (_base_note(config) if state.best_step == 0 else "")))
+                     + (base_model_note(config) if state.best_step == 0 else "")))
         rows.append(("best model", str(config.output_dir / "best")))
     rows.append(("final model", str(config.output_dir / "final")))
     for name, value in rows:
@@ -38,7 +38,7 @@ def training_table(config: TrainConfig, state: TrainState, rates: list[float], s
     return table
 
 
-def _base_note(config: TrainConfig) -> str:
+def base_model_note(config: TrainConfig) -> str:
     """best/ is step 0's model: the base, seen through a --output-dim head as initialised (random when new)."""
     if config.output_dim is not None:
         return " (the base model with its --output-dim head as initialised: no step beat it)"

@@ -12,9 +12,9 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import torch
@@ -27,19 +27,22 @@ from ragtrain import distributed, outputdir
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.data import TokenizedTriples, epoch_batches, load_triples, require_distinct_passages, tokenize_triples
+from ragtrain.diagnostics import diagnostics_postfix
 from ragtrain.distributed import WorldInfo
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
-from ragtrain.fileio import atomic_write_json, file_sha256
+from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
 from ragtrain.messages import tell, warn
 from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
                             usable_max_length)
+from ragtrain.modelcard import CARD, CardData, model_card, run_data, validation_rows
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
-from ragtrain.runlog import log_row, metrics_log
+from ragtrain.runlog import METRICS_LOG, RunLog, log_row, metrics_log
 from ragtrain.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
 from ragtrain.step import StepResult, step_batches, step_directions, train_step
-from ragtrain.summary import training_table
+from ragtrain.summary import base_model_note, training_table
+from ragtrain.trackers import open_trackers
 from ragtrain.validation import is_better, run_validation
 
 MAX_SKIPPED_IN_A_ROW = 10  # steps in a row without a finite loss and gradient before the run stops
@@ -75,11 +78,22 @@ def train(config: TrainConfig) -> Path:
         with run_directory(config.output_dir, world):
             run, state = setup(config, world, runtime)
             started = time.perf_counter()
-            with metrics_log(run.config.output_dir, state.step) if world.is_main else contextlib.nullcontext() as log:
+            with _run_log(run, state.step) as log:
                 state, rates = loop(run, state, log)
             return finish(run, state, rates, time.perf_counter() - started)
     finally:
         distributed.cleanup(world)
+
+
+@contextlib.contextmanager
+def _run_log(run: Run, resume_step: int) -> Iterator[RunLog | None]:
+    """Rank 0's metrics.jsonl and the --report-to trackers it feeds; nothing on the other ranks."""
+    if not run.world.is_main:
+        yield None
+        return
+    with open_trackers(run.config.report_to, run.config.output_dir, run_record(run), resume_step) as trackers, \
+            metrics_log(run.config.output_dir, resume_step, trackers) as log:
+        yield log
 
 
 # ------------------------------------------------------------------------------------------------------ setup
@@ -161,13 +175,20 @@ def _start_run_directory(run: Run, fresh: bool) -> None:
     tell(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
          + (f" x {world.size} processes" if world.is_distributed else "")
          + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}")
-    atomic_write_json(config.output_dir / "config.json", as_dict(config) | {
-        "device_resolved": str(device), "total_steps": run.total_steps, "warmup_steps_resolved": run.warmup,
-        "world_size": world.size})
+    atomic_write_json(config.output_dir / "config.json", run_record(run))
+
+
+def run_record(run: Run) -> dict:
+    """config.json: every option as the run resolved it, and what it resolved them to (RUN_RECORD_KEYS). The
+    invocation's --resume and --overwrite are left at their defaults, so `train --config RUN/config.json -o RUN2`
+    repeats the run (resuming gives the same run as one uninterrupted)."""
+    config = dataclasses.replace(run.config, resume=None, overwrite=False)
+    return as_dict(config) | {"device_resolved": str(run.runtime.device), "total_steps": run.total_steps,
+                              "warmup_steps_resolved": run.warmup, "world_size": run.world.size}
 
 
 # ------------------------------------------------------------------------------------------------------- loop
-def loop(run: Run, state: TrainState, log: TextIO | None) -> tuple[TrainState, list[float]]:
+def loop(run: Run, state: TrainState, log: RunLog | None) -> tuple[TrainState, list[float]]:
     """The base model validated first (the curve's origin, and best/ is never worse than it), then the epochs
     from where `state` stands. The state at the end, and each step's triples/s."""
     if state.step == 0:
@@ -181,7 +202,7 @@ def loop(run: Run, state: TrainState, log: TextIO | None) -> tuple[TrainState, l
     return state, rates
 
 
-def _epoch(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> tuple[TrainState, list[float]]:
+def _epoch(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> tuple[TrainState, list[float]]:
     """One epoch's steps from `state.batch_in_epoch` on, with their logs, validations, checkpoints and early stop;
     at its end (unless stopped early) a validation and a checkpoint."""
     config, rates = run.config, []
@@ -193,7 +214,8 @@ def _epoch(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> tuple
             rates.append(result.triples / seconds)
             progress.update(1)
             progress.set_postfix(loss=f"{result.parts['loss']:.4f}", tps=f"{rates[-1]:.1f}",
-                                 lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}")
+                                 lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}",
+                                 **diagnostics_postfix(result.parts))
             state = _after_step(run, state, result, log, epoch, seconds)
             validate = bool(config.eval_steps) and state.step % config.eval_steps == 0
             if validate:
@@ -219,7 +241,7 @@ def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, fl
     return result, time.perf_counter() - tick
 
 
-def _after_step(run: Run, state: TrainState, result: StepResult, log: TextIO | None, epoch: int,
+def _after_step(run: Run, state: TrainState, result: StepResult, log: RunLog | None, epoch: int,
                 seconds: float) -> TrainState:
     """The state one step on (a skipped step counted), logged; the run stops after MAX_SKIPPED_IN_A_ROW skipped
     steps in a row."""
@@ -240,7 +262,7 @@ def _after_step(run: Run, state: TrainState, result: StepResult, log: TextIO | N
     return state
 
 
-def _validate_and_keep(run: Run, state: TrainState, log: TextIO | None, epoch: int) -> TrainState:
+def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> TrainState:
     """Validate and log; keep best/ when the watched metric improved; count towards early stopping."""
     config, main = run.config, run.world.is_main
     metric = config.selection_metric
@@ -258,7 +280,8 @@ def _validate_and_keep(run: Run, state: TrainState, log: TextIO | None, epoch: i
                                     evals_without_improvement=0)
         _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length)
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length,
+                         card=_model_card(run, state, "best"))
         return state
     state = dataclasses.replace(state, evals_without_improvement=state.evals_without_improvement + 1)
     if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
@@ -286,11 +309,31 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
     _require_finite_weights(run.encoder, state, run.config)
     final = run.config.output_dir / "final"
     if run.world.is_main:
-        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length)
+        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, card=_model_card(run, state, "final"))
+        if state.best_step is not None and (run.config.output_dir / "best").is_dir():  # its card: the whole curve now
+            atomic_write_text(run.config.output_dir / "best" / CARD, _model_card(run, state, "best"))
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device)))
     distributed.barrier(run.world)  # no rank returns before final/ is written
     return final
+
+
+def _model_card(run: Run, state: TrainState, which: str) -> str:
+    """best/'s or final/'s README.md: the base model, data, options, the validation curve so far, how to load it."""
+    config, spec = run.config, run.encoder.spec
+    if which == "best":
+        saved_as = (f"the run's best model: the best {config.selection_metric} on validation, at step {state.best_step}"
+                    + (base_model_note(config) if state.best_step == 0 else ""))
+    else:
+        saved_as = f"the model after the run's last step ({state.step} of {run.total_steps}" + (
+            ", stopped early)" if state.stopped_early else ")")
+    return model_card(CardData(
+        name=str(config.output_dir / which), base_model=config.model, pooling=spec.pooling, normalize=spec.normalize,
+        output_dim=spec.output_dim, max_seq_length=config.max_seq_length, saved_as=saved_as,
+        options=run_record(run), selection_metric=config.selection_metric,
+        data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None,
+                      state.train_data_sha256),
+        validation=validation_rows(config.output_dir / METRICS_LOG)))
 
 
 def _restore(run: Run, checkpoint: ckpt.Checkpoint, data_sha256: str) -> TrainState:

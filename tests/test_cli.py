@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.config import EvaluateConfig, PrepareConfig, TrainConfig
+from ragtrain.config import EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
 from ragtrain.options import Flag, flags_of
 from ragtrain.prepare import PrepareSummary
 from tests.conftest import user_error, write_beir_folder
@@ -25,14 +25,18 @@ COMMANDS = {  # command -> its config, and the function it hands the config to (
     "prepare-data": (PrepareConfig, "ragtrain.prepare", "prepare"),
     "train": (TrainConfig, "ragtrain.train", "train"),
     "evaluate": (EvaluateConfig, "ragtrain.evaluate", "evaluate"),
+    "report": (ReportConfig, "ragtrain.runreport", "report"),
 }
 # Fields whose flags read text that becomes another value: the tokens to pass, and the field's value then.
 PARSED = {
     ("prepare-data", "inputs"): (["docs", "notes.md"], (Path("docs"), Path("notes.md"))),
     ("prepare-data", "negative_range"): (["--negative-range", "3-9"], (3, 9)),
     ("train", "resume"): (["--resume-from", "run/checkpoints/step-4"], "run/checkpoints/step-4"),
+    ("train", "report_to"): (["--report-to", "wandb,tensorboard,wandb"], ("wandb", "tensorboard")),
     ("evaluate", "models"): (["bm25", "some/model"], ("bm25", "some/model")),
     ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
+    ("report", "runs"): (["runs/a", "runs/b"], (Path("runs/a"), Path("runs/b"))),
+    ("report", "evals"): (["--eval", "r1.json", "--eval", "r2.json"], (Path("r1.json"), Path("r2.json"))),
 }
 
 
@@ -63,7 +67,7 @@ def captured_config(monkeypatch, command: str, args: list[str]):
     config_class, module, function = COMMANDS[command]
     seen = []
     returned = {"prepare": lambda config: PrepareSummary(config.output_dir), "train": lambda config: Path("final"),
-                "evaluate": lambda config: {}}[function]
+                "evaluate": lambda config: {}, "report": lambda config: config.output}[function]
     monkeypatch.setattr(importlib.import_module(module), function, lambda config: seen.append(config) or returned(config))
     result = runner.invoke(app, [command, *args])
     assert result.exit_code == 0, result.output

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ragtrain"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 ENTRY = {"cli", "__main__"}  # the command line
-COMMANDS = {"prepare", "train", "evaluate"}  # what the command line calls, each with its config
-CLI_READS = {"config", "options", "errors", "diskerrors", *COMMANDS}  # parse flags, build a config, call one function
+COMMANDS = {"prepare", "train", "evaluate", "runreport"}  # what the command line calls, each with its config
+CLI_READS = {"config", "options", "configfile", "errors", "diskerrors", *COMMANDS}  # parse flags (and --config), build a config, call one function
 
 
 def tree(path: Path) -> ast.Module:

@@ -140,7 +140,8 @@ def test_train_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, triples
 @pytest.mark.slow
 def test_train_overwrite_replaces_the_run_and_keeps_other_files(tmp_path, triples_file, tiny_model):
     run = tmp_path / "run"
-    assert runner.invoke(app, train_args(triples_file, tiny_model, run)).exit_code == 0
+    assert runner.invoke(app, train_args(triples_file, tiny_model, run, "--report-to", "tensorboard")).exit_code == 0
+    assert (run / "tensorboard").is_dir()  # the old run's events must not mix with the new run's
     (run / "results.json").write_text("{}")  # e.g. written by `ragtrain evaluate --output`
     (run / "checkpoints" / "step-6" / "optimizer.pt").unlink()  # damaged: --overwrite must still replace it
     result = runner.invoke(app, train_args(triples_file, tiny_model, run, "--overwrite", "--seed", "3"))
