@@ -38,6 +38,8 @@ STEP_DIR = re.compile(r"^step-(\d+)$")
 MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric"}
 NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+# unset (None), these are the model's own: the checkpoint's resolved value is kept without a warning
+FROM_MODEL = {"pooling", "normalize", "max_seq_length", "query_prompt", "document_prompt"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
 CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
                     "model/ragtrain.json")
@@ -226,6 +228,9 @@ def reconcile_config(config: TrainConfig, saved: dict) -> tuple[TrainConfig, lis
     current, kept, warnings = as_dict(config), {}, []
     for name, new in current.items():
         if name in NOT_COMPARED or name not in saved or saved[name] == new:
+            continue
+        if new is None and name in FROM_MODEL:
+            kept[name] = saved[name]
             continue
         if name in MAY_CHANGE:
             warnings.append(f"--{name.replace('_', '-')} differs from the checkpoint ({saved[name]!r}); using {new!r}")

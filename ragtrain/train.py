@@ -32,8 +32,10 @@ from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, file_sha256
 from ragtrain.messages import tell, warn
-from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
+from ragtrain.matryoshka import matryoshka_dims
+from ragtrain.model import (Encoder, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
                             usable_max_length)
+from ragtrain.modelspec import DEFAULT_MAX_LENGTH, describe
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
 from ragtrain.runlog import log_row, metrics_log
@@ -69,7 +71,7 @@ def train(config: TrainConfig) -> Path:
     config.validate()
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
-    runtime = training_runtime(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here
+    runtime = training_runtime(device, config.mixed_precision, config.precision, config.dtype)  # fp16 on a CPU fails here
     distributed.setup(world, runtime.device)
     try:
         with run_directory(config.output_dir, world):
@@ -90,7 +92,7 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
     if resume_from is not None:
         config = resume_config(config, resume_from, world.is_main)
         # the checkpoint's precision, which the run keeps, on this run's device
-        runtime = training_runtime(runtime.device, config.mixed_precision, config.precision)
+        runtime = training_runtime(runtime.device, config.mixed_precision, config.precision, config.dtype)
     if config.threads:
         torch.set_num_threads(config.threads)
     if runtime.device.type == "cpu":
@@ -101,9 +103,10 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
     seed_everything(config.seed)
     encoder, tokenizer, config = _load_model(config, runtime, resume_from, world.is_main)
     model = distributed.wrap_model(encoder, world, runtime.device)  # before the optimizer: it freezes the pooler
-    data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
+    prompts = (config.query_prompt or "", config.document_prompt or "")  # the model's own, or the flags', resolved
+    data = tokenize_triples(triples, tokenizer, config.max_seq_length, *prompts)  # once, before the loop
     require_distinct_passages(data, config.train_data, config.max_seq_length)
-    val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
+    val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length, *prompts) if val_triples else None
     total_steps, warmup = _schedule(config, len(data), world.is_main)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     run = Run(config, world, runtime, encoder, tokenizer, model, optimizer, runtime.grad_scaler(), data, val_data,
@@ -126,11 +129,24 @@ def _load_eval_set(config: TrainConfig, main: bool) -> EvalData | None:
 def _load_model(config: TrainConfig, runtime: Runtime, resume_from: ckpt.Checkpoint | None,
                  main: bool) -> tuple[Encoder, object, TrainConfig]:
     """The encoder to train (the checkpoint's on resume) on its device, in training mode; its tokenizer; and the
-    config with --max-seq-length capped at what the model allows."""
-    spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
-    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
-                                      attention_dropout=config.attention_dropout)
+    config with what the model's own files gave for the options left unset (pooling, normalisation, length,
+    prompts), --max-seq-length capped at what the model allows, and the Matryoshka dimensions completed."""
+    flags = {"pooling": config.pooling, "normalize": config.normalize, "max_seq_length": config.max_seq_length,
+             "query_prompt": config.query_prompt, "document_prompt": config.document_prompt,
+             "matryoshka_dims": config.matryoshka_dims}
+    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model,
+                                      attention_dropout=config.attention_dropout, flags=flags,
+                                      dtype=runtime.weights_dtype, output_dim=config.output_dim)
+    text = encoder.text
+    dims = matryoshka_dims(text.matryoshka_dims, encoder.output_size, config.model)
+    encoder.text = dataclasses.replace(text, matryoshka_dims=dims)
+    config = dataclasses.replace(config, pooling=text.pooling, normalize=text.normalize,
+                                 max_seq_length=config.max_seq_length or text.max_seq_length or DEFAULT_MAX_LENGTH,
+                                 query_prompt=text.query_prompt, document_prompt=text.document_prompt,
+                                 matryoshka_dims=dims)
     config = _cap_max_seq_length(config, encoder, tokenizer, main)
+    if main:
+        tell(describe(encoder.text, config.model, config.max_seq_length))
     if config.freeze_base:
         freeze_base(encoder)
     encoder.to(runtime.device).train()

@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lf-temperature", type=float, default=0.1,
                    help="label-free, both trainers; ours, dev nDCG@10 over seeds 42 and 1-5: median 0.6861, all above the "
                         "base 0.6804 (0.05 with seed 42: 0.6805, 0.6780 in two runs)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of each training run (0: torch's default); 1 lets "
+                   "two measurements share a machine")
     p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,st-sup,lf,st-lf)")
     return p.parse_args(argv)
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     only = set(args.only.split(",")) if args.only else {"bm25", "base", "sup", "st-sup", "lf", "st-lf"}
     py, cli = sys.executable, [sys.executable, "-m", "ragtrain"]
     train_common = ["--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length),
-                    "--device", "cpu", "--overwrite"]
+                    "--device", "cpu", "--threads", str(args.threads), "--overwrite"]
     models: dict[str, str] = {}
     trained_by: dict[str, str] = {}  # row label -> name of the step that trained it (for its time)
     if "bm25" in only:
