@@ -31,6 +31,7 @@ QUERY_PROMPT_NAMES = ("query",)  # what sentence-transformers' encode_query pick
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # encode_document's picks, in its order
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 DEFAULT = "default"
+NO_LENGTH_LIMIT = 1_000_000  # a tokenizer without a limit reports a huge stand-in (int(1e30))
 DEFAULT_MAX_LENGTH = 256  # tokens per text when neither a flag nor the model's files say
 
 
@@ -91,6 +92,11 @@ def _read_st_files(directory: Path, values: dict, sources: dict) -> None:
             _set(values, sources, "max_seq_length", int(saved["max_seq_length"]), ST_TRANSFORMER_CONFIG)
         if saved.get("do_lower_case"):
             _set(values, sources, "do_lower_case", True, ST_TRANSFORMER_CONFIG)
+    tokenizer_file = directory / "tokenizer_config.json"
+    if kinds and "max_seq_length" not in values and tokenizer_file.is_file():  # sentence-transformers 6 keeps it here
+        limit = _json(tokenizer_file).get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < NO_LENGTH_LIMIT:
+            _set(values, sources, "max_seq_length", limit, "tokenizer_config.json")
     st_file = directory / ST_CONFIG
     saved = _json(st_file) if st_file.is_file() else {}
     similarity = saved.get("similarity_fn_name")

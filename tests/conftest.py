@@ -115,6 +115,17 @@ def write_files(folder: Path, files: dict[str, str | bytes]) -> Path:
     return folder
 
 
+def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
+    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
 def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every parameter's gradient, by name (parameters without one are left out)."""
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
