@@ -36,6 +36,7 @@ def _lower_case(tokenizer, backend) -> None:
 
 
 def _append_eos(tokenizer, backend) -> None:
+    """One template: the special tokens the tokenizer puts around a text now (a BOS, say), then the EOS."""
     from tokenizers import processors
 
     from ragtrain.errors import UserError
@@ -43,8 +44,11 @@ def _append_eos(tokenizer, backend) -> None:
     if tokenizer.eos_token_id is None or backend is None:
         raise UserError("last-token pooling on a decoder needs a fast tokenizer with an end-of-sequence token to "
                         "append; this tokenizer has none (set eos_token in its tokenizer_config.json)")
-    eos = tokenizer.eos_token
-    template = processors.TemplateProcessing(single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1",
-                                             special_tokens=[(eos, tokenizer.eos_token_id)])
-    current = backend.post_processor
-    backend.post_processor = template if current is None else processors.Sequence([current, template])
+    around, bare = tokenizer(PROBE)["input_ids"], tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    start = next((i for i in range(len(around) - len(bare) + 1) if around[i : i + len(bare)] == bare), 0)
+    before = tokenizer.convert_ids_to_tokens(around[:start])
+    after = tokenizer.convert_ids_to_tokens(around[start + len(bare):]) + [tokenizer.eos_token]
+    ids = dict(zip(before + after, around[:start] + around[start + len(bare):] + [tokenizer.eos_token_id]))
+    single = " ".join([*before, "$A", *after])
+    pair = " ".join([*before, "$A", *after, "$B:1", *(f"{t}:1" for t in after)])
+    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=list(ids.items()))
