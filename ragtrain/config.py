@@ -311,6 +311,12 @@ class TrainConfig:
         "best/ and final/; other files stay.")
 
     @property
+    def normalized(self) -> bool:
+        """Whether the loss normalises: --normalize as resolved from the model's files, or, while still unset
+        (a config built without loading the model), cosine, the default."""
+        return self.normalize is not False
+
+    @property
     def base_lr(self) -> float:
         return self.base_learning_rate if self.base_learning_rate is not None else self.learning_rate
 

@@ -158,5 +158,5 @@ def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, co
         zero = (query_emb.sum() + doc_emb.sum()) * 0.0
         names = [f"loss_dim{d}" for d in config.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * config.symmetric + ["loss_isotropy"] * (config.isotropy_weight > 0)
         return zero, dict.fromkeys([*names, "loss"], 0.0)
-    return contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
+    return contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
                             config.isotropy_weight, directions, mask, config.matryoshka_dims)

@@ -34,7 +34,7 @@ def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfi
         queries, docs = ({k: v.to(runtime.device) for k, v in part.items()} for part in collate(data, batch, pad_id))
         with runtime.train_autocast():
             query_emb, doc_emb = encoder.embed(**queries), encoder.embed(**docs)
-        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
+        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
                                    mask=false_negative_mask(data, batch).to(runtime.device), dims=config.matryoshka_dims)
         total, queries_seen = total + loss.item() * len(batch), queries_seen + len(batch)
     encoder.train()

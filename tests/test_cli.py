@@ -31,6 +31,7 @@ PARSED = {
     ("prepare-data", "inputs"): (["docs", "notes.md"], (Path("docs"), Path("notes.md"))),
     ("prepare-data", "negative_range"): (["--negative-range", "3-9"], (3, 9)),
     ("train", "resume"): (["--resume-from", "run/checkpoints/step-4"], "run/checkpoints/step-4"),
+    ("train", "matryoshka_dims"): (["--matryoshka-dims", "64,256,64"], (256, 64)),
     ("evaluate", "models"): (["bm25", "some/model"], ("bm25", "some/model")),
     ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
 }
