@@ -29,6 +29,7 @@ import torch
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, recover_names, temp_name
+from ragtrain.lora import ADAPTER_DIR, is_lora, save_adapter
 from ragtrain.model import Encoder, save_encoder
 from ragtrain.runtime import device_rng_state, set_device_rng_state
 
@@ -80,6 +81,8 @@ def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenize
     final = run_dir / CHECKPOINTS / f"step-{state.step}"
     with atomic_directory(final, overwrite=True) as tmp:
         save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
+        if is_lora(encoder.transformer):  # --resume puts this adapter back on the base model, not on model/'s merge
+            save_adapter(encoder.transformer, tmp / ADAPTER_DIR)
         _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
         _torch_save(scaler.state_dict(), tmp / "scaler.pt")
         _torch_save({"ranks": rng_by_rank or [rng_states()]}, tmp / "rng.pt")

@@ -22,6 +22,7 @@ from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
+from ragtrain.lora import ADAPTER_CONFIG
 from ragtrain.matryoshka import truncate
 from ragtrain.messages import tell, warn
 from ragtrain.metrics import average, per_query_metrics
@@ -54,9 +55,9 @@ def resolve_model_dir(model: str) -> str:
     if not path.is_dir():
         return str(path)  # a Hugging Face name
     for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
-        if (path / sub / "config.json").is_file():
+        if (path / sub / "config.json").is_file() or (path / sub / ADAPTER_CONFIG).is_file():
             return str(path / sub)
-    if _is_model_config(path / "config.json"):
+    if _is_model_config(path / "config.json") or (path / ADAPTER_CONFIG).is_file():
         return str(path)  # a model directory (the loader says what else may be missing)
     if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
         raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "

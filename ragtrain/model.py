@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json
+from ragtrain.lora import adapter_base, is_lora, load_adapter, merged_copy, save_adapter
 from ragtrain.modelfiles import check_tokenizer_files, first_line, looks_like_path, unreadable_weights
 from ragtrain.modelspec import (RAGTRAIN_CONFIG, ST_CONFIG, ST_POOLING_FLAGS, ST_TRANSFORMER_CONFIG, ModelSpec, read_spec,
                                 with_flags)
@@ -244,6 +245,10 @@ def _load_transformer(path: str, attention_dropout: bool, dtype: torch.dtype | N
     An encoder-decoder (T5 and kin) loads as its encoder alone (T5EncoderModel, as sentence-transformers
     does): the decoder would need target tokens that retrieval has none of. One without an encoder-only
     class in transformers is a UserError."""
+    base = adapter_base(Path(path)) if Path(path).is_dir() else None
+    if base is not None:  # a LoRA adapter saved alone (--lora-save adapter): its base with the adapter merged in
+        return load_adapter(_load_transformer(resolve_model_path(base), attention_dropout, dtype), Path(path),
+                            trainable=False).merge_and_unload()
     config = AutoConfig.from_pretrained(path)
     model_class = AutoModel
     encoder_only = MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES.get(config.model_type)
@@ -286,10 +291,15 @@ def enable_gradient_checkpointing(encoder: Encoder) -> None:
         transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int) -> None:
-    """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs)."""
+def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int, lora_save: str = "merged") -> None:
+    """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs).
+    A LoRA-wrapped transformer is saved merged, or with lora_save="adapter" as its adapter alone."""
     with atomic_directory(directory, overwrite=True) as tmp:
-        encoder.transformer.save_pretrained(tmp, safe_serialization=True)
+        transformer = encoder.transformer
+        if is_lora(transformer) and lora_save == "adapter":
+            save_adapter(transformer, tmp)
+        else:
+            (merged_copy(transformer) if is_lora(transformer) else transformer).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         spec, text = encoder.spec, encoder.text
         atomic_write_json(tmp / RAGTRAIN_CONFIG, {"pooling": spec.pooling, "normalize": spec.normalize,

@@ -32,10 +32,12 @@ from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, file_sha256
 from ragtrain.messages import tell, warn
+from ragtrain.lora import ADAPTER_DIR, add_lora, load_adapter
 from ragtrain.matryoshka import matryoshka_dims
 from ragtrain.model import (Encoder, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
                             usable_max_length)
 from ragtrain.modelspec import DEFAULT_MAX_LENGTH, describe
+from ragtrain.projection import load_dense_modules
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
 from ragtrain.runlog import log_row, metrics_log
@@ -134,9 +136,12 @@ def _load_model(config: TrainConfig, runtime: Runtime, resume_from: ckpt.Checkpo
     flags = {"pooling": config.pooling, "normalize": config.normalize, "max_seq_length": config.max_seq_length,
              "query_prompt": config.query_prompt, "document_prompt": config.document_prompt,
              "matryoshka_dims": config.matryoshka_dims}
-    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model,
+    lora_resume = resume_from is not None and config.lora_rank > 0  # the base model, then the checkpoint's adapter
+    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from and not lora_resume else config.model,
                                       attention_dropout=config.attention_dropout, flags=flags,
                                       dtype=runtime.weights_dtype, output_dim=config.output_dim)
+    if config.lora_rank:
+        _add_lora(encoder, config, resume_from)
     text = encoder.text
     dims = matryoshka_dims(text.matryoshka_dims, encoder.output_size, config.model)
     encoder.text = dataclasses.replace(text, matryoshka_dims=dims)
@@ -153,6 +158,17 @@ def _load_model(config: TrainConfig, runtime: Runtime, resume_from: ckpt.Checkpo
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     return encoder, tokenizer, config
+
+
+def _add_lora(encoder: Encoder, config: TrainConfig, resume_from: ckpt.Checkpoint | None) -> None:
+    """Fresh LoRA adapters on the transformer, or on resume the checkpoint's adapter and head put back."""
+    if resume_from is None:
+        encoder.transformer = add_lora(encoder.transformer, config.lora_rank, config.lora_alpha, config.lora_dropout,
+                                       config.lora_target_modules)
+        return
+    encoder.transformer = load_adapter(encoder.transformer, resume_from.path / ADAPTER_DIR, trainable=True)
+    if encoder.projection is not None:  # the head trains in full: its weights are the checkpoint's
+        encoder.projection = load_dense_modules(resume_from.model_dir)
 
 
 def _schedule(config: TrainConfig, triples: int, main: bool) -> tuple[int, int]:
@@ -274,7 +290,7 @@ def _validate_and_keep(run: Run, state: TrainState, log: TextIO | None, epoch: i
                                     evals_without_improvement=0)
         _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length)
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length, config.lora_save)
         return state
     state = dataclasses.replace(state, evals_without_improvement=state.evals_without_improvement + 1)
     if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
@@ -302,7 +318,7 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
     _require_finite_weights(run.encoder, state, run.config)
     final = run.config.output_dir / "final"
     if run.world.is_main:
-        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length)
+        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, run.config.lora_save)
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device)))
     distributed.barrier(run.world)  # no rank returns before final/ is written
