@@ -418,7 +418,7 @@ class EvaluateConfig:
     models: tuple[str, ...] = option(
         help="Models to compare; the first is the reference for the change column. Each is a model directory "
         "(ragtrain or sentence-transformers), a training run (its best/ where validation kept one, else final/), a "
-        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face encoder name (mean pooling), or 'bm25' for a "
+        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face name (pooling and prompts from its own files), or 'bm25' for a "
         "BM25 baseline.", argument=True, cli_type=list[str], parse=tuple)
     eval_data: Path = option(
         help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as the eval/ from prepare-data, "

@@ -163,3 +163,15 @@ def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_lin
     assert describe(spec, "m", 256) == ("model m: pooling mean (1_Pooling/config.json), cosine (modules.json Normalize), "
                                         "max length 256 (sentence_bert_config.json), query prompt none (default), "
                                         "document prompt none (default)")
+
+
+def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_model):
+    from ragtrain.negatives import dense_search_with_positives
+
+    passages, queries = TEXTS, ["cat tree", "sun orbit"]
+    ranking = dense_search_with_positives(passages, queries, [(0,), (2,)], 4, str(tiny_model), CPU,
+                                          prompts=("query: ", "passage: "))
+    query_emb, doc_emb = ours(str(tiny_model), queries, "query: "), ours(str(tiny_model), passages, "passage: ")
+    expected = query_emb @ doc_emb.T  # (2, 4)
+    assert np.allclose(ranking.scores, np.sort(expected.numpy(), axis=1)[:, ::-1], atol=1e-5)
+    assert np.allclose(ranking.positive_scores, [expected[0, 0], expected[1, 2]], atol=1e-5)
