@@ -9,14 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ragtrain.train as train_module
 from ragtrain.config import TrainConfig
 from ragtrain.lora import add_lora
 from ragtrain.model import load_encoder
 from ragtrain.runtime import Runtime
 from ragtrain.search import embed_texts
 from ragtrain.train import train
-from tests.conftest import user_error, write_triples
+from tests.conftest import train_interrupted, user_error, write_triples
 
 pytest.importorskip("peft")
 TEXTS = ["the cat sat on the tree", "bread dough and yeast", "a planet in orbit around the sun"]
@@ -66,20 +65,9 @@ def test_the_merged_and_the_adapter_saves_embed_alike_and_the_base_changed(tmp_p
 def test_a_resumed_lora_run_ends_with_the_same_weights(tmp_path, tiny_model, monkeypatch):
     options = dict(epochs=2, save_steps=4)
     reference = train(config(tmp_path, tiny_model, output_dir=tmp_path / "straight", **options))
-    calls = {"n": 0}
-    real_step = train_module.train_step
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # after the checkpoint at step 4, mid-way through epoch 1 (6 steps per epoch)
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(tmp_path, tiny_model, **options))
+    # killed after the checkpoint at step 4, mid-way through epoch 1 (6 steps per epoch)
+    train_interrupted(monkeypatch, config(tmp_path, tiny_model, **options), at_call=7)
     assert (tmp_path / "run" / "checkpoints" / "step-4" / "adapter" / "adapter_config.json").is_file()
-    monkeypatch.setattr(train_module, "train_step", real_step)
     resumed = train(config(tmp_path, tiny_model, resume="latest", **options))
     expected, got = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert max((expected[k] - got[k]).abs().max().item() for k in expected) <= 1e-6
