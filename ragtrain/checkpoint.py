@@ -29,6 +29,7 @@ import torch
 from ragtrain.config import TrainConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, recover_names, temp_name
+from ragtrain.lora import ADAPTER_DIR, is_lora, save_adapter
 from ragtrain.model import Encoder, save_encoder
 from ragtrain.runtime import device_rng_state, set_device_rng_state
 
@@ -38,6 +39,8 @@ STEP_DIR = re.compile(r"^step-(\d+)$")
 MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric", "report_to"}
 NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+# unset (None), these are the model's own: the checkpoint's resolved value is kept without a warning
+FROM_MODEL = {"pooling", "normalize", "max_seq_length", "query_prompt", "document_prompt"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
 CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
                     "model/ragtrain.json")
@@ -78,6 +81,8 @@ def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenize
     final = run_dir / CHECKPOINTS / f"step-{state.step}"
     with atomic_directory(final, overwrite=True) as tmp:
         save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
+        if is_lora(encoder.transformer):  # --resume puts this adapter back on the base model, not on model/'s merge
+            save_adapter(encoder.transformer, tmp / ADAPTER_DIR)
         _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
         _torch_save(scaler.state_dict(), tmp / "scaler.pt")
         _torch_save({"ranks": rng_by_rank or [rng_states()]}, tmp / "rng.pt")
@@ -226,6 +231,9 @@ def reconcile_config(config: TrainConfig, saved: dict) -> tuple[TrainConfig, lis
     current, kept, warnings = as_dict(config), {}, []
     for name, new in current.items():
         if name in NOT_COMPARED or name not in saved or saved[name] == new:
+            continue
+        if new is None and name in FROM_MODEL:
+            kept[name] = saved[name]
             continue
         if name in MAY_CHANGE:
             warnings.append(f"--{name.replace('_', '-')} differs from the checkpoint ({saved[name]!r}); using {new!r}")

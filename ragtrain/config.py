@@ -29,7 +29,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MINERS = ("bm25", "dense")
 MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: below it little meaning is left
 STRATEGIES = ("cloze", "crop", "heading")  # label-free queries; 'mix' is all three
-POOLINGS = ("mean", "cls", "last")
+POOLINGS = ("mean", "cls", "last", "max", "mean_sqrt_len", "weightedmean")  # model.pool computes each
+DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
 SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
 TRAIN_PRECISIONS = ("fp16", "bf16")  # autocast under --mixed-precision
 EVALUATE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -88,6 +89,31 @@ def parse_report_to(value: str) -> tuple[str, ...]:
     return () if names == ("none",) else names
 
 
+def parse_dims(value: str) -> tuple[int, ...]:
+    """'384,256,128,64' -> (384, 256, 128, 64): largest first, each once; '' -> () (off)."""
+    try:
+        return tuple(sorted({int(d) for d in value.split(",") if d.strip()}, reverse=True))
+    except ValueError:
+        raise UserError(f"--matryoshka-dims must be comma-separated integers such as 384,256,128,64, got {value!r}") from None
+
+
+def _check_model_options(prompts: tuple[str | None, ...], max_seq_length: int | None, dtype: str) -> None:
+    """What train, evaluate and prepare-data's dense miner share: the prompts, the length and the weights' dtype."""
+    for flag, prompt in zip(("--query-prompt", "--document-prompt"), prompts):
+        _check(prompt is None or "\n" not in prompt, f"{flag} holds a line break; pass the prompt on one line")
+    _check(max_seq_length is None or max_seq_length >= MIN_LENGTH,
+           f"--max-seq-length must be at least {MIN_LENGTH}, got {max_seq_length}")
+    _check(dtype in DTYPES, f"--dtype must be fp32, bf16 or fp16, got {dtype!r}")
+
+
+QUERY_PROMPT_HELP = ("Text put before every query, e.g. 'query: ' for e5 (default: the model's own 'query' prompt "
+                     "from config_sentence_transformers.json, else none). Saved into the trained model.")
+DOCUMENT_PROMPT_HELP = ("Text put before every passage, e.g. 'passage: ' for e5 (default: the model's own 'document', "
+                        "'passage' or 'corpus' prompt, else none). Saved into the trained model.")
+DTYPE_HELP = ("The dtype the weights are loaded in: fp32, bf16 (hardware with native bf16 only) or fp16 (CUDA); "
+              "not autocast, the weights themselves (for LLM embedders too large in fp32).")
+
+
 def _resume(resume: bool, resume_from: Path | None) -> str | None:
     """--resume-from DIR wins over --resume (the latest checkpoint); neither: a new run."""
     return str(resume_from) if resume_from else "latest" if resume else None
@@ -139,6 +165,8 @@ class PrepareConfig:
         "passages of it are often relevant too).")
     miner: str = option("bm25", "bm25 (lexical, no model) or dense (needs --model).")
     model: str | None = option(None, "Encoder for --miner dense: a Hugging Face name or local directory.")
+    query_prompt: str | None = option(None, "--miner dense: " + QUERY_PROMPT_HELP)
+    document_prompt: str | None = option(None, "--miner dense: " + DOCUMENT_PROMPT_HELP)
     overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (never a folder it did "
         "not write, or one holding an input).")
 
@@ -177,6 +205,9 @@ class PrepareConfig:
                f"--false-negative-margin must be a positive number, got {self.false_negative_margin}")
         _check(self.miner in MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
         _check(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
+        _check(self.miner == "dense" or (self.query_prompt is None and self.document_prompt is None),
+               "--query-prompt and --document-prompt are for --miner dense (BM25 reads no prompt); drop them")
+        _check_model_options((self.query_prompt, self.document_prompt), None, "fp32")
         _check(0 <= self.cloze_keep_probability <= 1,
                f"--cloze-keep-probability must be in [0, 1], got {self.cloze_keep_probability}")
         _check(bool(parse_strategies(self.query_strategy)),
@@ -206,25 +237,43 @@ class TrainConfig:
     output_dir: Path = option(Path("checkpoints/run"), "Run directory: config.json, metrics.jsonl, checkpoints/, "
         "best/, final/.", decls=("--output-dir", "-o"))
     # model
-    pooling: str = option("mean", "mean, cls or last: how token states become one vector.")
+    pooling: str | None = option(None, "mean, cls, last, max, mean_sqrt_len or weightedmean: how token states become "
+        "one vector (default: the model's own, from 1_Pooling/config.json; else mean, last for a decoder).")
     output_dim: int | None = option(None, "Add a linear projection head to this many dimensions. A new head starts "
         "random, so the step-0 validation that best/ must beat measures the base model through that untrained head, "
         "not the base itself: compare with the base model in 'ragtrain evaluate'.")
-    normalize: bool = option(True, "L2-normalise embeddings (cosine); --no-normalize trains in Euclidean space.",
-        decls=("--normalize/--no-normalize",))
+    normalize: bool | None = option(None, "L2-normalise embeddings (cosine); --no-normalize trains in Euclidean "
+        "space and saves the model with the dot-product similarity (default: the model's own, else cosine).",
+        decls=("--normalize/--no-normalize",), show_default=False)
     freeze_base: bool = option(False, "Train only the projection head (needs --output-dim).")
     attention_dropout: bool = option(False, "Keep the model's dropout on attention probabilities (off by default: "
         "without it fused attention stores no (B, heads, L, L) tensors, ~30% less memory).",
         decls=("--attention-dropout/--no-attention-dropout",))
     # as evaluate's: a model trained shorter than it is evaluated loses much of its gain
-    max_seq_length: int = option(256, "Tokens kept per text, capped (with a warning) at the model's limit; 256 like "
-        "evaluate's default. Train at the length you evaluate at: on SciFact, a model trained at 128 tokens gained "
+    max_seq_length: int | None = option(None, "Tokens kept per text, capped (with a warning) at the model's limit "
+        "(default: the model's own max_seq_length from sentence_bert_config.json, else 256, like evaluate's). Train at the length you evaluate at: on SciFact, a model trained at 128 tokens gained "
         "+0.045 nDCG@10 evaluated at 128 but only +0.012 at 256 (README Results).")
+    query_prompt: str | None = option(None, QUERY_PROMPT_HELP)
+    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP)
+    dtype: str = option("fp32", DTYPE_HELP)
+    # LoRA (peft): the transformer stays frozen, low-rank adapters train
+    lora_rank: int = option(0, "Train LoRA adapters of this rank through peft instead of every weight (0: off; "
+        "needs pip install 'ragtrain[lora]').")
+    lora_alpha: float = option(16.0, "LoRA scaling alpha (the update is alpha / rank times the low-rank product).")
+    lora_dropout: float = option(0.0, "Dropout on the LoRA branch's input.")
+    lora_target_modules: str | None = option(None, "Comma-separated module names to adapt (e.g. query,value); "
+        "default: the linear layers peft chooses for the architecture.")
+    lora_save: str = option("merged", "merged: saved models hold the adapter merged into the weights (a normal "
+        "model directory that loads anywhere); adapter: they keep the base model's name and the adapter alone.")
     # loss
     temperature: float = option(0.05, "Softmax temperature of the InfoNCE loss. Label-free, 0.1 did better on "
         "SciFact and worse on the quickstart sample (README Results): compare on your validation split.")
     symmetric: bool = option(False, "Add the documents -> queries direction to the loss.")
     isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).")
+    matryoshka_dims: tuple[int, ...] = option((), "Matryoshka: comma-separated dimensions such as 384,256,128,64; the "
+        "loss is the mean of the contrastive loss of each prefix of the embedding, renormalised (the full dimension "
+        "is added when missing), so the first N dimensions work on their own (evaluate --truncate-dim N).",
+        cli_type=str, cli_default="", parse=parse_dims, show_default=False)
     # optimisation
     epochs: int = option(1, "Passes over the training triples.")
     # the global batch: every process's share together, split into grad_accum_steps parts
@@ -278,6 +327,12 @@ class TrainConfig:
         "best/, final/ and tensorboard/; other files stay.")
 
     @property
+    def normalized(self) -> bool:
+        """Whether the loss normalises: --normalize as resolved from the model's files, or, while still unset
+        (a config built without loading the model), cosine, the default."""
+        return self.normalize is not False
+
+    @property
     def base_lr(self) -> float:
         return self.base_learning_rate if self.base_learning_rate is not None else self.learning_rate
 
@@ -309,9 +364,16 @@ class TrainConfig:
         for flag, rate in (("--learning-rate", self.learning_rate), ("--base-learning-rate", self.base_lr),
                            ("--head-learning-rate", self.head_lr)):
             _check(rate > 0, f"{flag} must be positive, got {rate}")
-        _check(self.max_seq_length >= MIN_LENGTH, f"--max-seq-length must be at least {MIN_LENGTH}, got {self.max_seq_length}")
+        _check_model_options((self.query_prompt, self.document_prompt), self.max_seq_length, self.dtype)
+        _check(all(d >= 1 for d in self.matryoshka_dims), f"--matryoshka-dims must be positive, got {self.matryoshka_dims}")
+        _check(self.lora_rank >= 0, f"--lora-rank must be 0 (off) or more, got {self.lora_rank}")
+        _check(self.lora_alpha > 0, f"--lora-alpha must be positive, got {self.lora_alpha}")
+        _check(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        _check(self.lora_save in ("merged", "adapter"), f"--lora-save must be merged or adapter, got {self.lora_save!r}")
+        _check(not (self.lora_rank and self.freeze_base),
+               "--lora-rank and --freeze-base both choose what trains; pass one")
         _check_seed(self.seed)
-        _check(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        _check(self.pooling is None or self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         _check(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
         _check(not self.freeze_base or self.output_dim is not None,
                "--freeze-base trains only the projection head, but there is none; add --output-dim N or drop --freeze-base")
@@ -377,7 +439,7 @@ class EvaluateConfig:
     models: tuple[str, ...] = option(
         help="Models to compare; the first is the reference for the change column. Each is a model directory "
         "(ragtrain or sentence-transformers), a training run (its best/ where validation kept one, else final/), a "
-        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face encoder name (mean pooling), or 'bm25' for a "
+        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face name (pooling and prompts from its own files), or 'bm25' for a "
         "BM25 baseline.", argument=True, cli_type=list[str], parse=tuple)
     eval_data: Path = option(
         help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as the eval/ from prepare-data, "
@@ -390,7 +452,13 @@ class EvaluateConfig:
     run_file: Path | None = option(None, "Write the rankings as a TREC run file (one per model when several: "
         "<stem>.<model><suffix>).")
     batch_size: int = option(32, "Texts per encoding batch.")
-    max_seq_length: int = option(256, "Tokens kept per text (capped at the model's limit).")
+    max_seq_length: int | None = option(None, "Tokens kept per text, capped at the model's limit (default: the "
+        "model's own max_seq_length from sentence_bert_config.json, else 256).")
+    query_prompt: str | None = option(None, QUERY_PROMPT_HELP.replace(" Saved into the trained model.", ""))
+    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP.replace(" Saved into the trained model.", ""))
+    truncate_dim: int | None = option(None, "Score with the first N dimensions of each embedding (renormalised for "
+        "cosine): a Matryoshka model's smaller index. Embeddings are cached whole, so several N encode once.")
+    dtype: str = option("fp32", DTYPE_HELP)
     device: str = option("auto", "auto, cpu, cuda or mps.")
     # auto: bf16 where the hardware computes it natively, else fp32
     precision: str = option("auto", "Encoding precision: auto (bf16 where the CPU or GPU computes bf16 natively, "
@@ -411,7 +479,8 @@ class EvaluateConfig:
                                         "'ragtrain prepare-data', a BEIR directory or a JSON file")
         _check(len(self.k_values) > 0 and all(k >= 1 for k in self.k_values), f"--k values must be 1 or more, got {self.k_values}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        _check(self.max_seq_length >= MIN_LENGTH, f"--max-seq-length must be at least {MIN_LENGTH}, got {self.max_seq_length}")
+        _check_model_options((self.query_prompt, self.document_prompt), self.max_seq_length, self.dtype)
+        _check(self.truncate_dim is None or self.truncate_dim >= 1, f"--truncate-dim must be at least 1, got {self.truncate_dim}")
         _check(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         _check(self.precision in EVALUATE_PRECISIONS,
                f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")

@@ -10,6 +10,7 @@ import torch
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import open_for_reading, read_json, read_numbered_jsonl
+from ragtrain.modelspec import with_prompt
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
 EPOCH_SEED_STRIDE = 100_003  # a prime above any epoch count: each (seed, epoch) gives its own shuffle
@@ -76,15 +77,19 @@ def _triple_from_row(row: dict, where: str) -> Triple:
     return Triple(query, positive, tuple(kept))
 
 
-def tokenize_triples(triples: list[Triple], tokenizer, max_length: int) -> TokenizedTriples:
-    """Tokenise every distinct text once (truncated to max_length, special tokens added)."""
-    texts = sorted({t.query for t in triples} | {t.positive for t in triples} | {n for t in triples for n in t.negatives})
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
-    ids = dict(zip(texts, encoded))
+def tokenize_triples(triples: list[Triple], tokenizer, max_length: int, query_prompt: str = "",
+                     document_prompt: str = "") -> TokenizedTriples:
+    """Tokenise every distinct text once (truncated to max_length, special tokens added), queries with
+    `query_prompt` in front and passages with `document_prompt`, as the model will see them when searching."""
+    queries = sorted({t.query for t in triples})
+    docs = sorted({t.positive for t in triples} | {n for t in triples for n in t.negatives})
+    encode = lambda texts, prompt: tokenizer(with_prompt(texts, prompt), truncation=True, max_length=max_length,  # noqa: E731
+                                             padding=False)["input_ids"]
+    query_ids, doc_ids = dict(zip(queries, encode(queries, query_prompt))), dict(zip(docs, encode(docs, document_prompt)))
     return TokenizedTriples(
-        queries=[ids[t.query] for t in triples],
-        positives=[ids[t.positive] for t in triples],
-        negatives=[[ids[n] for n in t.negatives] for t in triples],
+        queries=[query_ids[t.query] for t in triples],
+        positives=[doc_ids[t.positive] for t in triples],
+        negatives=[[doc_ids[n] for n in t.negatives] for t in triples],
         query_texts=[t.query for t in triples],
         positive_texts=[t.positive for t in triples],
         negative_texts=[t.negatives for t in triples],

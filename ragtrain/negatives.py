@@ -34,6 +34,7 @@ class MiningOptions:
     miner: str = "bm25"  # or "dense"
     model: str | None = None  # the dense miner's encoder
     runtime: Runtime | None = None  # where (and in what precision) the dense miner encodes
+    prompts: tuple[str | None, str | None] = (None, None)  # --query-prompt, --document-prompt (None: the model's own)
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,27 @@ def bm25_search_with_positives(texts: list[str], queries: list[str], positives: 
 
 def dense_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
                                 model: str, runtime: Runtime, batch_size: int = DENSE_BATCH_SIZE,
-                                max_length: int = DENSE_MAX_LENGTH) -> Ranking:
-    """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models)."""
+                                max_length: int | None = None,
+                                prompts: tuple[str | None, str | None] = (None, None)) -> Ranking:
+    """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models), each text with
+    the model's prompt (or the flag's) in front, at the model's length (else DENSE_MAX_LENGTH)."""
     import torch
 
-    from ragtrain.model import load_encoder  # late: torch and transformers load only for the dense miner
+    from ragtrain.messages import tell
+    from ragtrain.model import load_encoder, usable_max_length  # late: torch and transformers load only here
+    from ragtrain.modelspec import describe, with_prompt
     from ragtrain.search import QUERY_CHUNK, dense_search, embed_texts
 
-    encoder, tokenizer = load_encoder(model)
+    flags = {"query_prompt": prompts[0], "document_prompt": prompts[1], "max_seq_length": max_length}
+    encoder, tokenizer = load_encoder(model, flags=flags, dtype=runtime.weights_dtype)
     encoder.to(runtime.device)
-    corpus_emb = embed_texts(encoder, tokenizer, texts, batch_size, max_length, runtime, "mining: passages")  # (C, D)
-    query_emb = embed_texts(encoder, tokenizer, queries, batch_size, max_length, runtime, "mining: queries")  # (Q, D)
+    text = encoder.text
+    length = usable_max_length(encoder, tokenizer, text.max_seq_length or DENSE_MAX_LENGTH)
+    tell("dense miner: " + describe(text, model, length))
+    corpus_emb = embed_texts(encoder, tokenizer, with_prompt(texts, text.document_prompt), batch_size, length, runtime,
+                             "mining: passages")  # (C, D)
+    query_emb = embed_texts(encoder, tokenizer, with_prompt(queries, text.query_prompt), batch_size, length, runtime,
+                            "mining: queries")  # (Q, D)
     indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
     scores = np.zeros(indices.shape, dtype=np.float32)
     for start in range(0, len(queries), QUERY_CHUNK):  # (QUERY_CHUNK, depth, D) candidates at a time
@@ -120,7 +131,8 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
         return [[] for _ in queries]
     depth = options.rank_range[1]
     if options.miner == "dense":
-        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "", options.runtime)
+        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "", options.runtime,
+                                              prompts=options.prompts)
     else:
         ranking = bm25_search_with_positives(texts, queries, positives, depth)
     return select_negatives(ranking, positives, doc_ids, options, counts)

@@ -62,7 +62,8 @@ def mining_options(config: PrepareConfig) -> MiningOptions:
 
         runtime = Runtime(resolve_device("auto"))
     return MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
-                         config.same_document_negatives, config.seed, config.miner, config.model, runtime)
+                         config.same_document_negatives, config.seed, config.miner, config.model, runtime,
+                         (config.query_prompt, config.document_prompt))
 
 
 def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:

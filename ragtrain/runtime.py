@@ -28,6 +28,12 @@ class Runtime:
     device: torch.device
     train_precision: str = "fp32"
     encode_precision: str = "fp32"
+    weights: str = "fp32"  # --dtype: the dtype the model's weights are loaded in (not autocast)
+
+    @property
+    def weights_dtype(self) -> torch.dtype | None:
+        """What `from_pretrained(dtype=...)` gets: None for fp32, the checkpoint-independent default."""
+        return DTYPES.get(self.weights)
 
     def train_autocast(self):
         """The context training's forward passes run in."""
@@ -46,19 +52,33 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type if on else "cpu", enabled=on)
 
 
-def training_runtime(device: torch.device, mixed_precision: bool, precision: str) -> Runtime:
+def training_runtime(device: torch.device, mixed_precision: bool, precision: str, dtype: str = "fp32") -> Runtime:
     """Training's runtime: autocast in `precision` under mixed precision, and validation's encoding in the same;
-    without it, fp32 training and encoding as `evaluate` does by default (bf16 where the hardware has it natively)."""
+    without it, fp32 training and encoding as `evaluate` does by default (bf16 where the hardware has it natively).
+    `dtype`: the weights' own dtype (--dtype), checked on the device."""
     check_precision(device, mixed_precision, precision)
+    check_weights_dtype(device, dtype)
     if mixed_precision:
-        return Runtime(device, precision, precision)
-    return Runtime(device, "fp32", inference_precision(device, "auto"))
+        return Runtime(device, precision, precision, dtype)
+    return Runtime(device, "fp32", inference_precision(device, "auto"), dtype)
 
 
-def evaluation_runtime(device_name: str, precision: str) -> Runtime:
+def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32") -> Runtime:
     """evaluate's runtime: `device_name` resolved, `precision` (auto: bf16 where native, else fp32) checked on it."""
     device = resolve_device(device_name)
-    return Runtime(device, encode_precision=inference_precision(device, precision))
+    check_weights_dtype(device, dtype)
+    return Runtime(device, encode_precision=inference_precision(device, precision), weights=dtype)
+
+
+def check_weights_dtype(device: torch.device, dtype: str) -> None:
+    """bf16 weights only where the hardware computes bf16 (emulated, they are slower than fp32 and no smaller in
+    what matters: activations); fp16 weights only on CUDA (CPU kernels lack or emulate fp16)."""
+    if dtype == "bf16" and not native_bf16(device):
+        where = "this GPU" if device.type == "cuda" else f"this {device.type.upper()}"
+        raise UserError(f"--dtype bf16: {where} has no native bf16 (it would be emulated and slow); use --dtype fp32"
+                        + (" or fp16" if device.type == "cuda" else ""))
+    if dtype == "fp16" and device.type != "cuda":
+        raise UserError(f"--dtype fp16 needs a CUDA device ({device.type} has no fast fp16 kernels); use --dtype fp32")
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:

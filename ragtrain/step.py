@@ -157,8 +157,8 @@ def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, co
     query_emb, doc_emb = distributed.gather_embeddings(query_emb, doc_emb, world)  # (B, D), (B + N, D)
     if query_emb.size(0) == 0:
         zero = (query_emb.sum() + doc_emb.sum()) * 0.0
-        names = ["loss_q2d"] + ["loss_d2q"] * config.symmetric + ["loss_isotropy"] * (config.isotropy_weight > 0)
+        names = [f"loss_dim{d}" for d in config.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * config.symmetric + ["loss_isotropy"] * (config.isotropy_weight > 0)
         return zero, dict.fromkeys([*names, "loss", *DIAGNOSTICS], 0.0)
-    loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
-                                   config.isotropy_weight, directions, mask)
+    loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
+                                   config.isotropy_weight, directions, mask, config.matryoshka_dims)
     return loss, parts | embedding_diagnostics(query_emb, doc_emb, mask)  # read without gradient

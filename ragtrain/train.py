@@ -33,9 +33,13 @@ from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text, file_sha256
 from ragtrain.messages import tell, warn
-from ragtrain.model import (Encoder, EncoderSpec, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
+from ragtrain.lora import ADAPTER_DIR, add_lora, load_adapter
+from ragtrain.matryoshka import matryoshka_dims
+from ragtrain.model import (Encoder, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
                             usable_max_length)
 from ragtrain.modelcard import CARD, CardData, model_card, run_data, validation_rows
+from ragtrain.modelspec import DEFAULT_MAX_LENGTH, describe
+from ragtrain.projection import load_dense_modules
 from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.rundir import resume_config, resume_point, run_directory
 from ragtrain.runlog import METRICS_LOG, RunLog, log_row, metrics_log
@@ -72,7 +76,7 @@ def train(config: TrainConfig) -> Path:
     config.validate()
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
-    runtime = training_runtime(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here
+    runtime = training_runtime(device, config.mixed_precision, config.precision, config.dtype)  # fp16 on a CPU fails here
     distributed.setup(world, runtime.device)
     try:
         with run_directory(config.output_dir, world):
@@ -104,7 +108,7 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
     if resume_from is not None:
         config = resume_config(config, resume_from, world.is_main)
         # the checkpoint's precision, which the run keeps, on this run's device
-        runtime = training_runtime(runtime.device, config.mixed_precision, config.precision)
+        runtime = training_runtime(runtime.device, config.mixed_precision, config.precision, config.dtype)
     if config.threads:
         torch.set_num_threads(config.threads)
     if runtime.device.type == "cpu":
@@ -115,9 +119,10 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
     seed_everything(config.seed)
     encoder, tokenizer, config = _load_model(config, runtime, resume_from, world.is_main)
     model = distributed.wrap_model(encoder, world, runtime.device)  # before the optimizer: it freezes the pooler
-    data = tokenize_triples(triples, tokenizer, config.max_seq_length)  # once, before the loop
+    prompts = (config.query_prompt or "", config.document_prompt or "")  # the model's own, or the flags', resolved
+    data = tokenize_triples(triples, tokenizer, config.max_seq_length, *prompts)  # once, before the loop
     require_distinct_passages(data, config.train_data, config.max_seq_length)
-    val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length) if val_triples else None
+    val_data = tokenize_triples(val_triples, tokenizer, config.max_seq_length, *prompts) if val_triples else None
     total_steps, warmup = _schedule(config, len(data), world.is_main)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     run = Run(config, world, runtime, encoder, tokenizer, model, optimizer, runtime.grad_scaler(), data, val_data,
@@ -140,17 +145,44 @@ def _load_eval_set(config: TrainConfig, main: bool) -> EvalData | None:
 def _load_model(config: TrainConfig, runtime: Runtime, resume_from: ckpt.Checkpoint | None,
                  main: bool) -> tuple[Encoder, object, TrainConfig]:
     """The encoder to train (the checkpoint's on resume) on its device, in training mode; its tokenizer; and the
-    config with --max-seq-length capped at what the model allows."""
-    spec = EncoderSpec(config.pooling, config.normalize, config.output_dim)
-    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from else config.model, spec,
-                                      attention_dropout=config.attention_dropout)
+    config with what the model's own files gave for the options left unset (pooling, normalisation, length,
+    prompts), --max-seq-length capped at what the model allows, and the Matryoshka dimensions completed."""
+    flags = {"pooling": config.pooling, "normalize": config.normalize, "max_seq_length": config.max_seq_length,
+             "query_prompt": config.query_prompt, "document_prompt": config.document_prompt,
+             "matryoshka_dims": config.matryoshka_dims}
+    lora_resume = resume_from is not None and config.lora_rank > 0  # the base model, then the checkpoint's adapter
+    encoder, tokenizer = load_encoder(str(resume_from.model_dir) if resume_from and not lora_resume else config.model,
+                                      attention_dropout=config.attention_dropout, flags=flags,
+                                      dtype=runtime.weights_dtype, output_dim=config.output_dim)
+    if config.lora_rank:
+        _add_lora(encoder, config, resume_from)
+    text = encoder.text
+    dims = matryoshka_dims(text.matryoshka_dims, encoder.output_size, config.model)
+    encoder.text = dataclasses.replace(text, matryoshka_dims=dims)
+    config = dataclasses.replace(config, pooling=text.pooling, normalize=text.normalize,
+                                 max_seq_length=config.max_seq_length or text.max_seq_length or DEFAULT_MAX_LENGTH,
+                                 query_prompt=text.query_prompt, document_prompt=text.document_prompt,
+                                 matryoshka_dims=dims)
     config = _cap_max_seq_length(config, encoder, tokenizer, main)
+    if main:
+        tell(describe(encoder.text, config.model, config.max_seq_length))
     if config.freeze_base:
         freeze_base(encoder)
     encoder.to(runtime.device).train()
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     return encoder, tokenizer, config
+
+
+def _add_lora(encoder: Encoder, config: TrainConfig, resume_from: ckpt.Checkpoint | None) -> None:
+    """Fresh LoRA adapters on the transformer, or on resume the checkpoint's adapter and head put back."""
+    if resume_from is None:
+        encoder.transformer = add_lora(encoder.transformer, config.lora_rank, config.lora_alpha, config.lora_dropout,
+                                       config.lora_target_modules)
+        return
+    encoder.transformer = load_adapter(encoder.transformer, resume_from.path / ADAPTER_DIR, trainable=True)
+    if encoder.projection is not None:  # the head trains in full: its weights are the checkpoint's
+        encoder.projection = load_dense_modules(resume_from.model_dir)
 
 
 def _schedule(config: TrainConfig, triples: int, main: bool) -> tuple[int, int]:
@@ -280,7 +312,7 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
                                     evals_without_improvement=0)
         _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length,
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length, config.lora_save,
                          card=_model_card(run, state, "best"))
         return state
     state = dataclasses.replace(state, evals_without_improvement=state.evals_without_improvement + 1)
@@ -309,7 +341,8 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
     _require_finite_weights(run.encoder, state, run.config)
     final = run.config.output_dir / "final"
     if run.world.is_main:
-        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, card=_model_card(run, state, "final"))
+        save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, run.config.lora_save,
+                     card=_model_card(run, state, "final"))
         if state.best_step is not None and (run.config.output_dir / "best").is_dir():  # its card: the whole curve now
             atomic_write_text(run.config.output_dir / "best" / CARD, _model_card(run, state, "best"))
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,

@@ -12,6 +12,7 @@ from ragtrain.evaldata import EvalData
 from ragtrain.loss import contrastive_loss
 from ragtrain.metrics import mean_metrics
 from ragtrain.model import Encoder
+from ragtrain.modelspec import with_prompt
 from ragtrain.runtime import Runtime
 from ragtrain.search import dense_search, embed_texts
 
@@ -33,8 +34,8 @@ def validation_loss(encoder: Encoder, data: TokenizedTriples, config: TrainConfi
         queries, docs = ({k: v.to(runtime.device) for k, v in part.items()} for part in collate(data, batch, pad_id))
         with runtime.train_autocast():
             query_emb, doc_emb = encoder.embed(**queries), encoder.embed(**docs)
-        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalize, config.symmetric,
-                                   mask=false_negative_mask(data, batch).to(runtime.device))
+        loss, _ = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
+                                   mask=false_negative_mask(data, batch).to(runtime.device), dims=config.matryoshka_dims)
         total, queries_seen = total + loss.item() * len(batch), queries_seen + len(batch)
     encoder.train()
     return total / queries_seen if queries_seen else math.nan
@@ -45,8 +46,10 @@ def retrieval_metrics(encoder: Encoder, tokenizer, eval_set: EvalData, config: T
                       runtime: Runtime) -> dict[str, float]:
     """Recall@10 and nDCG@10 of a search over the whole evaluation corpus, encoded in the runtime's encode precision."""
     args = (config.eval_batch_size, config.max_seq_length, runtime)
-    corpus_emb = embed_texts(encoder, tokenizer, eval_set.corpus_texts, *args, "val corpus")
-    query_emb = embed_texts(encoder, tokenizer, eval_set.query_texts, *args, "val queries")
+    corpus_emb = embed_texts(encoder, tokenizer, with_prompt(eval_set.corpus_texts, config.document_prompt or ""), *args,
+                             "val corpus")
+    query_emb = embed_texts(encoder, tokenizer, with_prompt(eval_set.query_texts, config.query_prompt or ""), *args,
+                            "val queries")
     encoder.train()
     ranked, _ = dense_search(query_emb, corpus_emb, K)  # (queries, K) corpus indices
     rankings = {q: [eval_set.corpus_ids[i] for i in row] for q, row in zip(eval_set.query_ids, ranked)}

@@ -1,7 +1,9 @@
 """Does fine-tuning make retrieval better? SciFact dev nDCG@10 of ragtrain against BM25, the base model and
 sentence-transformers' trainer (MultipleNegativesRankingLoss) on the same triples, steps and schedule.
 
-Rows: BM25; the base all-MiniLM-L6-v2; supervised (prepare-data --beir on the train qrels, then train);
+Rows: BM25; the base all-MiniLM-L6-v2; supervised (prepare-data --beir on the train qrels, then train); supervised
+with Matryoshka training (sup-mrl: --matryoshka-dims, the same triples and settings), and with --truncate-dims each
+supervised model again at those dimensions (evaluate --truncate-dim, from one cached encoding per model);
 label-free (prepare-data on corpus.jsonl alone: no queries, no qrels); and sentence-transformers on each
 of the two triples files. Every measurement is on the dev qrels (160 claims, 5,183 abstracts). Each step
 runs the real CLI in a subprocess; outputs are cached in --work-dir and --reuse skips finished steps.
@@ -47,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lf-temperature", type=float, default=0.1,
                    help="label-free, both trainers; ours, dev nDCG@10 over seeds 42 and 1-5: median 0.6861, all above the "
                         "base 0.6804 (0.05 with seed 42: 0.6805, 0.6780 in two runs)")
-    p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,st-sup,lf,st-lf)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of each training run (0: torch's default); 1 lets "
+                   "two measurements share a machine")
+    p.add_argument("--matryoshka-dims", default="384,256,128,64", help="sup-mrl: train's --matryoshka-dims")
+    p.add_argument("--truncate-dims", default="", help="comma-separated dimensions (e.g. 384,128,64): the sup and "
+                   "sup-mrl models are also evaluated cut to each (evaluate --truncate-dim, cached embeddings)")
+    p.add_argument("--only", default="", help="comma-separated rows to run (bm25,base,sup,sup-mrl,st-sup,lf,st-lf)")
     return p.parse_args(argv)
 
 
@@ -139,17 +146,17 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     times = json.loads((work / "times.json").read_text()) if args.reuse and (work / "times.json").is_file() else {}
-    only = set(args.only.split(",")) if args.only else {"bm25", "base", "sup", "st-sup", "lf", "st-lf"}
+    only = set(args.only.split(",")) if args.only else {"bm25", "base", "sup", "sup-mrl", "st-sup", "lf", "st-lf"}
     py, cli = sys.executable, [sys.executable, "-m", "ragtrain"]
     train_common = ["--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length),
-                    "--device", "cpu", "--overwrite"]
+                    "--device", "cpu", "--threads", str(args.threads), "--overwrite"]
     models: dict[str, str] = {}
     trained_by: dict[str, str] = {}  # row label -> name of the step that trained it (for its time)
     if "bm25" in only:
         models["BM25"] = "bm25"
     if "base" in only:
         models["base MiniLM-L6"] = BASE
-    if only & {"sup", "st-sup"}:
+    if only & {"sup", "sup-mrl", "st-sup"}:
         run_step("prepare-sup", [*cli, "prepare-data", "--beir", str(args.data), "-o", str(work / "sup_data"),
                                  "--overwrite"], work / "sup_data" / "train.jsonl", args, times)
         fixed_triples(work / "sup_data" / "train.jsonl", work / "sup_triples.jsonl", args.negatives, None, 42)
@@ -157,15 +164,17 @@ def main(argv: list[str] | None = None) -> None:
         run_step("prepare-lf", [*cli, "prepare-data", str(args.data / "corpus.jsonl"), "-o", str(work / "lf_data"),
                                 "--query-strategy", args.lf_query_strategy, "--overwrite"], work / "lf_data" / "train.jsonl", args, times)
         fixed_triples(work / "lf_data" / "train.jsonl", work / "lf_triples.jsonl", args.negatives, args.lf_triples, 42)
-    rows = (("sup", "supervised", "sup_triples", args.sup_lr, args.sup_epochs, args.temperature),
-            ("lf", "label-free", "lf_triples", args.lf_lr, 1, args.lf_temperature))
-    for key, label, triples, lr, epochs, temperature in rows:
+    mrl = ["--matryoshka-dims", args.matryoshka_dims]
+    rows = (("sup", "supervised", "sup_triples", args.sup_lr, args.sup_epochs, args.temperature, []),
+            ("sup-mrl", "supervised matryoshka", "sup_triples", args.sup_lr, args.sup_epochs, args.temperature, mrl),
+            ("lf", "label-free", "lf_triples", args.lf_lr, 1, args.lf_temperature, []))
+    for key, label, triples, lr, epochs, temperature, extra in rows:
         if key in only:
             out = work / f"ragtrain_{key}"
             trained_by[f"ragtrain {label}"] = f"train-{key}"
             run_step(f"train-{key}", [*cli, "train", "--train-data", str(work / f"{triples}.jsonl"), "-o", str(out),
                                       "--epochs", str(epochs), "--learning-rate", str(lr), "--temperature",
-                                      str(temperature), *train_common],
+                                      str(temperature), *extra, *train_common],
                      out / "final" / "ragtrain.json", args, times)
             models[f"ragtrain {label}"] = str(out / "final")
         if f"st-{key}" in only:
@@ -178,13 +187,29 @@ def main(argv: list[str] | None = None) -> None:
                      out / "final" / "modules.json", args, times)
             models[f"sentence-transformers {label}"] = str(out / "final")
     results = {}
-    for label, model in models.items():
+    for label, model, cut in evaluations(models, args.truncate_dims):
         out = work / "eval" / f"{slug(label)}.json"
+        # with --truncate-dims a model's rows share one cached encoding (the cache keeps whole embeddings; evaluate
+        # cuts after it); other rows encode afresh, as they always did
+        shared = bool(args.truncate_dims) and label.startswith("ragtrain supervised")
+        cache = ["--cache-dir", str(work / "embedding_cache")] if shared else ["--no-cache"]
+        cache += ["--truncate-dim", str(cut)] if cut else []
         run_step(eval_step(label), [*cli, "evaluate", model, "--eval-data", str(args.data), "--split", "dev", "--k", "1,10,100",
-                        "--max-seq-length", str(args.eval_max_seq_length), "--device", "cpu", "--no-cache", "--output", str(out)],
+                        "--max-seq-length", str(args.eval_max_seq_length), "--device", "cpu", *cache, "--output", str(out)],
                  out, args, times)
         results[label] = json.loads(out.read_text())["models"][model]["metrics"]
     report(results, times, trained_by, args)
+
+
+def evaluations(models: dict[str, str], truncate_dims: str) -> list[tuple[str, str, int | None]]:
+    """(row label, model, dimension cut or None) of every evaluation: each model whole, then the supervised ones
+    (Matryoshka-trained or not) at each of --truncate-dims."""
+    rows = [(label, model, None) for label, model in models.items()]
+    dims = [int(d) for d in truncate_dims.split(",") if d.strip()]
+    for label, model in models.items():
+        if label.startswith("ragtrain supervised"):
+            rows += [(f"{label} @{dim}", model, dim) for dim in dims]
+    return rows
 
 
 def slug(label: str) -> str:

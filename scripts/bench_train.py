@@ -40,7 +40,7 @@ def build_triples(count: int, seed: int = 0) -> list[dict]:
     return triples
 
 
-def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False) -> dict:
+def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False, device_name: str = "cpu") -> dict:
     import torch
 
     from ragtrain.config import TrainConfig
@@ -54,20 +54,23 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     torch.set_num_threads(THREADS)
     return_freed_memory_to_os()  # as train() does on CPU
     torch.manual_seed(0)
-    config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN, device="cpu",
-                         mixed_precision=bf16, precision="bf16")
+    config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN,
+                         device=device_name, mixed_precision=bf16, precision="bf16")
+    device = torch.device(device_name)
     encoder, tokenizer = load_encoder(MODEL, EncoderSpec(), attention_dropout=config.attention_dropout)
-    encoder.train()
+    encoder.to(device).train()
     data = tokenize_triples(load_triples(triples_path), tokenizer, MAX_LEN)  # what train() does, once
     batches = epoch_batches(data, BATCH, config.seed, 0)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
-    runtime = training_runtime(torch.device("cpu"), bf16, "bf16")  # as train() decides it
+    runtime = training_runtime(device, bf16, "bf16")  # as train() decides it
     scaler = runtime.grad_scaler()
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:
         stopwatch = Stopwatch()
         parts = step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id)
         result = train_step(encoder, optimizer, scaler, parts, config, runtime)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step's kernels have run, not only been queued
         seconds = stopwatch.seconds()
         rates.append(len(batch) / seconds)
         tokens.append(result.real_tokens / seconds)
@@ -76,11 +79,13 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
         attention.append(sum(n * n for n in lengths) / seconds)
     return {"triples_per_s": statistics.median(rates[warmup:]), "tokens_per_s": statistics.median(tokens[warmup:]),
             "attention_l2_per_s": statistics.median(attention[warmup:]), "peak_rss_mb": peak_rss_mib(),
+            "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             "params": layer_params(encoder.transformer), "hidden": encoder.hidden_size,
             "layers": encoder.transformer.config.num_hidden_layers}
 
 
-def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16: bool = False) -> dict:
+def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16: bool = False,
+                              device_name: str = "cpu") -> dict:
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -94,7 +99,7 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
     rows = [json.loads(line) for line in triples_path.read_text().splitlines()]
     dataset = Dataset.from_dict({"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows],
                                  "negative": [r["negatives"][0] for r in rows]})
-    model = SentenceTransformer(resolve_model_path(MODEL), device="cpu")
+    model = SentenceTransformer(resolve_model_path(MODEL), device=device_name)
     model.max_seq_length = MAX_LEN
     ticks: list[float] = []
 
@@ -108,7 +113,7 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
     out = triples_path.parent / "st-out"
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=warmup + steps, learning_rate=2e-5,
-        warmup_ratio=0.1, save_strategy="no", logging_steps=1000, report_to="none", use_cpu=True,
+        warmup_ratio=0.1, save_strategy="no", logging_steps=1000, report_to="none", use_cpu=device_name == "cpu",
         batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_num_workers=0, seed=0, bf16=bf16)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=MultipleNegativesRankingLoss(model), callbacks=[Timer()])
@@ -147,15 +152,17 @@ def main() -> None:
     parser.add_argument("--triples", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: both sides on the GPU (bf16 sides where it has bf16); figures as on CPU")
     parser.add_argument("--side", choices=["ragtrain", "ragtrain-bf16", "sentence-transformers", "sentence-transformers-bf16"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # child process: one side only, result as JSON on the last line
         bf16 = args.side.endswith("-bf16")
         if args.side.startswith("sentence-transformers"):
-            print_result(run_sentence_transformers(args.data, args.warmup, args.steps, bf16))
+            print_result(run_sentence_transformers(args.data, args.warmup, args.steps, bf16, args.device))
         else:
-            print_result(run_ragtrain(args.data, args.warmup, args.steps, bf16))
+            print_result(run_ragtrain(args.data, args.warmup, args.steps, bf16, args.device))
         return
     require(SCIFACT, "the shared SciFact data")
     import tempfile
@@ -168,11 +175,11 @@ def main() -> None:
 
     from ragtrain.runtime import native_bf16
 
-    bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch.device("cpu")) else []
+    bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch.device(args.device)) else []
     sides = ["ragtrain", "sentence-transformers", *bf16_sides]
     for side in sides:
         results[side] = run_child([sys.executable, __file__, "--side", side, "--data", str(data), "--warmup",
-                                   str(args.warmup), "--steps", str(args.steps)], side)
+                                   str(args.warmup), "--steps", str(args.steps), "--device", args.device], side)
     report(results, matmul_flops(), args)
     if bf16_sides:
         ours, peer = results["ragtrain-bf16"], results["sentence-transformers-bf16"]
@@ -195,6 +202,8 @@ def report(results: dict, flops: float, args) -> None:
     print(f"{'real tokens/s':24}{ours['tokens_per_s']:14.0f}{peer['tokens_per_s']:24.0f}")
     print(f"{'peak RSS (MB)':24}{ours['peak_rss_mb']:14.0f}{peer['peak_rss_mb']:24.0f}"
           f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:9.2f}x")
+    if ours.get("cuda_peak_mb"):
+        print(f"{'CUDA peak allocated MB':24}{ours['cuda_peak_mb']:14.0f}")
     used = dense * ours["tokens_per_s"] + attn_ours
     print(f"fp32 matmul rate ({THREADS} threads): {flops / 1e9:.1f} GFLOP/s; ragtrain's real-token compute "
           f"{used / 1e9:.1f} GFLOP/s = {used / flops:.0%} of it (peer: {dense * peer['tokens_per_s'] / flops:.0%}, "

@@ -115,6 +115,36 @@ def write_files(folder: Path, files: dict[str, str | bytes]) -> Path:
     return folder
 
 
+def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
+    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
+def train_interrupted(monkeypatch, config, at_call: int) -> None:
+    """Run train(config) and kill it (KeyboardInterrupt) as it starts its `at_call`-th step; the step put back."""
+    import ragtrain.train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module.train_step
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(config)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+
+
 def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every parameter's gradient, by name (parameters without one are left out)."""
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}

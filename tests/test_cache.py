@@ -20,7 +20,7 @@ from ragtrain.fileio import file_sha256
 from ragtrain.model import load_encoder, save_encoder
 from ragtrain.runtime import Runtime
 from ragtrain.search import embed_texts
-from tests.conftest import DOCS, build_tiny_model, evaluate_config, quiet_console
+from tests.conftest import DOCS, build_tiny_model, evaluate_config, fake_hub_snapshot, quiet_console
 
 runner = CliRunner()
 
@@ -124,17 +124,6 @@ def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny
     result = runner.invoke(app, ["evaluate", str(tiny_model), "--eval-data", str(beir), "--device", "cpu",
                                  "--cache-dir", str(tmp_path / "file" / "cache")])
     assert result.exit_code == 0 and "cannot be written" in result.output, result.output
-
-
-def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
-    """A Hugging Face hub cache entry as the hub client leaves it: refs/main names the snapshot's commit."""
-    import shutil
-
-    folder = hub / f"models--{repo.replace('/', '--')}"
-    shutil.copytree(model, folder / "snapshots" / commit)
-    (folder / "refs").mkdir(exist_ok=True)
-    (folder / "refs" / "main").write_text(commit)
-    return folder / "snapshots" / commit
 
 
 def test_a_hub_name_is_cached_by_its_revision_not_its_name(beir, tmp_path, tiny_model, monkeypatch):

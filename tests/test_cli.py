@@ -33,6 +33,7 @@ PARSED = {
     ("prepare-data", "negative_range"): (["--negative-range", "3-9"], (3, 9)),
     ("train", "resume"): (["--resume-from", "run/checkpoints/step-4"], "run/checkpoints/step-4"),
     ("train", "report_to"): (["--report-to", "wandb,tensorboard,wandb"], ("wandb", "tensorboard")),
+    ("train", "matryoshka_dims"): (["--matryoshka-dims", "64,256,64"], (256, 64)),
     ("evaluate", "models"): (["bm25", "some/model"], ("bm25", "some/model")),
     ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
     ("report", "runs"): (["runs/a", "runs/b"], (Path("runs/a"), Path("runs/b"))),

@@ -21,7 +21,7 @@ from ragtrain.evaluate import evaluate
 from ragtrain.model import load_encoder
 from ragtrain.optim import lr_multiplier
 from ragtrain.train import train
-from tests.conftest import quiet_console, user_error, write_beir_folder, write_triples
+from tests.conftest import quiet_console, train_interrupted, user_error, write_beir_folder, write_triples
 
 
 
@@ -46,19 +46,8 @@ def losses(run_dir) -> list[float]:
 def test_resumed_run_ends_with_the_same_weights(tmp_path, tiny_model, monkeypatch):
     options = dict(epochs=2, save_steps=4, output_dim=8, isotropy_weight=0.1)
     reference = train(config(tmp_path, tiny_model, output_dir=tmp_path / "straight", **options))
-    calls = {"n": 0}
-    real_step = train_module.train_step
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # after the checkpoint at step 4, mid-way through epoch 1 (6 steps per epoch)
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(tmp_path, tiny_model, **options))
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    # killed after the checkpoint at step 4, mid-way through epoch 1 (6 steps per epoch)
+    train_interrupted(monkeypatch, config(tmp_path, tiny_model, **options), at_call=7)
     resumed = train(config(tmp_path, tiny_model, resume="latest", **options))
     expected, got = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert max((expected[k] - got[k]).abs().max().item() for k in expected) <= 1e-6

@@ -1,0 +1,177 @@
+"""A model's own files decide how it embeds (pooling, Dense layers, normalisation, length, lower-casing, similarity,
+prompts), flags override them, and what ragtrain saves sentence-transformers reads the same way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ragtrain.errors import UserError
+from ragtrain.model import load_encoder
+from ragtrain.modelspec import read_spec, with_prompt
+from ragtrain.runtime import Runtime
+from ragtrain.search import embed_texts
+from tests.conftest import fake_hub_snapshot, user_error
+
+TEXTS = ["The Cat sat on the TREE", "bread dough and yeast", "A planet in orbit around the sun, far away", "python"]
+CPU = Runtime(torch.device("cpu"))
+
+
+def st_model(directory: Path, tiny_model: Path, pooling: str = "cls", prompts: dict | None = None,
+             similarity: str | None = None, normalize: bool = True) -> Path:
+    """A sentence-transformers model saved by sentence-transformers itself: the tiny BERT lower-cased at 64 tokens,
+    `pooling`, two Dense layers with Tanh (32 -> 16 -> 8), Normalize, and the given prompts and similarity."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    torch.manual_seed(0)
+    modules = [Transformer(str(tiny_model), max_seq_length=64, do_lower_case=True), Pooling(32, pooling),
+               Dense(32, 16, activation_function=torch.nn.Tanh()), Dense(16, 8, activation_function=torch.nn.Tanh())]
+    model = SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), device="cpu",
+                                prompts=prompts or {}, similarity_fn_name=similarity)
+    model.save(str(directory))
+    return directory
+
+
+def ours(model_dir: str, texts: list[str], prompt: str = "", **flags) -> torch.Tensor:
+    encoder, tokenizer = load_encoder(model_dir, flags=flags or None)
+    return embed_texts(encoder, tokenizer, with_prompt(texts, prompt), 4, encoder.text.max_seq_length or 256, CPU, "t")
+
+
+def cosines(a, b) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(torch.as_tensor(a).float(), torch.as_tensor(b).float(), dim=1)
+
+
+def test_a_sentence_transformers_model_embeds_as_its_files_say(tmp_path, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    saved = st_model(tmp_path / "st", tiny_model, prompts={"query": "query: ", "document": "passage: "})
+    encoder, _ = load_encoder(str(saved))
+    spec = encoder.text
+    assert (spec.pooling, spec.normalize, spec.max_seq_length) == ("cls", True, 64)
+    assert (spec.query_prompt, spec.document_prompt) == ("query: ", "passage: ")
+    assert spec.source("pooling") == "1_Pooling/config.json" and spec.source("max_seq_length") == "tokenizer_config.json"
+    assert encoder.output_size == 8  # both Dense layers, Tanh and all
+    reference = SentenceTransformer(str(saved), device="cpu")
+    queries = ours(str(saved), TEXTS, spec.query_prompt)
+    docs = ours(str(saved), TEXTS, spec.document_prompt)
+    assert cosines(queries, reference.encode_query(TEXTS)).min() >= 0.9999
+    assert cosines(docs, reference.encode_document(TEXTS)).min() >= 0.9999
+    assert not torch.allclose(queries, docs)  # the prompts made a difference
+
+
+def test_flags_override_the_files_and_say_so(tmp_path, tiny_model):
+    saved = st_model(tmp_path / "st", tiny_model)
+    encoder, _ = load_encoder(str(saved), flags={"pooling": "mean", "max_seq_length": 32})
+    assert (encoder.text.pooling, encoder.spec.pooling, encoder.text.max_seq_length) == ("mean", "mean", 32)
+    assert encoder.text.source("pooling") == "--pooling"
+
+
+def test_a_plain_transformers_directory_keeps_the_defaults(tiny_model):
+    spec = read_spec(tiny_model)
+    assert (spec.pooling, spec.normalize, spec.max_seq_length, spec.query_prompt, spec.sources) == ("mean", True, None, "", ())
+
+
+def test_a_hub_name_reads_the_files_of_its_cached_snapshot(tmp_path, tiny_model, monkeypatch):
+    import huggingface_hub.constants
+
+    saved = st_model(tmp_path / "st", tiny_model, pooling="max")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_snapshot(tmp_path / "hub", "org/st-model", "c" * 40, saved)
+    encoder, _ = load_encoder("org/st-model")
+    assert (encoder.text.pooling, encoder.output_size) == ("max", 8)
+
+
+def test_a_different_prompt_flag_is_refused_and_the_same_one_accepted(tmp_path, tiny_model):
+    saved = st_model(tmp_path / "st", tiny_model, prompts={"query": "query: "})
+    with pytest.raises(UserError, match="--query-prompt 'search: ' differs from the prompt model .* defines"):
+        load_encoder(str(saved), flags={"query_prompt": "search: "})
+    encoder, _ = load_encoder(str(saved), flags={"query_prompt": "query: ", "document_prompt": "passage: "})
+    assert (encoder.text.query_prompt, encoder.text.document_prompt) == ("query: ", "passage: ")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: _edit(d / "1_Pooling" / "config.json", pooling_mode=["cls", "mean"]), "names the pooling cls \\+ mean"),
+    (lambda d: _edit(d / "1_Pooling" / "config.json", include_prompt=False), "include_prompt false"),
+    (lambda d: _edit(d / "config_sentence_transformers.json", similarity_fn_name="euclidean"), "similarity 'euclidean'"),
+    (lambda d: (d / "modules.json").write_text(json.dumps(json.loads((d / "modules.json").read_text()) + [
+        {"idx": 9, "name": "9", "path": "9_LayerNorm", "type": "sentence_transformers.models.LayerNorm"}])), "LayerNorm"),
+], ids=["two-poolings", "prompt-excluded", "euclidean", "layer-norm"])
+def test_what_ragtrain_does_not_compute_is_one_line(tmp_path, tiny_model, beir, change, message):
+    saved = st_model(tmp_path / "st", tiny_model)
+    change(saved)
+    line = user_error(["evaluate", str(saved), "--eval-data", str(beir), "--device", "cpu", "--no-cache"])
+    assert pytest.importorskip("re").search(message, line), line
+
+
+def _edit(path: Path, **values) -> None:
+    path.write_text(json.dumps(json.loads(path.read_text()) | values))
+
+
+def test_a_dot_product_model_is_not_normalised(tmp_path, tiny_model):
+    saved = st_model(tmp_path / "st", tiny_model, similarity="dot", normalize=False)
+    encoder, _ = load_encoder(str(saved))
+    assert (encoder.text.normalize, encoder.text.similarity) == (False, "dot")
+    assert encoder.text.source("normalize") == "config_sentence_transformers.json similarity dot"
+
+
+def test_training_tokenises_queries_and_passages_with_their_prompts(tiny_model):
+    from ragtrain.data import Triple, tokenize_triples
+
+    _, tokenizer = load_encoder(str(tiny_model))
+    data = tokenize_triples([Triple("cat tree", "the cat sat", ("bread",))], tokenizer, 64, "query: ", "passage: ")
+    assert data.queries[0] == tokenizer("query: cat tree")["input_ids"]
+    assert data.positives[0] == tokenizer("passage: the cat sat")["input_ids"]
+    assert data.negatives[0][0] == tokenizer("passage: bread")["input_ids"]
+
+
+def test_dtype_bf16_without_native_bf16_is_one_line(tmp_path, triples_file, tiny_model):
+    from ragtrain.runtime import native_bf16
+
+    if native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU computes bf16 natively")
+    line = user_error(["train", "--train-data", str(triples_file), "--model", str(tiny_model), "-o",
+                       str(tmp_path / "run"), "--device", "cpu", "--dtype", "bf16"])
+    assert "--dtype bf16" in line and "no native bf16" in line
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_weights_load_in_the_dtype_asked(tiny_model):
+    encoder, _ = load_encoder(str(tiny_model), dtype=torch.bfloat16)
+    assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
+
+
+def test_the_cut_embedding_is_renormalised_for_cosine_only():
+    from ragtrain.matryoshka import truncate
+
+    emb = np.array([[3.0, 4.0, 12.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    assert np.allclose(truncate(emb, 2, normalize=True), [[0.6, 0.8], [1.0, 0.0]])
+    assert np.allclose(truncate(emb, 2, normalize=False), [[3.0, 4.0], [1.0, 0.0]])
+
+
+def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_line():
+    from ragtrain.model import resolve_model_path
+    from ragtrain.modelspec import describe
+
+    spec = read_spec(Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")))
+    assert (spec.pooling, spec.normalize, spec.max_seq_length) == ("mean", True, 256)
+    assert describe(spec, "m", 256) == ("model m: pooling mean (1_Pooling/config.json), cosine (modules.json Normalize), "
+                                        "max length 256 (sentence_bert_config.json), query prompt none (default), "
+                                        "document prompt none (default)")
+
+
+def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_model):
+    from ragtrain.negatives import dense_search_with_positives
+
+    passages, queries = TEXTS, ["cat tree", "sun orbit"]
+    ranking = dense_search_with_positives(passages, queries, [(0,), (2,)], 4, str(tiny_model), CPU,
+                                          prompts=("query: ", "passage: "))
+    query_emb, doc_emb = ours(str(tiny_model), queries, "query: "), ours(str(tiny_model), passages, "passage: ")
+    expected = query_emb @ doc_emb.T  # (2, 4)
+    assert np.allclose(ranking.scores, np.sort(expected.numpy(), axis=1)[:, ::-1], atol=1e-5)
+    assert np.allclose(ranking.positive_scores, [expected[0, 0], expected[1, 2]], atol=1e-5)
