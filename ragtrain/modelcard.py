@@ -47,6 +47,8 @@ class CardData:
     validation: list[dict] = field(default_factory=list)  # metrics.jsonl's validation rows
     selection_metric: str | None = None
     evaluations: list[dict] = field(default_factory=list)  # evaluation.json's entries
+    query_prompt: str | None = None  # put before every query, as training did
+    document_prompt: str | None = None
 
 
 def model_card(card: CardData) -> str:
@@ -148,8 +150,9 @@ def evaluation_section(entries: list[dict]) -> str:
 def usage_section(card: CardData) -> str:
     st = (f"```python\nfrom sentence_transformers import SentenceTransformer\n\n"
           f"model = SentenceTransformer(\"{card.name}\")\n"
-          f"embeddings = model.encode([\"how warm should sourdough proof?\", \"Sourdough proofs best at 24-26 C\"])\n"
-          f"print(model.similarity(embeddings[:1], embeddings[1:]))\n```")
+          f"queries = model.encode_query([\"how warm should sourdough proof?\"])  # adds the query prompt, if any\n"
+          f"passages = model.encode_document([\"Sourdough proofs best at 24-26 C\"])\n"
+          f"print(model.similarity(queries, passages))\n```")
     return f"## How to use it\n\nWith sentence-transformers:\n\n{st}\n\nWith transformers alone " \
            f"({card.pooling} pooling{', the linear head in 2_Dense/' if card.output_dim else ''}" \
            f"{', L2 normalisation' if card.normalize else ''}):\n\n```python\n{transformers_snippet(card)}```"
@@ -161,17 +164,23 @@ def transformers_snippet(card: CardData) -> str:
         "mean": "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
                 "emb = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean over real tokens",
         "cls": "emb = states[:, 0]  # the first ([CLS]) token",
-        "last": "last = batch[\"attention_mask\"].sum(1) - 1  # right padding: the last real token\n"
+        "last": "mask = batch[\"attention_mask\"]\n"
+                "last = mask.size(1) - 1 - mask.flip(1).argmax(1)  # the last real token, left or right padding\n"
                 "emb = states[torch.arange(states.size(0)), last]",
     }[card.pooling]
     lines = ["import torch", "from transformers import AutoModel, AutoTokenizer"]
     if card.output_dim:
         lines.append("from safetensors.torch import load_file")
     lines += ["", f"path = \"{card.name}\"", "tokenizer = AutoTokenizer.from_pretrained(path)",
-              "model = AutoModel.from_pretrained(path).eval()"]
+              "model = AutoModel.from_pretrained(path).eval()",
+              *(["tokenizer.padding_side = \"right\"  # positions count from each text's first token"]
+                if card.pooling == "last" else [])]
     if card.output_dim:
         lines += ["head = load_file(f\"{path}/2_Dense/model.safetensors\")  # linear.weight, linear.bias"]
-    lines += ["texts = [\"how warm should sourdough proof?\"]",
+    prompt = f"{card.query_prompt!r} + " if card.query_prompt else ""
+    if card.document_prompt:
+        lines.append(f"# passages: put {card.document_prompt!r} before each, as training did")
+    lines += [f"texts = [{prompt}\"how warm should sourdough proof?\"]  # a query",
               f"batch = tokenizer(texts, padding=True, truncation=True, max_length={card.max_seq_length}, "
               "return_tensors=\"pt\")",
               "with torch.no_grad():", "    states = model(**batch).last_hidden_state  # (texts, tokens, hidden)"]

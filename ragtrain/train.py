@@ -366,7 +366,8 @@ def _model_card(run: Run, state: TrainState, which: str) -> str:
         options=run_record(run), selection_metric=config.selection_metric,
         data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None,
                       state.train_data_sha256),
-        validation=validation_rows(config.output_dir / METRICS_LOG)))
+        validation=validation_rows(config.output_dir / METRICS_LOG),
+        query_prompt=run.encoder.text.query_prompt, document_prompt=run.encoder.text.document_prompt))
 
 
 def _restore(run: Run, checkpoint: ckpt.Checkpoint, data_sha256: str) -> TrainState:

@@ -17,6 +17,7 @@ from ragtrain.model import EncoderSpec, load_encoder, save_encoder
 from ragtrain.modelcard import (BEGIN, END, CardData, add_evaluation, curve_rows, model_card, run_data,
                                 transformers_snippet, validation_rows)
 from ragtrain.train import train
+from tests.test_decoder import build, by_hand
 from tests.conftest import evaluate_config, quiet_console, write_beir_folder, write_triples
 
 
@@ -71,15 +72,30 @@ def test_the_cards_transformers_recipe_embeds_as_ragtrain_does(tmp_path, tiny_mo
     saved = tmp_path / "model"
     save_encoder(encoder, tokenizer, saved, 32)
     snippet = transformers_snippet(card(name=str(saved), pooling=pooling, output_dim=output_dim, normalize=normalize,
-                                        max_seq_length=32))
+                                        max_seq_length=32, query_prompt="query: "))
     scope: dict = {}
-    exec(snippet, scope)  # the card's own code, as a user would paste it
+    exec(snippet.replace('"]  # a query', '", "a second, longer query to pad the first"]'), scope)  # as pasted
+    assert scope["texts"][0] == "query: how warm should sourdough proof?"
     encoder.eval()
     batch = tokenizer(scope["texts"], padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.no_grad():
         expected = encoder.embed(batch["input_ids"], batch["attention_mask"])
     expected = torch.nn.functional.normalize(expected, dim=-1) if normalize else expected
     assert torch.allclose(scope["emb"], expected, atol=1e-5)
+
+
+def test_the_cards_recipe_for_a_decoder_embedder_gives_each_texts_own_eos_state(tmp_path):
+    """A decoder whose tokenizer pads on the left: the card's recipe pads right, so positions count from each
+    text's first token, and pools the appended EOS: each text's embedding is that of the text alone."""
+    encoder, tokenizer = load_encoder(str(build("qwen3", tmp_path / "qwen3")), EncoderSpec("last", True, None))
+    tokenizer.padding_side = "left"
+    saved = tmp_path / "model"
+    save_encoder(encoder, tokenizer, saved, 32)
+    snippet = transformers_snippet(card(name=str(saved), pooling="last", max_seq_length=32, query_prompt="bread "))
+    scope: dict = {}
+    exec(snippet.replace('"how warm should sourdough proof?"]  # a query', '"the cat sat", "bread a planet in orbit"]'), scope)
+    assert scope["texts"] == ["bread the cat sat", "bread a planet in orbit"]
+    assert torch.allclose(scope["emb"], by_hand(tmp_path / "qwen3", scope["texts"]), atol=1e-5)
 
 
 def test_update_card_replaces_the_same_evaluation_and_keeps_the_rest_of_the_card(tmp_path):
