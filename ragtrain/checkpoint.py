@@ -35,9 +35,9 @@ from ragtrain.runtime import device_rng_state, set_device_rng_state
 CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
-MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
+MAY_CHANGE = {"average_last", "device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric"}
-NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+NOT_COMPARED = {"resume", "overwrite", "output_dir", "defaulted"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
 CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
                     "model/ragtrain.json")

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import EvaluateConfig, PrepareConfig, TrainConfig
+from ragtrain.config import EvaluateConfig, MergeConfig, PrepareConfig, TrainConfig, TuneConfig
 from ragtrain.diskerrors import os_error_line
 from ragtrain.errors import UserError
 from ragtrain.options import Flag, build, flags_of
@@ -103,6 +103,22 @@ def evaluate(config: EvaluateConfig) -> None:
     from ragtrain.evaluate import evaluate as run_evaluation
 
     run_evaluation(config)
+
+
+@command("tune", TuneConfig)
+def tune(config) -> None:
+    """Search train's options with Optuna (TPE, median pruning) on the validation metric of --eval-data."""
+    from ragtrain.tune import tune as run_study
+
+    Console().print(f"study results in {run_study(config)}")
+
+
+@command("merge", MergeConfig)
+def merge(config: MergeConfig) -> None:
+    """Average the weights of models of one architecture (a soup), or interpolate a fine-tune with its base."""
+    from ragtrain.merge import merge as run_merge
+
+    Console().print(f"merged model saved to {run_merge(config)}")
 
 
 def main() -> None:
