@@ -5,8 +5,8 @@ Steps (each runs the real CLI in a subprocess, cached in --work-dir; --only pick
   small   the validation set the trials are compared on: the 160 dev claims over a reduced corpus (every judged
           abstract and each claim's BM25 top --small-depth), so a validation costs a fifth of the full corpus's
   study   ragtrain tune from train's default search space, --timeout seconds, pruning on every --eval-steps
-  final   evaluate on the full dev corpus: the base model, the best trial, a soup of the best --soup trials, and
-          the best trial interpolated with the base at 0.25 / 0.5 / 0.75
+  final   the base model, the best trial, a soup of the best --soup trials, and the best trial interpolated with
+          the base at 0.25 / 0.5 / 0.75, evaluated on the dev claims and on the quickstart sample's test split
 
     python scripts/bench_tune.py [--work-dir checkpoints/tune_scifact] [--timeout 3600] [--threads 1]
 """
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--soup", type=int, default=3, help="best trials averaged into the soup")
     p.add_argument("--train-limit", type=int, default=0, help="train on this many triples, sampled (0: all 737); "
                    "a slice for a machine too busy for the whole study")
+    p.add_argument("--full-dev", action="store_true", help="final: the dev claims over the whole corpus (5,183 "
+                   "abstracts) instead of the validation corpus")
     p.add_argument("--only", default="data,small,study,final")
     return p.parse_args(argv)
 
@@ -98,26 +100,37 @@ def main(argv: list[str] | None = None) -> None:
                      str(args.max_seq_length), "--keep-best", str(max(args.soup, 1)), "--epochs-range", args.epochs_range]
         cli(args, "study", *tune_args, processes=args.processes)
     if "final" in steps:
-        final(args, data, study)
+        final(args, data, small, study)
 
 
-def final(args, data: Path, study: Path) -> None:
-    """Full-dev evaluation of the base, the best trial, the soup and the interpolations, in one evaluate call."""
+def final(args, data: Path, small: Path, study: Path) -> None:
+    """The best trial, a soup of the best --soup trials and the best interpolated with the base, against the base:
+    on the dev claims (the validation set, or with --full-dev the whole corpus) and on the quickstart sample's
+    test split (another domain: what the base model knew that fine-tuning may have cost)."""
     results = json.loads((study / "results.json").read_text())
     complete = sorted((r for r in results if r["state"] == "COMPLETE"), key=lambda r: -r["value"])
-    models = {"base": BASE, "best": str(study / "best")}
+    print("trials: " + ", ".join(f"{state.lower()} {sum(r['state'] == state for r in results)}"
+                                 for state in ("COMPLETE", "PRUNED", "FAIL")), flush=True)
+    models = [BASE, str(study / "best")]
     soup = [str(Path(r["dir"]) / "best") for r in complete[:args.soup]]
     if len(soup) > 1:
         cli(args, "soup", "merge", *soup, "-o", str(work_path(args, "soup")), "--overwrite")
-        models["soup"] = str(work_path(args, "soup"))
+        models.append(str(work_path(args, "soup")))
     for weight in (0.25, 0.5, 0.75):
-        name = f"interp-{weight}"
-        cli(args, name, "merge", str(study / "best"), "--base", BASE, "--base-weight", str(weight), "-o",
-            str(work_path(args, name)), "--overwrite")
-        models[name] = str(work_path(args, name))
-    cli(args, "final-eval", "evaluate", *models.values(), "--eval-data", str(data / "eval"), "--split", "dev",
-        "--precision", "fp32", "--output", str(args.work_dir / "final.json"))
-    print((args.work_dir / "logs" / "final-eval.log").read_text())
+        cli(args, f"interp-{weight}", "merge", str(study / "best"), "--base", BASE, "--base-weight", str(weight), "-o",
+            str(work_path(args, f"interp-{weight}")), "--overwrite")
+        models.append(str(work_path(args, f"interp-{weight}")))
+    sample = args.work_dir / "quickstart-data"
+    cli(args, "quickstart-data", "prepare-data", str(REPO / "data" / "sample"), "-o", str(sample), "--overwrite")
+    sets = [("dev", data / "eval" if args.full_dev else small, "dev"), ("sample-test", sample / "eval", "test")]
+    for name, eval_dir, split in sets:
+        cli(args, f"eval-{name}", "evaluate", *models, "--eval-data", str(eval_dir), "--split", split, "--k", "1,10",
+            "--max-seq-length", str(args.max_seq_length), "--output", str(args.work_dir / f"final-{name}.json"))
+        print(drop_progress((args.work_dir / "logs" / f"eval-{name}.log").read_text()), flush=True)
+
+
+def drop_progress(text: str) -> str:
+    return "\n".join(line for line in text.replace("\r", "\n").splitlines() if "it/s" not in line and "s/it" not in line)
 
 
 def work_path(args, name: str) -> Path:
