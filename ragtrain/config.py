@@ -216,29 +216,29 @@ class TrainConfig:
         "evaluate's default. Train at the length you evaluate at: on SciFact, a model trained at 128 tokens gained "
         "+0.045 nDCG@10 evaluated at 128 but only +0.012 at 256 (README Results).")
     # loss
-    temperature: float | None = option(None, "Softmax temperature of the InfoNCE loss [default by data kind: "
-        f"{_by_kind('temperature')}]. Label-free, 0.1 did better on SciFact and worse on the quickstart sample (README "
+    temperature: float | None = option(None, "Softmax temperature of the InfoNCE loss (default by data kind: "
+        f"{_by_kind('temperature')}). Label-free, 0.1 did better on SciFact and worse on the quickstart sample (README "
         "Results): compare on your validation split.", show_default=False)
     symmetric: bool = option(False, "Add the documents -> queries direction to the loss.")
     isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).")
     # optimisation
-    epochs: int | None = option(None, f"Passes over the training triples [default by data kind: {_by_kind('epochs')}].",
+    epochs: int | None = option(None, f"Passes over the training triples (default by data kind: {_by_kind('epochs')}).",
                                 show_default=False)
     # the global batch: every process's share together, split into grad_accum_steps parts
     batch_size: int = option(32, "Triples per optimizer step (the last of an epoch may hold fewer); every other "
         "passage in it is a negative, except copies of a query's own positive, which its softmax leaves out.")
     grad_accum_steps: int = option(1, "Split each batch into this many micro-batches (less memory; negatives come "
         "from the micro-batch).")
-    learning_rate: float | None = option(None, "Peak learning rate (after warmup) [default by data kind: "
-        f"{_by_kind('learning_rate')}]. The kind is the data_kind of prepare-data's manifest.json beside --train-data "
+    learning_rate: float | None = option(None, "Peak learning rate (after warmup) (default by data kind: "
+        f"{_by_kind('learning_rate')}). The kind is the data_kind of prepare-data's manifest.json beside --train-data "
         "(labelled: --pairs or --beir; label-free: documents); without a manifest, the label-free set. Labelled: what "
         "'ragtrain tune' found on SciFact; label-free: what did best there without labels (README Results).",
         show_default=False)
     base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).")
     head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).")
     weight_decay: float = option(0.01, "AdamW weight decay (never on biases and normalisation layers).")
-    warmup_ratio: float | None = option(None, "Fraction of steps of linear warmup before cosine decay [default by "
-        f"data kind: {_by_kind('warmup_ratio')}].", show_default=False)
+    warmup_ratio: float | None = option(None, "Fraction of steps of linear warmup before cosine decay (default by "
+        f"data kind: {_by_kind('warmup_ratio')}).", show_default=False)
     warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).")
     min_lr_ratio: float = option(0.0, "Learning rate at the last step, as a fraction of the peak.")
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: off).")
