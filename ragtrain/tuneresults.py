@@ -17,6 +17,7 @@ from ragtrain.messages import tell, warn
 from ragtrain.tunespace import Param
 
 MODEL_FOLDERS = ("best", "final", "checkpoints", "averaged")  # a trial's weights; its logs and config stay
+SHORT = {"learning_rate": "lr", "temperature": "temp", "warmup_ratio": "warmup", "seconds": "s"}  # table headers
 
 
 def finish_study(optuna, study, config: TuneConfig, space: tuple[Param, ...]) -> Path:
@@ -70,10 +71,10 @@ def results_table(rows: list[dict], space: tuple[Param, ...], study: str) -> Tab
     """value: the trial's best validation figure (for a pruned trial, its best before it was stopped)."""
     table = Table(title=f"tune study {study!r}: {len(rows)} trials")
     for name in ("trial", "state", "value", *(p.name for p in space), "steps", "seconds"):
-        table.add_column(name, justify="left" if name == "state" else "right")
+        table.add_column(SHORT.get(name, name), justify="left" if name == "state" else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*(_cell(row[name]) for name in ("trial", "state", "value", *(p.name for p in space), "steps",
-                                                       "seconds")))
+        table.add_row(*(_cell(row[name]) for name in ("trial", "state", "value", *(p.name for p in space), "steps")),
+                      "" if row["seconds"] is None else f"{row['seconds']:.0f}")
     return table
 
 
