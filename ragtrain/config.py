@@ -231,8 +231,8 @@ class TrainConfig:
         "from the micro-batch).")
     learning_rate: float | None = option(None, "Peak learning rate (after warmup) (default by data kind: "
         f"{_by_kind('learning_rate')}). The kind is the data_kind of prepare-data's manifest.json beside --train-data "
-        "(labelled: --pairs or --beir; label-free: documents); without a manifest, the label-free set. Labelled: what "
-        "'ragtrain tune' found on SciFact; label-free: what did best there without labels (README Results).",
+        "(labelled: --pairs or --beir; label-free: documents); without a manifest, the label-free set. Labelled: the "
+        "best rate measured on SciFact's claims; label-free: what did best there without labels (README Results).",
         show_default=False)
     base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).")
     head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).")
