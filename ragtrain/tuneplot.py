@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ragtrain.fileio import temp_name
+from ragtrain.fileio import read_json, temp_name
 
 LOG_SCALE = {"learning_rate", "temperature", "base_learning_rate", "head_learning_rate"}
 
@@ -48,6 +48,15 @@ def write_plots(rows: list[dict], params: list[str], directory: Path, maximize: 
     ax.set_ylabel("validation metric")
     written.append(_save(fig, directory / "tune_history.png", "Best validation metric over trials"))
     return written
+
+
+def write_study_plots(study_dir: Path, maximize: bool = True) -> list[tuple[Path, str]]:
+    """The plots of a tune study directory, from its results.json (for `ragtrain report`); [(path, title)].
+    The searched options are the columns between `value` and `steps`; maximize=False for a val_loss study."""
+    rows = read_json(study_dir / "results.json")
+    columns = list(rows[0]) if rows else []
+    params = columns[columns.index("value") + 1:columns.index("steps")] if rows else []
+    return write_plots(rows, params, study_dir, maximize)
 
 
 def _save(fig, path: Path, title: str) -> tuple[Path, str]:
