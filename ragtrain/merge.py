@@ -64,7 +64,10 @@ def require_same_architecture(encoders: list[Encoder], names: list[str]) -> None
 
 
 def _architecture(encoder: Encoder) -> dict:
-    config = {k: v for k, v in encoder.transformer.config.to_dict().items() if k not in PROVENANCE_KEYS}
+    """What must agree: pooling, head and the transformer's config, less provenance and dropout rates (train saves
+    its model with attention dropout off, its base has it on: the weights mean the same)."""
+    config = {k: v for k, v in encoder.transformer.config.to_dict().items()
+              if k not in PROVENANCE_KEYS and "dropout" not in k}
     return {"pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
             "output_dim": encoder.spec.output_dim, **{f"config {k}": v for k, v in config.items()}}
 

@@ -40,6 +40,9 @@ def test_a_soup_is_the_weighted_mean_of_every_tensor(tmp_path):
 
 def test_interpolation_with_the_base_at_zero_and_one_gives_back_each_model(tmp_path):
     tuned, base = build_tiny_model(tmp_path / "tuned", seed=0), build_tiny_model(tmp_path / "base", seed=1)
+    # a model train saved has attention dropout off; its base has it on: no difference of architecture
+    config = json.loads((tuned / "config.json").read_text())
+    (tuned / "config.json").write_text(json.dumps(config | {"attention_probs_dropout_prob": 0.0}))
     none = merge(MergeConfig(models=(str(tuned),), output_dir=tmp_path / "w0", base=str(base), base_weight=0.0))
     full = merge(MergeConfig(models=(str(tuned),), output_dir=tmp_path / "w1", base=str(base), base_weight=1.0))
     half = merge(MergeConfig(models=(str(tuned),), output_dir=tmp_path / "w5", base=str(base), base_weight=0.5))
