@@ -20,6 +20,7 @@ from ragtrain import runlock
 from ragtrain.config import TrainConfig, TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.messages import tell, warn
+from ragtrain.tuneresults import finish_study, keep_best_models
 from ragtrain.tunespace import Param, search_space, suggest
 
 TRIALS = "trials"
@@ -43,8 +44,6 @@ def tune(config: TuneConfig) -> Path:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(optuna, config)
     retry_interrupted(optuna, study)
-    from ragtrain.tuneresults import finish_study, keep_best_models
-
     if counted_trials(optuna, study) < config.n_trials:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial's own output says what happens
         study.optimize(lambda trial: objective(optuna, trial, config, space), timeout=config.timeout,
