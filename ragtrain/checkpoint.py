@@ -36,9 +36,9 @@ from ragtrain.runtime import device_rng_state, set_device_rng_state
 CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
-MAY_CHANGE = {"device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
+MAY_CHANGE = {"average_last", "device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric", "report_to"}
-NOT_COMPARED = {"resume", "overwrite", "output_dir"}
+NOT_COMPARED = {"resume", "overwrite", "output_dir", "defaulted"}
 # unset (None), these are the model's own: the checkpoint's resolved value is kept without a warning
 FROM_MODEL = {"pooling", "normalize", "max_seq_length", "query_prompt", "document_prompt"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
+from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
+                             TuneConfig
 from ragtrain.configfile import read_config_file
 from ragtrain.diskerrors import os_error_line
 from ragtrain.errors import UserError
@@ -131,6 +132,22 @@ def report(config: ReportConfig) -> None:
     from ragtrain.runreport import report as write_report
 
     Console().print(f"report written to {write_report(config)} (its plots also in {config.plots_dir})")
+
+
+@command("tune", TuneConfig)
+def tune(config) -> None:
+    """Search train's options with Optuna (TPE, median pruning) on the validation metric of --eval-data."""
+    from ragtrain.tune import tune as run_study
+
+    Console().print(f"study results in {run_study(config)}")
+
+
+@command("merge", MergeConfig)
+def merge(config: MergeConfig) -> None:
+    """Average the weights of models of one architecture (a soup), or interpolate a fine-tune with its base."""
+    from ragtrain.merge import merge as run_merge
+
+    Console().print(f"merged model saved to {run_merge(config)}")
 
 
 def main() -> None:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, SEARCHED, defaults_for
 from ragtrain.errors import UserError
 from ragtrain.fileio import check_writable
 from ragtrain.options import Flag, option
@@ -34,6 +37,11 @@ DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
 SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
 TRAIN_PRECISIONS = ("fp16", "bf16")  # autocast under --mixed-precision
 EVALUATE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _by_kind(name: str) -> str:
+    """'labelled 8e-05, label-free 2e-05': an option's two defaults, for its help."""
+    return f"labelled {LABELLED_DEFAULTS[name]:g}, label-free {LABEL_FREE_DEFAULTS[name]:g}"
 
 
 def _check(condition: bool, message: str) -> None:
@@ -266,8 +274,9 @@ class TrainConfig:
     lora_save: str = option("merged", "merged: saved models hold the adapter merged into the weights (a normal "
         "model directory that loads anywhere); adapter: they keep the base model's name and the adapter alone.")
     # loss
-    temperature: float = option(0.05, "Softmax temperature of the InfoNCE loss. Label-free, 0.1 did better on "
-        "SciFact and worse on the quickstart sample (README Results): compare on your validation split.")
+    temperature: float | None = option(None, "Softmax temperature of the InfoNCE loss (default by data kind: "
+        f"{_by_kind('temperature')}). Label-free, 0.1 did better on SciFact and worse on the quickstart sample (README "
+        "Results): compare on your validation split.", show_default=False)
     symmetric: bool = option(False, "Add the documents -> queries direction to the loss.")
     isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).")
     matryoshka_dims: tuple[int, ...] = option((), "Matryoshka: comma-separated dimensions such as 384,256,128,64; the "
@@ -275,18 +284,23 @@ class TrainConfig:
         "is added when missing), so the first N dimensions work on their own (evaluate --truncate-dim N).",
         cli_type=str, cli_default="", parse=parse_dims, show_default=False)
     # optimisation
-    epochs: int = option(1, "Passes over the training triples.")
+    epochs: int | None = option(None, f"Passes over the training triples (default by data kind: {_by_kind('epochs')}).",
+                                show_default=False)
     # the global batch: every process's share together, split into grad_accum_steps parts
     batch_size: int = option(32, "Triples per optimizer step (the last of an epoch may hold fewer); every other "
         "passage in it is a negative, except copies of a query's own positive, which its softmax leaves out.")
     grad_accum_steps: int = option(1, "Split each batch into this many micro-batches (less memory; negatives come "
         "from the micro-batch).")
-    learning_rate: float = option(2e-5, "Peak learning rate (after warmup). The default suits label-free triples; "
-        "with labelled pairs a higher rate did better on SciFact (8e-5, see README Results).")
+    learning_rate: float | None = option(None, "Peak learning rate (after warmup) (default by data kind: "
+        f"{_by_kind('learning_rate')}). The kind is the data_kind of prepare-data's manifest.json beside --train-data "
+        "(labelled: --pairs or --beir; label-free: documents); without a manifest, the label-free set. Labelled: the "
+        "best rate measured on SciFact's claims; label-free: what did best there without labels (README Results).",
+        show_default=False)
     base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).")
     head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).")
     weight_decay: float = option(0.01, "AdamW weight decay (never on biases and normalisation layers).")
-    warmup_ratio: float = option(0.1, "Fraction of steps of linear warmup before cosine decay.")
+    warmup_ratio: float | None = option(None, "Fraction of steps of linear warmup before cosine decay (default by "
+        f"data kind: {_by_kind('warmup_ratio')}).", show_default=False)
     warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).")
     min_lr_ratio: float = option(0.0, "Learning rate at the last step, as a fraction of the peak.")
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: off).")
@@ -325,6 +339,20 @@ class TrainConfig:
         Flag("resume_from", Optional[Path], None, "Continue from this checkpoints/step-N directory.")))
     overwrite: bool = option(False, "Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, "
         "best/, final/ and tensorboard/; other files stay.")
+    average_last: int = option(0, "Also write averaged/: the mean of the weights of the last N checkpoints (the last "
+        "one is the final weights); needs --keep-last N or more. 0: off.")
+    # which of learning_rate, epochs, temperature, warmup_ratio were left unset and took the data kind's default
+    defaulted: tuple[str, ...] = option((), cli=False)
+
+    def __post_init__(self) -> None:
+        """Options left unset (None) take the default of the training data's kind (datadefaults.py)."""
+        unset = tuple(name for name in SEARCHED if getattr(self, name) is None)
+        if not unset:
+            return
+        values = defaults_for(self.train_data).values
+        for name in unset:
+            object.__setattr__(self, name, values[name])  # frozen: set once, here, before anything reads it
+        object.__setattr__(self, "defaulted", tuple(dict.fromkeys(self.defaulted + unset)))
 
     @property
     def normalized(self) -> bool:
@@ -411,6 +439,9 @@ class TrainConfig:
         _check(not self.early_stopping_patience or metric,
                "--early-stopping-patience needs something to watch; pass --eval-data or --val-data")
         _check(not (self.resume and self.overwrite), "--resume and --overwrite contradict each other; pass one")
+        _check(self.average_last >= 0, f"--average-last must be 0 (off) or more, got {self.average_last}")
+        _check(self.average_last <= self.keep_last, f"--average-last {self.average_last} averages checkpoints that "
+               f"--keep-last {self.keep_last} deletes; pass --keep-last {self.average_last} or more")
         _check(self.mini_batch_size >= 1, f"--mini-batch-size must be at least 1, got {self.mini_batch_size}")
         _check(not (self.grad_cache and self.grad_accum_steps > 1),
                "--grad-cache keeps the whole batch's negatives at a mini-batch's memory, which --grad-accum-steps "
@@ -534,4 +565,137 @@ class ReportConfig:
                "ragtrain report draws with matplotlib, which is not installed; install it with pip install "
                "'ragtrain[report]'")
         check_writable(self.output.parent, "--output")
+
+
+# -------------------------------------------------------------------------------------------------- tune
+TUNE_NOT_FROM_TRAIN = ("output_dir", "resume", "overwrite", "average_last", "defaulted")  # each trial sets its own
+RANGE_FLAGS = {"lr_range": "learning_rate", "epochs_range": "epochs", "temperature_range": "temperature",
+               "warmup_range": "warmup_ratio"}
+
+
+def parse_bounds(flag: str) -> Callable[[str | None], tuple[float, float] | None]:
+    """'1e-5,1e-4' -> (1e-5, 1e-4): a search range's low and high; one value fixes the option."""
+
+    def parse(value: str | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            numbers = []
+        _check(len(numbers) in (1, 2) and all(math.isfinite(n) for n in numbers),
+               f"{flag} must be LOW,HIGH (or one value to fix it) such as 1e-5,1e-4, got {value!r}")
+        return (numbers[0], numbers[-1])
+
+    return parse
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """tune's own options; TuneConfig adds every train option (the same fields, defaults and help) after them."""
+
+    output_dir: Path = option(help="The study directory: trials/trial-NNNN/ (each trial's training run), results.csv, "
+        "results.json, plots and best/ (a copy of the best trial's model).", decls=("--output-dir", "-o"))
+    n_trials: int = option(20, "Trials the study runs in all: COMPLETE and PRUNED ones count, across every process "
+        "on the study and every earlier invocation, so running tune again continues to this number.")
+    timeout: float | None = option(None, "Stop starting trials after this many seconds (the running one finishes).")
+    study: str = option("ragtrain", "Study name in --storage; every process given the same storage and name shares "
+        "its trials.")
+    storage: str | None = option(None, "Optuna storage: a database URL (sqlite:///study.db, postgresql://...) or the "
+        "path of a journal file (for a disk shared by several machines). Default: sqlite:///OUTPUT_DIR/study.db.")
+    space: Path | None = option(None, "Search space file (JSON or TOML): option name -> {type: float|int|categorical, "
+        "low, high, log, choices}; replaces the default space (learning_rate, epochs, temperature, warmup_ratio).")
+    lr_range: tuple[float, float] | None = option(None, "Learning-rate range LOW,HIGH (log-uniform); one value "
+        "fixes it. Default 1e-5,2e-4.", cli_type=Optional[str], parse=parse_bounds("--lr-range"))
+    epochs_range: tuple[float, float] | None = option(None, "Epochs range LOW,HIGH (integers). Default 1,3.",
+        cli_type=Optional[str], parse=parse_bounds("--epochs-range"))
+    temperature_range: tuple[float, float] | None = option(None, "Temperature range LOW,HIGH (log-uniform). "
+        "Default 0.02,0.1.", cli_type=Optional[str], parse=parse_bounds("--temperature-range"))
+    warmup_range: tuple[float, float] | None = option(None, "Warmup-ratio range LOW,HIGH. Default 0,0.3.",
+        cli_type=Optional[str], parse=parse_bounds("--warmup-range"))
+    pruning: bool = option(True, "Stop a trial whose validation falls below the median of earlier trials at the "
+        "same step (Optuna's MedianPruner; validations come every --eval-steps).", decls=("--pruning/--no-pruning",))
+    keep_best: int = option(0, "Keep the model folders of the best K finished trials only (the others' best/, "
+        "final/ and checkpoints/ are deleted; their logs stay). 0: keep every trial's.")
+
+
+class _TuneChecks:
+    """TuneConfig's checks (a base class: TuneConfig is made from TuneOptions' and TrainConfig's fields)."""
+
+    def train_fields(self) -> dict:
+        """The train options every trial starts from (a searched one is then replaced by the trial's value)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in TUNE_NOT_FROM_TRAIN}
+
+    def validate(self) -> "TuneConfig":
+        _check(self.eval_data is not None, "tune needs --eval-data (the eval/ folder from 'ragtrain prepare-data' "
+                                           "and --eval-split): the trials are compared on its validation metric")
+        _check(self.n_trials >= 1, f"--n-trials must be at least 1, got {self.n_trials}")
+        _check(self.timeout is None or self.timeout > 0, f"--timeout must be positive, got {self.timeout}")
+        _check(self.keep_best >= 0, f"--keep-best must be 0 (keep all) or more, got {self.keep_best}")
+        _check(bool(self.study.strip()), "--study must not be empty; give the study a name")
+        _check(self.space is None or self.space.is_file(), f"search space file {self.space} not found; check --space")
+        _check(self.space is None or not any(getattr(self, flag) for flag in RANGE_FLAGS),
+               "--space and the --*-range flags both define the search space; pass one")
+        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
+        check_writable(self.output_dir, "--output-dir")
+        # every trial's options, checked once here with the study directory in place of the trial's
+        TrainConfig(**self.train_fields(), output_dir=self.output_dir / "trials").validate()
+        return self
+
+
+def _tune_fields() -> list[tuple]:
+    """TuneOptions' fields, then every train option but those a trial sets itself, as make_dataclass reads them."""
+    fields = []
+    for config_class, skip in ((TuneOptions, ()), (TrainConfig, TUNE_NOT_FROM_TRAIN)):
+        hints = typing.get_type_hints(config_class)
+        for f in dataclasses.fields(config_class):
+            if f.name not in skip:
+                fields.append((f.name, hints[f.name], dataclasses.field(default=f.default, metadata=f.metadata)))
+    return fields
+
+
+# keyword-only: tune's required --output-dir and train's required --train-data need no place in the order
+TuneConfig = dataclasses.make_dataclass("TuneConfig", _tune_fields(), bases=(_TuneChecks,), frozen=True, kw_only=True)
+
+
+# -------------------------------------------------------------------------------------------------- merge
+def parse_weights(value: str | None) -> tuple[float, ...] | None:
+    """'0.5,0.3,0.2' -> (0.5, 0.3, 0.2)."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise UserError(f"--weights must be comma-separated numbers such as 0.5,0.5, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    models: tuple[str, ...] = option(help="Models to average (ragtrain or sentence-transformers directories, "
+        "training runs' best/ or final/, or Hugging Face names), all of one architecture.", argument=True,
+        cli_type=list[str], parse=tuple)
+    output_dir: Path = option(help="Where the merged model is written (the files of train's final/).",
+                              decls=("--output-dir", "-o"))
+    weights: tuple[float, ...] | None = option(None, "Each model's weight, comma-separated, in the order given "
+        "(scaled to sum to 1). Default: equal.", cli_type=Optional[str], parse=parse_weights)
+    base: str | None = option(None, "A base model to interpolate with: the result is (1 - W) x the models' average "
+        "+ W x the base (LM-Cocktail), to keep more of the base's general skill.")
+    base_weight: float = option(0.5, "W, the base model's share with --base, in [0, 1].")
+    overwrite: bool = option(False, "Replace an earlier merge in --output-dir.")
+
+    def validate(self) -> "MergeConfig":
+        count = len(self.models) + (1 if self.base else 0)
+        _check(count >= 2, "merge needs two models, or one model and --base; give more models")
+        _check(self.weights is None or len(self.weights) == len(self.models),
+               f"--weights gives {len(self.weights or ())} weights for {len(self.models)} models; give one per model")
+        for w in self.weights or ():
+            _check(math.isfinite(w) and w >= 0, f"--weights must be finite and 0 or more, got {w}")
+        _check(self.weights is None or sum(self.weights) > 0, "--weights are all 0; give at least one positive weight")
+        _check(0 <= self.base_weight <= 1 and math.isfinite(self.base_weight),
+               f"--base-weight must be in [0, 1], got {self.base_weight}")
+        _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
+        _check(self.overwrite or not self.output_dir.exists() or not any(self.output_dir.iterdir()),
+               f"--output-dir {self.output_dir} is not empty; pass --overwrite to replace it, or choose another folder")
+        check_location(self.output_dir, [Path(m) for m in (*self.models, self.base) if m and Path(m).exists()])
+        check_writable(self.output_dir, "--output-dir")
         return self

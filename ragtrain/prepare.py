@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ragtrain import __version__
 from ragtrain.config import PrepareConfig, as_dict, parse_strategies
+from ragtrain.datadefaults import data_kind_of
 from ragtrain.documents import load_passages
 from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_json, recover
@@ -101,6 +102,7 @@ def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> N
     atomic_write_json(directory / "manifest.json", {
         "ragtrain_version": __version__,
         "inputs": [str(p) for p in config.inputs],
+        "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)
         "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},
         "counts": dict(sorted(counts.items())),
         "sha256": {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs},

@@ -81,10 +81,10 @@ def _lock(fd: int, previous: dict) -> bool:
             return False
         except OSError:  # no flock here: fall back on the pid
             pass
-    return not _holder_alive(previous)
+    return not holder_alive(previous)
 
 
-def _holder_alive(previous: dict) -> bool:
+def holder_alive(previous: dict) -> bool:
     pid, host = previous.get("pid"), previous.get("host")
     if not isinstance(pid, int) or pid == os.getpid():
         return False

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ from tqdm import tqdm
 
 from ragtrain import checkpoint as ckpt
 from ragtrain import distributed, outputdir
+from ragtrain.averaging import write_averaged
 from ragtrain.checkpoint import TrainState
 from ragtrain.config import TrainConfig, as_dict
+from ragtrain.datadefaults import defaults_line
 from ragtrain.data import TokenizedTriples, epoch_batches, load_triples, require_distinct_passages, tokenize_triples
 from ragtrain.diagnostics import diagnostics_postfix
 from ragtrain.distributed import WorldInfo
@@ -69,10 +72,15 @@ class Run:
     eval_set: EvalData | None
     total_steps: int
     warmup: int
+    # called with (step, validation figures) after each validation; True stops the run there (tune's pruning)
+    on_validation: Callable[[int, dict], bool] | None = None
 
 
-def train(config: TrainConfig) -> Path:
-    """Train on one process, or as one rank of a torchrun job (then only rank 0 writes and prints)."""
+def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None = None) -> Path:
+    """Train on one process, or as one rank of a torchrun job (then only rank 0 writes and prints).
+
+    `on_validation(step, figures)`, if given, sees every validation (rank 0's figures, on every rank); when it
+    returns True the run stops at that step as if stopped early: a checkpoint and final/ are written."""
     config.validate()
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
@@ -81,6 +89,7 @@ def train(config: TrainConfig) -> Path:
     try:
         with run_directory(config.output_dir, world):
             run, state = setup(config, world, runtime)
+            run = dataclasses.replace(run, on_validation=on_validation)
             started = time.perf_counter()
             with _run_log(run, state.step) as log:
                 state, rates = loop(run, state, log)
@@ -204,6 +213,8 @@ def _start_run_directory(run: Run, fresh: bool) -> None:
         return
     if config.overwrite and fresh:
         outputdir.clear_run(config.output_dir)
+    if line := defaults_line(config.defaulted, config.train_data):  # which set the unset options took
+        tell(line)
     tell(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
          + (f" x {world.size} processes" if world.is_distributed else "")
          + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}")
@@ -307,6 +318,8 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
     log_row(log, {"step": state.step, "epoch": epoch, **results})
     if main:
         tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    if run.on_validation is not None and run.on_validation(state.step, results):
+        state = dataclasses.replace(state, stopped_early=True)
     if is_better(metric, results[metric], state.best_metric):
         state = dataclasses.replace(state, best_metric=results[metric], best_step=state.step,
                                     evals_without_improvement=0)
@@ -345,6 +358,9 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
                      card=_model_card(run, state, "final"))
         if state.best_step is not None and (run.config.output_dir / "best").is_dir():  # its card: the whole curve now
             atomic_write_text(run.config.output_dir / "best" / CARD, _model_card(run, state, "best"))
+        if run.config.average_last:
+            tell(f"averaged the last {run.config.average_last} checkpoints into "
+                 f"{write_averaged(run.config.output_dir, state.step, run.encoder, run.tokenizer, run.config.average_last, run.config.max_seq_length)}")
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device)))
     distributed.barrier(run.world)  # no rank returns before final/ is written

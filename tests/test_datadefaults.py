@@ -1,0 +1,76 @@
+"""train's defaults by data kind: prepare-data's manifest says which kind its triples are, and train takes the
+labelled or the label-free set for the options not given."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import prepare_config, write_triples
+from ragtrain.config import TrainConfig
+from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
+from ragtrain.prepare import prepare
+
+
+def with_manifest(tmp_path, content) -> TrainConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    triples = write_triples(tmp_path / "train.jsonl")
+    if content is not None:
+        (tmp_path / "manifest.json").write_text(json.dumps(content))
+    return TrainConfig(train_data=triples, output_dir=tmp_path / "run")
+
+
+def test_labelled_triples_take_the_labelled_set(tmp_path):
+    config = with_manifest(tmp_path, {"data_kind": "labelled"})
+    assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio) == \
+        tuple(LABELLED_DEFAULTS[k] for k in ("learning_rate", "epochs", "temperature", "warmup_ratio"))
+    assert config.defaulted == ("learning_rate", "epochs", "temperature", "warmup_ratio")
+    assert defaults_line(config.defaulted, config.train_data).startswith("defaults for labelled triples (")
+
+
+def test_label_free_triples_and_triples_without_a_manifest_take_the_label_free_set(tmp_path):
+    free = with_manifest(tmp_path / "a", {"data_kind": "label-free"})
+    bare = with_manifest(tmp_path / "b", None)
+    for config in (free, bare):
+        assert (config.learning_rate, config.epochs, config.temperature) == (2e-5, 1, 0.05)
+    assert LABEL_FREE_DEFAULTS["learning_rate"] == 2e-5
+    assert "no readable" in defaults_line(bare.defaulted, bare.train_data)
+
+
+def test_an_older_manifest_is_read_by_its_options_and_a_given_option_wins(tmp_path):
+    config = with_manifest(tmp_path, {"options": {"beir": "scifact", "pairs": None}})
+    assert defaults_for(config.train_data).kind == "labelled"
+    given = TrainConfig(train_data=config.train_data, output_dir=tmp_path / "run", learning_rate=3e-5, epochs=5)
+    assert (given.learning_rate, given.epochs, given.temperature) == (3e-5, 5, LABELLED_DEFAULTS["temperature"])
+    assert given.defaulted == ("temperature", "warmup_ratio")
+    assert "--learning-rate" not in defaults_line(given.defaulted, given.train_data)
+    everything = TrainConfig(train_data=config.train_data, output_dir=tmp_path / "r", learning_rate=3e-5, epochs=5,
+                             temperature=0.1, warmup_ratio=0.0)
+    assert everything.defaulted == () and defaults_line(everything.defaulted, everything.train_data) is None
+
+
+def test_prepare_data_writes_the_kind_into_its_manifest(tmp_path, docs_dir):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": f"question {n} about bread", "positive": f"Answer {n}: the oven "
+                                         "bakes bread from dough and yeast."}) + "\n" for n in range(12)))
+    prepare(prepare_config([docs_dir], tmp_path / "free", negatives=0))
+    prepare(prepare_config([], tmp_path / "labelled", pairs=pairs, negatives=0))
+    assert json.loads((tmp_path / "free" / "manifest.json").read_text())["data_kind"] == "label-free"
+    assert json.loads((tmp_path / "labelled" / "manifest.json").read_text())["data_kind"] == "labelled"
+    assert TrainConfig(train_data=tmp_path / "labelled" / "train.jsonl", output_dir=tmp_path / "run").learning_rate \
+        == LABELLED_DEFAULTS["learning_rate"]
+
+
+def test_train_prints_which_set_it_used(tmp_path, tiny_model, capsys):
+    from ragtrain.cli import app
+    from typer.testing import CliRunner
+
+    triples = write_triples(tmp_path / "train.jsonl", 8)
+    (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))
+    result = CliRunner().invoke(app, ["train", "--train-data", str(triples), "--model", str(tiny_model), "-o",
+                                      str(tmp_path / "run"), "--batch-size", "4", "--max-seq-length", "32",
+                                      "--device", "cpu", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "defaults for labelled triples" in result.output and "--learning-rate 8e-05" in result.output
+    assert "--epochs" not in result.output.split("defaults for labelled triples")[1].splitlines()[0]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["learning_rate"] == LABELLED_DEFAULTS["learning_rate"] and saved["epochs"] == 1
