@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
-                             TuneConfig
+from ragtrain.config import (RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
+                             TuneConfig)
 from ragtrain.configfile import read_config_file
 from ragtrain.diskerrors import os_error_line
 from ragtrain.errors import UserError

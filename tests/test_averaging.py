@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
-from conftest import quiet_console, user_error, write_triples
+from tests.conftest import quiet_console, user_error, write_triples
 from ragtrain.averaging import average_state_dicts
 from ragtrain.config import TrainConfig
 

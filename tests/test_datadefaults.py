@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import prepare_config, write_triples
+from tests.conftest import prepare_config, write_triples
 from ragtrain.config import TrainConfig
 from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
 from ragtrain.prepare import prepare

@@ -8,7 +8,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from conftest import build_tiny_model, user_error
+from tests.conftest import build_tiny_model, user_error
 from ragtrain.config import MergeConfig
 from ragtrain.merge import merge, merge_weights
 from ragtrain.model import load_encoder

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import quiet_console, user_error, write_beir_folder, write_triples
+from tests.conftest import user_error, write_beir_folder, write_triples
 from ragtrain.config import TuneConfig
 from ragtrain.errors import UserError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_triples
+from tests.conftest import write_triples
 from ragtrain.config import TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.tunespace import DEFAULT_SPACE, Param, read_space_file, search_space, suggest
