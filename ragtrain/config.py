@@ -230,8 +230,9 @@ class PrepareConfig:
 
 # --------------------------------------------------------------------------------------------------- train
 # What train's config.json holds beside the options: what the run resolved them to. Read back as --config, they are
-# ignored (the run resolves them again).
-RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size")
+# ignored (the run resolves them again). `defaulted` names the options that took the data kind's default: the file
+# holds their values, so the repeated run is given them and takes no default.
+RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size", "defaulted")
 
 
 @dataclass(frozen=True)

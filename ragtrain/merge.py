@@ -10,7 +10,8 @@ from ragtrain.averaging import average_state_dicts
 from ragtrain.config import MergeConfig
 from ragtrain.errors import UserError
 from ragtrain.messages import tell
-from ragtrain.model import RAGTRAIN_CONFIG, Encoder, load_encoder, save_encoder, usable_max_length
+from ragtrain.model import Encoder, load_encoder, save_encoder, usable_max_length
+from ragtrain.modelspec import RAGTRAIN_CONFIG
 
 DEFAULT_MAX_LENGTH = 256  # a model that does not say its training length is saved with evaluate's default
 # config entries that say where a model came from, not what it is

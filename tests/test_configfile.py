@@ -111,7 +111,7 @@ def test_a_run_directory_config_json_repeats_the_run(tmp_path, tiny_model):
     expected, got = load_file(first / "final" / "model.safetensors"), load_file(tmp_path / "again" / "final" / "model.safetensors")
     assert max((expected[k] - got[k]).abs().max().item() for k in expected) <= 1e-6
     again = json.loads((tmp_path / "again" / "config.json").read_text())
-    assert again == record | {"output_dir": str(tmp_path / "again")}
+    assert again == record | {"output_dir": str(tmp_path / "again"), "defaulted": []}  # every option now given
     # without -o, the file's own output directory: a finished run there, refused as ever
     assert "holds a run" in user_error(["train", "--config", str(first / "config.json")])
 
