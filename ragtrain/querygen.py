@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ragtrain.cache import default_cache_dir
 from ragtrain.errors import UserError
 from ragtrain.fileio import read_json
 
@@ -132,8 +133,8 @@ class QueryCache:
 
 
 def default_query_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "ragtrain" / "queries"
+    """Beside evaluate's embedding cache: ~/.cache/ragtrain/queries, or $XDG_CACHE_HOME/ragtrain/queries."""
+    return default_cache_dir().parent / "queries"
 
 
 def generate_outputs(passages: list[tuple[str, str]], generator, prompt: list[dict], cache: QueryCache,
