@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from ragtrain.errors import UserError
 from ragtrain.fileio import check_writable
+from ragtrain.modelfiles import looks_like_path
 from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
@@ -209,6 +211,9 @@ class PrepareConfig:
                "--generator-url needs --generator-model NAME (the model the server serves)")
         if self.generator is not None:
             require_gguf(resolve_generator_path(self.generator)[1])
+        _check(not self.generator_api_key_env or bool(os.environ.get(self.generator_api_key_env)),
+               f"--generator-api-key-env names {self.generator_api_key_env}, which is not set; export the key in "
+               "that variable or drop the flag")
         if self.generator_prompt is not None:
             read_prompt(self.generator_prompt)
         _check(self.queries_per_passage >= 1, f"--queries-per-passage must be at least 1, got {self.queries_per_passage}")
@@ -268,6 +273,9 @@ class PrepareConfig:
         _check(self.filter in FILTERS, f"--filter must be bm25, dense or none, got {self.filter!r}")
         _check(self.filter_rank >= 1, f"--filter-rank must be at least 1, got {self.filter_rank}")
         _check(self.teacher is None or bool(self.teacher.strip()), "--teacher must be hybrid or a model, got ''")
+        _check(self.teacher in (None, "hybrid") or Path(self.teacher).expanduser().exists()
+               or not looks_like_path(self.teacher), f"--teacher {self.teacher} not found; pass 'hybrid' or a "
+               "cross-encoder directory or name")
         _check(0 <= self.hybrid_weight <= 1, f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")
         _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
         check_location(self.output_dir, [*self.inputs, self.pairs, self.beir])

@@ -122,6 +122,8 @@ def test_a_local_tiny_model_writes_through_prepare(docs_dir, tmp_path, tiny_lm):
     (["--query-strategy", "llm", "--generator-url", "http://x/v1", "--generator-model", "m", "--queries-per-passage",
       "2"], "needs sampling; set --generator-temperature"),
     (["--filter", "cosine"], "--filter must be bm25, dense or none"),
+    (["--query-strategy", "llm", "--generator-url", "http://x/v1", "--generator-model", "m", "--generator-api-key-env",
+      "RAGTRAIN_TEST_UNSET_KEY"], "--generator-api-key-env names RAGTRAIN_TEST_UNSET_KEY, which is not set"),
 ])
 def test_option_errors_are_one_line(docs_dir, tmp_path, args, message):
     assert message in user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), *args])
