@@ -427,6 +427,8 @@ class TrainConfig:
                f"--distill-infonce-weight must be 0 or positive, got {self.distill_infonce_weight}")
         _check(not (self.loss == "distill" and self.grad_cache), "--grad-cache computes InfoNCE only; drop it "
                "or --loss distill")
+        _check(not (self.loss == "distill" and (self.symmetric or self.isotropy_weight > 0)),
+               "--symmetric and --isotropy-weight shape the InfoNCE loss, which --loss distill replaces; drop them")
         _check(self.isotropy_weight >= 0, f"--isotropy-weight must be 0 (off) or positive, got {self.isotropy_weight}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, got {self.warmup_steps}")

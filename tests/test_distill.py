@@ -122,6 +122,7 @@ def test_triples_without_scores_under_distill_are_one_line(triples_file, tmp_pat
     (["--distill-objective", "l2"], "--distill-objective must be margin-mse or kl"),
     (["--teacher-temperature", "0"], "--teacher-temperature must be a positive number"),
     (["--loss", "distill", "--grad-cache"], "--grad-cache computes InfoNCE only"),
+    (["--loss", "distill", "--symmetric"], "which --loss distill replaces"),
 ])
 def test_distill_option_errors(triples_file, tmp_path, extra, message):
     assert message in user_error(["train", "--train-data", str(triples_file), "-o", str(tmp_path / "run"), *extra])
