@@ -123,6 +123,12 @@ def load_causal_lm(folder: str, gguf_file: str | None, shown: str):
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"generator {shown} could not be loaded as a causal language model ({first_line(exc)}); "
                         "pass a causal LM directory, a GGUF file or a Hugging Face name") from None
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.device.type == "meta":
+        # a GGUF file stores a tied output head once, as the embeddings; transformers does not always tie it back
+        # (seen after another causal LM was loaded in the same process), which would leave the head without data
+        head.weight = model.get_input_embeddings().weight
+        model.config.tie_word_embeddings = True
     if getattr(tokenizer, "chat_template", None) is None:
         raise UserError(f"generator {shown} has no chat template; use an instruction-tuned (chat) model")
     tokenizer.padding_side = "left"
