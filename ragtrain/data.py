@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ class Triple:
     query: str
     positive: str
     negatives: tuple[str, ...]
+    scores: tuple[float, ...] | None = None  # a teacher's score of the positive, then of each negative
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class TokenizedTriples:
     query_texts: list[str]
     positive_texts: list[str]
     negative_texts: list[tuple[str, ...]]
+    scores: list[tuple[float, ...] | None] | None = None  # teacher scores per triple (positive, then negatives)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -42,8 +45,9 @@ class TokenizedTriples:
         return max([len(self.positives[i]), *(len(n) for n in self.negatives[i])])
 
 
-def load_triples(path: Path) -> list[Triple]:
-    """JSONL of {"query", "positive", "negatives"}; the older JSON array with "negative" is read too."""
+def load_triples(path: Path, require_scores: bool = False) -> list[Triple]:
+    """JSONL of {"query", "positive", "negatives"} and optional "scores" (teacher scores: the positive's, then each
+    negative's); the older JSON array with "negative" is read too. `require_scores`: a triple without is an error."""
     if not path.is_file():
         raise UserError(f"train file {path} not found; run 'ragtrain prepare-data' first")
     with open_for_reading(path) as handle:
@@ -51,7 +55,7 @@ def load_triples(path: Path) -> list[Triple]:
     numbered = list(enumerate(_read_json_array(path), start=1)) if head.startswith("[") else read_numbered_jsonl(path, "train file")
     if not numbered:
         raise UserError(f"{path} holds no triples; run 'ragtrain prepare-data' or check the file")
-    return [_triple_from_row(row, f"{path}:{number}") for number, row in numbered]
+    return [_triple_from_row(row, f"{path}:{number}", require_scores) for number, row in numbered]
 
 
 def _read_json_array(path: Path) -> list[dict]:
@@ -61,7 +65,7 @@ def _read_json_array(path: Path) -> list[dict]:
     return rows
 
 
-def _triple_from_row(row: dict, where: str) -> Triple:
+def _triple_from_row(row: dict, where: str, require_scores: bool = False) -> Triple:
     query, positive = row.get("query"), row.get("positive")
     if not isinstance(query, str) or not query.strip():
         raise UserError(f"{where}: no 'query' text; each triple needs query, positive and negatives")
@@ -72,9 +76,28 @@ def _triple_from_row(row: dict, where: str) -> Triple:
         negatives = [negatives]
     if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
         raise UserError(f"{where}: 'negatives' must be a list of strings")
-    # A negative equal to the positive would be a false negative: drop it (and repeats).
-    kept = dict.fromkeys(n for n in negatives if n.strip() and n != positive)
-    return Triple(query, positive, tuple(kept))
+    scores = _teacher_scores(row.get("scores"), len(negatives), where, require_scores)
+    # A negative equal to the positive would be a false negative: drop it (and repeats), and its score.
+    kept: dict[str, float | None] = {}
+    for n, negative in enumerate(negatives):
+        if negative.strip() and negative != positive and negative not in kept:
+            kept[negative] = scores[1 + n] if scores else None
+    kept_scores = (scores[0], *kept.values()) if scores else None
+    return Triple(query, positive, tuple(kept), kept_scores)
+
+
+def _teacher_scores(scores, negatives: int, where: str, required: bool) -> tuple[float, ...] | None:
+    """A triple's 'scores' checked: 1 + `negatives` finite numbers; None when absent (an error if `required`)."""
+    if scores is None:
+        if required:
+            raise UserError(f"{where}: no 'scores' (teacher scores), which --loss distill learns from; make the "
+                            "triples with 'ragtrain prepare-data --teacher hybrid' (or a cross-encoder) or use --loss infonce")
+        return None
+    if not isinstance(scores, list) or len(scores) != 1 + negatives or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in scores):
+        raise UserError(f"{where}: 'scores' must be a list of {1 + negatives} finite numbers (the positive's score, then "
+                        "each negative's)")
+    return tuple(float(x) for x in scores)
 
 
 def tokenize_triples(triples: list[Triple], tokenizer, max_length: int, query_prompt: str = "",
@@ -93,6 +116,7 @@ def tokenize_triples(triples: list[Triple], tokenizer, max_length: int, query_pr
         query_texts=[t.query for t in triples],
         positive_texts=[t.positive for t in triples],
         negative_texts=[t.negatives for t in triples],
+        scores=[t.scores for t in triples],
     )
 
 
@@ -170,3 +194,23 @@ def collate(data: TokenizedTriples, batch: list[int], pad_id: int) -> tuple[dict
     queries = pad([data.queries[i] for i in batch], pad_id)
     docs = [data.positives[i] for i in batch] + [n for i in batch for n in data.negatives[i]]
     return queries, pad(docs, pad_id)
+
+
+def distill_targets(data: TokenizedTriples, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each triple's candidates over collate's document layout, for --loss distill: (candidates, valid, teacher),
+    each (B, 1 + N) with N the most negatives of a triple in the batch. candidates: row indices into the
+    documents (positive i at row i, then its negatives where collate puts them; padding points at row i);
+    valid: False on padding; teacher: the triples' scores (0 on padding)."""
+    size = len(batch)
+    width = 1 + max(len(data.negatives[i]) for i in batch)
+    candidates = torch.arange(size).unsqueeze(1).repeat(1, width)  # (B, 1 + N)
+    valid = torch.zeros(size, width, dtype=torch.bool)
+    teacher = torch.zeros(size, width)
+    start = size  # the first negative's row: collate puts every positive first
+    for row, i in enumerate(batch):
+        count = len(data.negatives[i])
+        candidates[row, 1 : 1 + count] = torch.arange(start, start + count)
+        valid[row, : 1 + count] = True
+        teacher[row, : 1 + count] = torch.tensor(data.scores[i])
+        start += count
+    return candidates, valid, teacher

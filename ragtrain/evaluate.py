@@ -1,6 +1,7 @@
 """evaluate(config): rank the corpus for every query with each model, score the rankings, report side by side.
 
-A model is `bm25` (bm25s on the same texts) or anything `resolve_model_dir` accepts. Dense models are
+A model is `bm25` (bm25s on the same texts), `hybrid:MODEL` (BM25 and MODEL fused, hybrid.py) or anything
+`resolve_model_dir` accepts. Dense models are
 searched exactly (search.py); corpus and query embeddings are cached on disk unless `use_cache` is off.
 """
 
@@ -18,10 +19,11 @@ from rich.console import Console
 
 from ragtrain.bm25 import bm25_search, build_bm25
 from ragtrain.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
-from ragtrain.config import EvaluateConfig, as_dict
+from ragtrain.config import DEFAULT_HYBRID_WEIGHT, EvaluateConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.fileio import atomic_write_json, atomic_write_text
+from ragtrain.hybrid import HybridScorer, tune_weight
 from ragtrain.lora import ADAPTER_CONFIG
 from ragtrain.matryoshka import truncate
 from ragtrain.messages import tell, warn
@@ -34,6 +36,7 @@ from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
 
 BM25 = "bm25"
+HYBRID = "hybrid:"  # hybrid:MODEL fuses BM25 with MODEL (hybrid.py)
 LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
 
 
@@ -89,8 +92,45 @@ def run_bm25(data: EvalData, depth: int) -> ModelRun:
 
 
 def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
-    """A dense model as its own files describe it (flags over them): load it, embed (or fetch from the cache) the
-    corpus and the queries with their prompts, cut to --truncate-dim, search."""
+    """A dense model as its own files describe it (flags over them): load it, embed (or fetch from the cache)
+    the corpus and the queries with their prompts, cut to --truncate-dim, search."""
+    embedded, details, timings = embed_dense(model, {"corpus": data.corpus_texts, "queries": data.query_texts},
+                                             config, runtime, cache)
+    started = time.perf_counter()
+    indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
+    timings["search_s"] = time.perf_counter() - started
+    return ModelRun(indices, scores, timings, details)
+
+
+def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
+    """hybrid:MODEL: BM25 and MODEL's scores over the whole corpus, z-scored per query and fused (hybrid.py); the
+    weight given, chosen on --hybrid-tune-split, or the default."""
+    parts = {"corpus": data.corpus_texts, "queries": data.query_texts}
+    tune = load_eval_data(config.eval_data, config.hybrid_tune_split, "--hybrid-tune-split") if config.hybrid_tune_split else None
+    if tune is not None:
+        if tune.corpus_ids != data.corpus_ids:
+            raise UserError(f"--hybrid-tune-split {config.hybrid_tune_split} reads another corpus; tune on a split of "
+                            "the same evaluation data")
+        parts["tuning queries"] = tune.query_texts
+    embedded, details, timings = embed_dense(model[len(HYBRID):], parts, config, runtime, cache)
+    started = time.perf_counter()
+    scorer = HybridScorer(data.corpus_texts, embedded["corpus"])
+    weight = DEFAULT_HYBRID_WEIGHT if config.hybrid_weight is None else config.hybrid_weight
+    if tune is not None:
+        weight, means = tune_weight(scorer, tune.query_texts, embedded["tuning queries"], tune.query_ids, tune.qrels,
+                                    tune.corpus_ids)
+        details["hybrid_tuning"] = {"split": config.hybrid_tune_split, "ndcg@10_by_weight": means}
+    indices, scores = scorer.search(data.query_texts, embedded["queries"], weight, max(config.k_values))
+    timings["search_s"] = time.perf_counter() - started
+    details.update(similarity=f"hybrid ({weight:g} bm25 z + {1 - weight:g} {details['similarity']} z)",
+                   hybrid_weight=weight)
+    return ModelRun(indices, scores, timings, details)
+
+
+def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig, runtime: Runtime,
+                cache: EmbeddingCache) -> tuple[dict[str, np.ndarray], dict, dict[str, float]]:
+    """Load a dense model and embed each part's texts (or fetch them from the cache): (embeddings by part,
+    details, timings). Cosine models' embeddings come normalised."""
     timings, started = {}, time.perf_counter()
     model_dir = resolve_model_dir(model)
     flags = {"max_seq_length": config.max_seq_length, "query_prompt": config.query_prompt,
@@ -115,28 +155,24 @@ def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runti
              "embeddings are not cached")
 
     def encode(part: str, texts: list[str]) -> np.ndarray:
-        prompt = text.query_prompt if part == "queries" else text.document_prompt
+        prompt = text.query_prompt if part.endswith("queries") else text.document_prompt  # "tuning queries" too
         emb = embed_texts(encoder, tokenizer, with_prompt(texts, prompt), config.batch_size, max_length, runtime, part)
         return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
 
     embedded, statuses = {}, []
-    for part, texts in (("corpus", data.corpus_texts), ("queries", data.query_texts)):
+    for part, texts in parts.items():
         started = time.perf_counter()
         key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
         embedded[part], status = cached_or_encoded(part, texts, encode, key, cache, dim)  # whole: any cut reuses it
         if config.truncate_dim is not None:
             embedded[part] = truncate(embedded[part], config.truncate_dim, similarity == "cosine")
         statuses.append(status)
-        timings[f"encode_{part}_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
-    timings["search_s"] = time.perf_counter() - started
+        timings[f"encode_{part.replace(' ', '_')}_s"] = time.perf_counter() - started
     summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
-    return ModelRun(indices, scores, timings, {"resolved": model_dir, "similarity": similarity, "max_length": max_length,
-                                             "precision": precision, "cache": summary,
-                                             "dimensions": config.truncate_dim or dim,
-                                             "query_prompt": text.query_prompt, "document_prompt": text.document_prompt,
-                                             "cache_dir": str(cache.directory) if summary != "off" else None})
+    return embedded, {"resolved": model_dir, "similarity": similarity, "max_length": max_length, "precision": precision,
+                      "cache": summary, "dimensions": config.truncate_dim or dim, "query_prompt": text.query_prompt,
+                      "document_prompt": text.document_prompt,
+                      "cache_dir": str(cache.directory) if summary != "off" else None}, timings
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
@@ -150,7 +186,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
                                                                                    config.dtype)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
         if model != BM25:
-            resolve_model_dir(model)
+            resolve_model_dir(model.removeprefix(HYBRID))
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
                         "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
@@ -161,6 +197,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
         run = (run_bm25(data, max(config.k_values)) if model == BM25
+               else run_hybrid(model, data, config, runtime, cache) if model.startswith(HYBRID)
                else run_dense(model, data, config, runtime, cache))
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)

@@ -130,3 +130,59 @@ def isotropy_generator(seed: int, step: int) -> torch.Generator:
     """A generator for one step's directions: a pure function of (seed, step), so resume draws the same ones."""
     return torch.Generator().manual_seed((seed * STEP_SEED_STRIDE + step) % SEED_MODULUS)
 
+
+
+# ---- distillation: the student learns the teacher scores the triples carry (train --loss distill)
+MASKED_LOGIT = -1e4  # a padded candidate's score: exp() of it is exactly 0 in fp32, and every term stays finite
+
+
+def candidate_scores(query_emb: torch.Tensor, doc_emb: torch.Tensor, candidates: torch.Tensor,
+                     temperature: float, normalize: bool = True) -> torch.Tensor:
+    """(B, 1 + N) student scores of each query's own candidates: its positive, then its negatives.
+
+    query_emb: (B, D); doc_emb: (M, D); candidates: (B, 1 + N) row indices into doc_emb (padding may point
+    anywhere: the objectives leave padded columns out). Score = q . d / temperature, cosine when normalize."""
+    query_emb, doc_emb = at_least_fp32(query_emb), at_least_fp32(doc_emb)
+    q = F.normalize(query_emb, dim=-1) if normalize else query_emb  # (B, D)
+    d = F.normalize(doc_emb, dim=-1) if normalize else doc_emb  # (M, D)
+    return torch.einsum("bd,bkd->bk", q, d[candidates]) / temperature  # (B, 1 + N)
+
+
+def margin_mse(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Margin-MSE (Hofstaetter et al.): mean over real negatives of ((s_pos - s_neg) - (t_pos - t_neg))^2.
+
+    student, teacher: (B, 1 + N) scores, the positive in column 0; valid: (B, 1 + N) bool, False on padding."""
+    student_margin = student[:, :1] - student[:, 1:]  # (B, N)
+    teacher_margin = (teacher[:, :1] - teacher[:, 1:]).to(student.dtype)  # (B, N)
+    negatives = valid[:, 1:].to(student.dtype)  # (B, N)
+    return ((student_margin - teacher_margin) ** 2 * negatives).sum() / negatives.sum().clamp(min=1)
+
+
+def distill_kl(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) between the softmaxes over each query's real candidates, mean over queries.
+
+    student, teacher: (B, 1 + N) scores; valid: (B, 1 + N) bool, False on padding (left out of both softmaxes)."""
+    log_student = torch.log_softmax(student.masked_fill(~valid, MASKED_LOGIT), dim=-1)  # (B, 1 + N)
+    log_teacher = torch.log_softmax(teacher.to(student.dtype).masked_fill(~valid, MASKED_LOGIT), dim=-1)
+    return (log_teacher.exp() * (log_teacher - log_student)).sum(dim=-1).mean()
+
+
+def distill_loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor,
+                 teacher: torch.Tensor, objective: str, temperature: float, teacher_temperature: float,
+                 normalize: bool = True, infonce_weight: float = 0.0,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The distillation loss (margin-mse or kl) on student scores q.d / temperature against teacher scores /
+    teacher_temperature, plus `infonce_weight` times InfoNCE over the batch (`mask` as contrastive_loss's).
+
+    query_emb: (B, D); doc_emb: (B + N_all, D) as collate lays them out; candidates, valid, teacher: (B, 1 + N)."""
+    student = candidate_scores(query_emb, doc_emb, candidates, temperature, normalize)  # (B, 1 + N)
+    scaled_teacher = teacher / teacher_temperature  # (B, 1 + N)
+    objective_fn = margin_mse if objective == "margin-mse" else distill_kl
+    loss = objective_fn(student, scaled_teacher, valid)
+    parts = {"loss_distill": loss.item()}
+    if infonce_weight > 0:
+        contrastive, _ = contrastive_loss(query_emb, doc_emb, temperature, normalize, mask=mask)
+        parts["loss_q2d"] = contrastive.item()
+        loss = loss + infonce_weight * contrastive
+    parts["loss"] = loss.item()
+    return loss, parts

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain import __version__
-from ragtrain.config import PrepareConfig, as_dict, parse_strategies
+from ragtrain.beir import document_text
+from ragtrain.config import DEFAULT_MODEL, PrepareConfig, as_dict, parse_strategies
 from ragtrain.datadefaults import data_kind_of
 from ragtrain.documents import load_passages
 from ragtrain.errors import UserError
@@ -36,6 +37,10 @@ class PrepareSummary:
 def prepare(config: PrepareConfig) -> PrepareSummary:
     recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
     config.validate()
+    if config.threads:
+        import torch  # late: a bm25-only run never loads torch
+
+        torch.set_num_threads(config.threads)
     counts: Counter = Counter()
     mining = mining_options(config)
     if config.beir is not None:
@@ -47,6 +52,8 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
     if not prepared.train:
         raise UserError("no training triples could be made: the documents are too few or too short for the "
                         "splits asked; add documents or lower --val-fraction/--test-fraction")
+    if config.teacher:
+        score_with_teacher(prepared, config, counts)
     counts.update(train_triples=len(prepared.train), val_triples=len(prepared.val), eval_corpus=len(prepared.corpus))
     counts.update({f"eval_queries_{split}": len({q for q, _, _ in rows}) for split, rows in prepared.qrels.items()})
     with atomic_directory(config.output_dir, config.overwrite) as tmp:
@@ -71,8 +78,13 @@ def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Coun
     passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts)
     split_of = split_groups([p.doc_id for p in passages], config.val_fraction, config.test_fraction, config.seed)
     counts.update(f"documents_{split_of[d]}" for d in {p.doc_id for p in passages})
-    queries = make_queries(passages, parse_strategies(config.query_strategy), config.cloze_keep_probability,
+    strategies = parse_strategies(config.query_strategy)
+    queries = make_queries(passages, tuple(s for s in strategies if s != "llm"), config.cloze_keep_probability,
                            random.Random(config.seed))
+    if "llm" in strategies:
+        from ragtrain.generated import generated_queries  # late: only the llm strategy needs a generator
+
+        queries += generated_queries(config, passages, split_of, counts)
     by_split: dict[str, list[Query]] = {split: [] for split in SPLITS}
     for query in queries:
         split = split_of[passages[query.positive].doc_id]
@@ -93,7 +105,18 @@ def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Coun
     corpus = [{"_id": p.passage_id, "title": p.title, "text": eval_text.get(i, p.text)} for i, p in enumerate(passages)]
     eval_queries, qrels = held_out_queries({split: [(q.text, [passages[i].passage_id for i in q.relevant])
                                                     for q in by_split[split]] for split in HELD_OUT})
-    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
+    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels, texts)
+
+
+def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counter) -> None:
+    """Teacher scores on every train and val triple; the z-scores' corpus is every passage (document mode) or
+    the evaluation corpus, with the triples' own texts."""
+    from ragtrain.runtime import Runtime, resolve_device  # late: torch loads only for a teacher
+    from ragtrain.teacher import add_teacher_scores
+
+    corpus = prepared.passages or [document_text(doc) for doc in prepared.corpus]
+    add_teacher_scores(prepared.train + prepared.val, corpus, config.teacher, config.model or DEFAULT_MODEL,
+                       config.hybrid_weight, Runtime(resolve_device("auto")), counts)
 
 
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:

@@ -4,7 +4,7 @@ triples, and an evaluation set in BEIR form whose corpus holds every passage; an
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain.beir import write_beir
@@ -22,6 +22,7 @@ class Prepared:
     corpus: list[dict]  # {"_id", "title", "text"}
     queries: list[dict]  # {"_id", "text"}
     qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
+    passages: list[str] = field(default_factory=list)  # document mode: every passage text (a teacher's corpus)
 
 
 def held_out_queries(by_split: dict[str, Iterable[tuple[str, Iterable[str]]]]

@@ -12,11 +12,11 @@ from torch import nn
 
 from ragtrain import distributed
 from ragtrain.config import TrainConfig
-from ragtrain.data import TokenizedTriples, collate, false_negative_mask, micro_batches
+from ragtrain.data import TokenizedTriples, collate, distill_targets, false_negative_mask, micro_batches
 from ragtrain.diagnostics import DIAGNOSTICS, embedding_diagnostics
 from ragtrain.distributed import WorldInfo
 from ragtrain.gradcache import grad_cache_step
-from ragtrain.loss import ISOTROPY_DIRECTIONS, contrastive_loss, isotropy_generator, random_directions
+from ragtrain.loss import ISOTROPY_DIRECTIONS, contrastive_loss, distill_loss, isotropy_generator, random_directions
 from ragtrain.model import Encoder
 from ragtrain.runtime import Runtime
 
@@ -31,6 +31,8 @@ class MicroBatch:
     global_size: int  # B, the micro-batch's triples over all ranks
     mask: torch.Tensor  # (B, B + N) bool over the layout the loss scores (gathered, or this rank's own)
     masked: int  # candidates masked out of a query's softmax, over all ranks
+    # --loss distill: (candidates, valid, teacher), each (B, 1 + N) over the same layout as `mask`; else None
+    distill: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ def step_batches(data: TokenizedTriples, batch: list[int], config: TrainConfig, 
         masked = int(mask.sum()) if gather or not world.is_distributed else sum(  # every rank's own count
             int(false_negative_mask(data, distributed.shard_batch(part, WorldInfo(r, world.size))).sum())
             for r in range(world.size))
-        result.append(MicroBatch(queries, docs, len(shard), len(part), mask, masked))
+        scored = part if gather else shard
+        targets = distill_targets(data, scored) if config.loss == "distill" and scored else None
+        result.append(MicroBatch(queries, docs, len(shard), len(part), mask, masked, targets))
     return result
 
 
@@ -129,8 +133,9 @@ def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatc
     queries = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.queries.items()}
     docs = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.docs.items()}
     gather = config.gather_negatives and world.is_distributed
+    targets = tuple(t.to(runtime.device) for t in batch.distill) if batch.distill is not None else None
     loss_fn = partial(_loss, mask=batch.mask.to(runtime.device), config=config, directions=directions,
-                      world=world if gather else WorldInfo())
+                      world=world if gather else WorldInfo(), distill=targets)
     scale = distributed.loss_scale(world, batch.rows, batch.global_size, gather)
 
     def backward(loss: torch.Tensor) -> None:
@@ -147,8 +152,17 @@ def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatc
     return {name: value * weight for name, value in parts.items()}
 
 
+def loss_part_names(config: TrainConfig) -> list[str]:
+    """The loss parts a step reports besides the total, by the options (an empty slice reports them as 0)."""
+    if config.loss == "distill":
+        return ["loss_distill"] + ["loss_q2d"] * (config.distill_infonce_weight > 0)
+    return ([f"loss_dim{d}" for d in config.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * config.symmetric
+            + ["loss_isotropy"] * (config.isotropy_weight > 0))
+
+
 def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, config: TrainConfig,
-          directions: torch.Tensor | None, world: WorldInfo) -> tuple[torch.Tensor, dict[str, float]]:
+          directions: torch.Tensor | None, world: WorldInfo,
+          distill: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of this rank's embeddings, over the whole micro-batch of all ranks when `world` has several.
 
     An empty slice scored on its own (no gathering) has no loss: zero, still tied to the graph so that
@@ -157,8 +171,12 @@ def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, co
     query_emb, doc_emb = distributed.gather_embeddings(query_emb, doc_emb, world)  # (B, D), (B + N, D)
     if query_emb.size(0) == 0:
         zero = (query_emb.sum() + doc_emb.sum()) * 0.0
-        names = [f"loss_dim{d}" for d in config.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * config.symmetric + ["loss_isotropy"] * (config.isotropy_weight > 0)
+        names = loss_part_names(config)
         return zero, dict.fromkeys([*names, "loss", *DIAGNOSTICS], 0.0)
-    loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
-                                   config.isotropy_weight, directions, mask, config.matryoshka_dims)
+    if distill is not None:
+        loss, parts = distill_loss(query_emb, doc_emb, *distill, config.distill_objective, config.temperature,
+                                   config.teacher_temperature, config.normalized, config.distill_infonce_weight, mask)
+    else:
+        loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
+                                       config.isotropy_weight, directions, mask, config.matryoshka_dims)
     return loss, parts | embedding_diagnostics(query_emb, doc_emb, mask)  # read without gradient

@@ -122,7 +122,7 @@ def setup(config: TrainConfig, world: WorldInfo, runtime: Runtime) -> tuple[Run,
         torch.set_num_threads(config.threads)
     if runtime.device.type == "cpu":
         return_freed_memory_to_os()
-    triples = load_triples(config.train_data)  # bad data fails before the (slow) model load
+    triples = load_triples(config.train_data, config.loss == "distill")  # bad data fails before the (slow) model load
     val_triples = load_triples(config.val_data) if config.val_data else None
     eval_set = _load_eval_set(config, world.is_main)
     seed_everything(config.seed)

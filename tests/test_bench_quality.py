@@ -41,3 +41,22 @@ def test_sampling_is_seeded_and_limited(tmp_path):
     bench.fixed_triples(source, tmp_path / "b.jsonl", 1, 10, seed=3)
     assert len(read(tmp_path / "a.jsonl")) == 10
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_llm_rows_prepare_once_then_train_each_loss(tmp_path, monkeypatch):
+    commands = {}
+    monkeypatch.setattr(bench, "run_step", lambda name, command, done, args, times: commands.setdefault(name, command))
+    args = bench.parse_args(["--work-dir", str(tmp_path), "--llm-passages", "144"])
+    trained_by: dict[str, str] = {}
+    models = bench.llm_rows(args, {"llm", "llm-distill"}, ["ragtrain"], ["--device", "cpu"], {}, trained_by)
+    assert list(commands) == ["prepare-llm", "train-llm", "train-llm-distill"]
+    prepare = commands["prepare-llm"]
+    for flag, value in (("--query-strategy", "llm"), ("--generator-max-passages", "144"), ("--teacher", "hybrid"),
+                        ("--filter", "bm25")):
+        assert prepare[prepare.index(flag) + 1] == value
+    assert "--loss" in commands["train-llm"] and commands["train-llm"][commands["train-llm"].index("--loss") + 1] == "infonce"
+    distill = commands["train-llm-distill"]
+    assert distill[distill.index("--loss") + 1] == "distill" and "--distill-objective" in distill
+    assert models == {"ragtrain label-free llm": str(tmp_path / "ragtrain_llm" / "final"),
+                      "ragtrain label-free llm distill": str(tmp_path / "ragtrain_llm-distill" / "final")}
+    assert trained_by["ragtrain label-free llm distill"] == "train-llm-distill"

@@ -1,0 +1,82 @@
+"""Teacher scores: the hybrid teacher against fusion computed by hand from the same embeddings and BM25 scores,
+a tiny random cross-encoder against its own logits, and prepare-data --teacher writing them into the triples."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from conftest import jsonl_rows, prepare_config, user_error
+from ragtrain.bm25 import build_bm25
+from ragtrain.hybrid import bm25_matrix, zscores
+from ragtrain.model import load_encoder
+from ragtrain.prepare import prepare
+from ragtrain.runtime import Runtime
+from ragtrain.search import embed_texts
+from ragtrain.teacher import add_teacher_scores
+
+CORPUS = ["the cat sat on the tree", "bread dough and yeast in the oven", "a planet in orbit around the sun",
+          "fish swim in the river water"]
+ROWS = [{"query": "cat tree", "positive": CORPUS[0], "negatives": [CORPUS[1], "a dog in the city"]},
+        {"query": "planet orbit", "positive": CORPUS[2], "negatives": [CORPUS[3]]}]
+CPU = Runtime(torch.device("cpu"))
+
+
+def test_hybrid_teacher_equals_fusion_by_hand(tiny_model):
+    rows = [dict(r) for r in ROWS]
+    counts = Counter()
+    add_teacher_scores(rows, CORPUS, "hybrid", str(tiny_model), 0.3, CPU, counts)
+    texts = CORPUS + ["a dog in the city"]  # the corpus and every candidate
+    encoder, tokenizer = load_encoder(str(tiny_model))
+    corpus = torch.nn.functional.normalize(embed_texts(encoder, tokenizer, texts, 8, 256, CPU, "c"), dim=-1).numpy()
+    queries = torch.nn.functional.normalize(embed_texts(encoder, tokenizer, ["cat tree", "planet orbit"], 8, 256, CPU,
+                                                        "q"), dim=-1).numpy()
+    bm25 = bm25_matrix(build_bm25(texts), ["cat tree", "planet orbit"], len(texts))
+    fused = 0.3 * zscores(bm25) + 0.7 * zscores(queries @ corpus.T)
+    assert rows[0]["scores"] == pytest.approx(fused[0, [0, 1, 4]].tolist(), abs=1e-5)
+    assert rows[1]["scores"] == pytest.approx(fused[1, [2, 3]].tolist(), abs=1e-5)
+    assert counts["teacher_scored_triples"] == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory, tiny_model):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("cross-encoder")
+    torch.manual_seed(1)
+    config = BertConfig.from_pretrained(tiny_model, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(directory)
+    return directory
+
+
+def test_cross_encoder_teacher_scores_are_its_logits(tiny_cross_encoder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rows = [dict(r) for r in ROWS]
+    add_teacher_scores(rows, CORPUS, str(tiny_cross_encoder), "unused", 0.2, CPU, Counter())
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_cross_encoder)
+    for row in rows:
+        for text, score in zip([row["positive"], *row["negatives"]], row["scores"]):
+            with torch.no_grad():
+                logit = model(**tokenizer(row["query"], text, return_tensors="pt")).logits[0, 0].item()
+            assert score == pytest.approx(logit, abs=1e-4)
+    assert len(rows[0]["scores"]) == 3 and len(rows[1]["scores"]) == 2
+
+
+def test_prepare_data_writes_scores_for_every_triple(docs_dir, tmp_path, tiny_model):
+    counts = prepare(prepare_config([docs_dir], tmp_path / "out", teacher="hybrid", model=str(tiny_model),
+                                    negatives=2)).counts
+    for name in ("train.jsonl", "val.jsonl"):
+        for row in jsonl_rows(tmp_path / "out" / name):
+            assert len(row["scores"]) == 1 + len(row["negatives"])
+    assert counts["teacher_scored_triples"] == counts["train_triples"] + counts["val_triples"]
+
+
+def test_a_teacher_that_is_no_cross_encoder_is_one_line(docs_dir, tmp_path):
+    line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--teacher", "./no/such/teacher"])
+    assert "--teacher ./no/such/teacher not found" in line  # before any passage is read
+    assert not (tmp_path / "out").exists()
