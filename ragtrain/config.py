@@ -680,6 +680,10 @@ class ReportConfig:
     evals: tuple[Path, ...] = option((), "A results file from 'ragtrain evaluate --output'; repeat --eval for "
         "several. Charted per metric and model, with the change against each file's first model.", decls=("--eval",),
         cli_type=Optional[list[Path]], cli_default=None, show_default=False, parse=lambda paths: tuple(paths or ()))
+    studies: tuple[Path, ...] = option((), "A study directory from 'ragtrain tune'; repeat --study for several. Its "
+        "plots (the metric against each searched option, the best value over trials) join the page.",
+        decls=("--study",), cli_type=Optional[list[Path]], cli_default=None, show_default=False,
+        parse=lambda paths: tuple(paths or ()))
     output: Path = option(Path("report.html"), "The HTML page (self-contained: its plots are embedded); the plots "
         "are also written as PNG files to <name>_plots/ beside it.", decls=("--output", "-o"))
     title: str = option("ragtrain report", "The page's title.")
@@ -689,8 +693,11 @@ class ReportConfig:
         return self.output.with_name(self.output.stem + "_plots")
 
     def validate(self) -> "ReportConfig":
-        _check(bool(self.runs or self.evals), "nothing to report; pass training run directories and/or "
-                                              "--eval RESULTS.json (from 'ragtrain evaluate --output')")
+        _check(bool(self.runs or self.evals or self.studies), "nothing to report; pass training run directories, "
+               "--eval RESULTS.json (from 'ragtrain evaluate --output') and/or --study DIR (from 'ragtrain tune')")
+        for study in self.studies:
+            _check((study / "results.json").is_file(), f"--study {study} has no results.json; pass a directory "
+                                                      "'ragtrain tune' wrote (its --output-dir)")
         for flag, paths in (("run", self.runs), ("--eval", self.evals)):
             repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
             _check(not repeated, f"{flag} {repeated[0]} is given twice; pass each once" if repeated else "")

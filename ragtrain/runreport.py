@@ -20,6 +20,7 @@ from ragtrain.errors import UserError
 from ragtrain.fileio import atomic_directory, atomic_write_text, read_json
 from ragtrain.plots import curves_png, eval_png
 from ragtrain.reportdata import DIAGNOSTIC_PANELS, TRAINING_PANELS, eval_bars, eval_metrics, options_table, panels
+from ragtrain.tuneplot import write_study_plots
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def report(config: ReportConfig, extra: list[tuple[str, Path]] = ()) -> Path:
     configs = {str(run): read_run_config(run) for run in config.runs}
     results = [read_results(path) for path in config.evals]
     figures = run_figures(runs) + eval_figures(results, [path.stem for path in config.evals])
-    for n, (title, path) in enumerate(extra):
+    for n, (title, path) in enumerate([*study_sections(config.studies), *extra]):
         if not path.is_file():
             raise UserError(f"extra figure {path} not found")
         figures.append(Figure(title, f"extra-{n + 1}-{path.name}", path.read_bytes()))
@@ -50,6 +51,18 @@ def report(config: ReportConfig, extra: list[tuple[str, Path]] = ()) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
+def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """Each tune study's plots, drawn afresh from its results.json, as (title, PNG) sections; a study whose trials
+    chose by validation loss is minimised."""
+    sections = []
+    for study in studies:
+        trial_configs = sorted((study / "trials").glob("trial-*/config.json"))
+        metric = read_json(trial_configs[0]).get("metric") if trial_configs else None
+        plots = write_study_plots(study, maximize=metric != "val_loss")
+        sections += [(f"{title} ({study})", path) for path, title in plots]
+    return sections
+
+
 def read_metrics(run: Path) -> list[dict]:
     """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line is the user's to fix."""
     lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()

@@ -38,6 +38,7 @@ PARSED = {
     ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
     ("report", "runs"): (["runs/a", "runs/b"], (Path("runs/a"), Path("runs/b"))),
     ("report", "evals"): (["--eval", "r1.json", "--eval", "r2.json"], (Path("r1.json"), Path("r2.json"))),
+    ("report", "studies"): (["--study", "s1", "--study", "s2"], (Path("s1"), Path("s2"))),
 }
 
 

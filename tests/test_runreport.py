@@ -72,6 +72,24 @@ def test_an_evaluation_alone_and_extra_figures(tmp_path, inputs):
     assert "Training curves" not in page
 
 
+def test_a_tune_study_joins_the_page_as_its_plots(tmp_path, inputs):
+    study = tmp_path / "study"
+    study.mkdir()
+    rows = [{"trial": n, "state": state, "value": value, "learning_rate": lr, "epochs": 1, "steps": 10, "seconds": 9.0}
+            for n, (state, value, lr) in enumerate([("COMPLETE", 0.70, 2e-5), ("PRUNED", 0.66, 1e-4),
+                                                    ("COMPLETE", 0.74, 5e-5)])]
+    (study / "results.json").write_text(json.dumps(rows))
+    result = runner.invoke(app, ["report", "--study", str(study), "-o", str(tmp_path / "t.html")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "t.html").read_text()
+    pngs = sorted(p.name for p in (tmp_path / "t_plots").iterdir())
+    assert len(pngs) >= 1 and all(p.startswith("extra-") for p in pngs)
+    for name in pngs:  # each plot is embedded in the page, byte for byte
+        assert base64.b64encode((tmp_path / "t_plots" / name).read_bytes()).decode() in page
+    assert f"({study})</h2>" in page
+    assert "has no results.json" in user_error(["report", "--study", str(tmp_path / "run-a"), "-o", str(tmp_path / "u.html")])
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("nothing", "nothing to report"),
     ("no-metrics", "has no metrics.jsonl"),
