@@ -125,7 +125,7 @@ def validation_section(rows: list[dict], metric: str | None) -> str:
         summary = (f"\n\n{metric} went from {_number(scored[0][metric])} at step {scored[0]['step']} to "
                    f"{_number(best[metric])} at its best (step {best['step']}); "
                    f"{_number(scored[-1][metric])} at the last validation (step {scored[-1]['step']}).")
-    return f"## Validation\n\n" + "\n".join(table) + summary
+    return "## Validation\n\n" + "\n".join(table) + summary
 
 
 def evaluation_section(entries: list[dict]) -> str:

@@ -131,7 +131,7 @@ def test_a_run_writes_cards_and_evaluate_adds_its_results(tmp_path, tiny_model):
         text = (cfg.output_dir / which / "README.md").read_text()
         assert front(text)["base_model"] == str(tiny_model)
         assert "| training triples | 12 |" in text and "prepare-data manifest sha256" in text
-        assert f"| `epochs` | `2` |" in text and "SentenceTransformer(" in text and "AutoModel.from_pretrained" in text
+        assert "| `epochs` | `2` |" in text and "SentenceTransformer(" in text and "AutoModel.from_pretrained" in text
         for row in logged:  # the whole curve, in both (best/'s card is redrawn at the end)
             figures = " | ".join(f"{value:.4f}" for name, value in row.items() if name not in ("step", "epoch"))
             assert f"| {row['step']} | {figures} |" in text
