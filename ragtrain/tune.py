@@ -1,11 +1,12 @@
 """tune: an Optuna study whose trials are train runs, compared on the validation metric of --eval-data.
 
-Each trial draws its options from the search space (tunespace.py) with TPE, trains in its own directory
-(OUTPUT_DIR/trials/trial-NNNN) in this process, and reports every validation to Optuna, whose median pruner may stop
-it there. The study lives in Optuna's storage (SQLite in the study directory by default, a journal file or a
-database server to share it), so several processes, on one machine or many, pull trials from one study, and tune run
-again with the same arguments continues it: a trial left RUNNING by a killed process of this host is marked failed
-and run again. At the end the results table, plots and best/ are written (tuneresults.py).
+The first trial of a new study runs train's defaults for the triples (labelled or label-free, datadefaults.py) where
+the space holds them; every other trial draws its options from the search space (tunespace.py) with TPE, trains in
+its own directory (OUTPUT_DIR/trials/trial-NNNN) in this process, and reports every validation to Optuna, whose
+median pruner may stop it there. The study lives in Optuna's storage (SQLite in the study directory by default, a
+journal file or a database server to share it), so several processes, on one machine or many, pull trials from one
+study, and tune run again with the same arguments continues it: a trial left RUNNING by a killed process of this
+host is marked failed and run again. At the end the results table, plots and best/ are written (tuneresults.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from ragtrain import runlock
 from ragtrain.config import TrainConfig, TuneConfig
+from ragtrain.datadefaults import defaults_for
 from ragtrain.errors import UserError
 from ragtrain.messages import tell, warn
 from ragtrain.tuneresults import finish_study, keep_best_models
@@ -42,7 +44,7 @@ def tune(config: TuneConfig) -> Path:
     space = search_space(config)  # a bad space fails here, before the storage is touched
     optuna = require_optuna()
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(optuna, config)
+    study = open_study(optuna, config, space)
     retry_interrupted(optuna, study)
     if counted_trials(optuna, study) < config.n_trials:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial's own output says what happens
@@ -73,8 +75,9 @@ def counted_trials(optuna, study) -> int:
                if t.state in (states.COMPLETE, states.PRUNED) or (t.state == states.FAIL and "error" in t.user_attrs))
 
 
-def open_study(optuna, config: TuneConfig):
-    """The study in --storage (created the first time), maximising the metric (minimising val_loss)."""
+def open_study(optuna, config: TuneConfig, space: tuple[Param, ...]):
+    """The study in --storage (created the first time, with train's defaults queued as its first trial),
+    maximising the metric (minimising val_loss)."""
     metric = TrainConfig(**config.train_fields(), output_dir=config.output_dir).selection_metric
     direction = "minimize" if metric == "val_loss" else "maximize"
     storage = open_storage(optuna, config.storage or f"sqlite:///{(config.output_dir / 'study.db').resolve()}")
@@ -83,6 +86,9 @@ def open_study(optuna, config: TuneConfig):
     kwargs = dict(storage=storage, study_name=config.study, direction=direction, pruner=pruner)
     try:  # the process that creates the study samples from --seed: one process, same seed, same trials
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=config.seed), **kwargs)
+        first = defaults_in_space(config.train_data, space)
+        if first:  # the run a user gets without tune is the yardstick, and the study's best is never below it
+            study.enqueue_trial(first, user_attrs={"defaults": True})
     except optuna.exceptions.DuplicatedStudyError:
         # one that joins it (another process, or a continued study) from a seed of its own: processes seeded
         # alike would draw the same parameters, trial for trial
@@ -94,6 +100,19 @@ def open_study(optuna, config: TuneConfig):
                         f"and this one would {direction}; use another --study name or the same --metric")
     study.set_user_attr("metric", metric)
     return study
+
+
+def defaults_in_space(train_data: Path, space: tuple[Param, ...]) -> dict:
+    """Train's defaults for these triples (labelled or label-free, datadefaults.py) of the searched options whose
+    range holds them; Optuna samples the others."""
+    defaults, first = defaults_for(train_data).values, {}
+    for p in space:
+        value = defaults.get(p.name)
+        if value is None:
+            continue
+        if (p.choices and value in p.choices) or (not p.choices and p.low <= value <= p.high):
+            first[p.name] = value
+    return first
 
 
 def open_storage(optuna, url: str, attempts: int = 3):

@@ -88,6 +88,29 @@ def test_an_option_given_to_tune_is_fixed_and_a_range_narrows_the_search(tmp_pat
     assert "epochs" not in rows[0] and "learning_rate" in rows[0]
 
 
+def test_a_new_studys_first_trial_is_trains_defaults_for_the_kind_of_triples(tmp_path, data, tiny_model,
+                                                                             monkeypatch):
+    import ragtrain.train
+    from ragtrain.tune import tune
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))  # beside train.jsonl
+    seen = []
+    monkeypatch.setattr(ragtrain.train, "train", scripted([[0.5]] * 3, seen))
+    tune(tune_config(tmp_path, data, tiny_model, n_trials=2, seed=3))
+    first = seen[0]
+    assert (first.learning_rate, first.epochs, first.temperature, first.warmup_ratio) == (8e-5, 2, 0.05, 0.1)
+    assert seen[1].learning_rate != 8e-5  # the next one is drawn
+    # a range that leaves a default out: that option is drawn, the others still start from the defaults
+    seen.clear()
+    tune(tune_config(tmp_path, data, tiny_model, n_trials=1, lr_range=(1e-4, 2e-4), output_dir=tmp_path / "narrow"))
+    assert 1e-4 <= seen[0].learning_rate <= 2e-4 and (seen[0].epochs, seen[0].temperature) == (2, 0.05)
+    # without a manifest the triples count as label-free: 2e-5 for one epoch
+    (tmp_path / "manifest.json").unlink()
+    seen.clear()
+    tune(tune_config(tmp_path, data, tiny_model, n_trials=1, output_dir=tmp_path / "unlabelled"))
+    assert (seen[0].learning_rate, seen[0].epochs) == (2e-5, 1)
+
+
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, data, tiny_model, monkeypatch):
     import ragtrain.train
     from ragtrain.tune import tune
