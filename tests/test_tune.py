@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import user_error, write_beir_folder, write_triples
 from ragtrain.config import TuneConfig
+from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS
 from ragtrain.errors import UserError
 
 optuna = pytest.importorskip("optuna")
@@ -98,17 +99,19 @@ def test_a_new_studys_first_trial_is_trains_defaults_for_the_kind_of_triples(tmp
     monkeypatch.setattr(ragtrain.train, "train", scripted([[0.5]] * 3, seen))
     tune(tune_config(tmp_path, data, tiny_model, n_trials=2, seed=3))
     first = seen[0]
-    assert (first.learning_rate, first.epochs, first.temperature, first.warmup_ratio) == (8e-5, 2, 0.05, 0.1)
-    assert seen[1].learning_rate != 8e-5  # the next one is drawn
+    assert {name: getattr(first, name) for name in LABELLED_DEFAULTS} == LABELLED_DEFAULTS
+    assert LABELLED_DEFAULTS != LABEL_FREE_DEFAULTS and seen[1].learning_rate != first.learning_rate  # then drawn
     # a range that leaves a default out: that option is drawn, the others still start from the defaults
     seen.clear()
-    tune(tune_config(tmp_path, data, tiny_model, n_trials=1, lr_range=(1e-4, 2e-4), output_dir=tmp_path / "narrow"))
-    assert 1e-4 <= seen[0].learning_rate <= 2e-4 and (seen[0].epochs, seen[0].temperature) == (2, 0.05)
-    # without a manifest the triples count as label-free: 2e-5 for one epoch
+    low, high = 1.5 * LABELLED_DEFAULTS["learning_rate"], 3 * LABELLED_DEFAULTS["learning_rate"]
+    tune(tune_config(tmp_path, data, tiny_model, n_trials=1, lr_range=(low, high), output_dir=tmp_path / "narrow"))
+    assert low <= seen[0].learning_rate <= high
+    assert (seen[0].epochs, seen[0].temperature) == (LABELLED_DEFAULTS["epochs"], LABELLED_DEFAULTS["temperature"])
+    # without a manifest the triples count as label-free
     (tmp_path / "manifest.json").unlink()
     seen.clear()
     tune(tune_config(tmp_path, data, tiny_model, n_trials=1, output_dir=tmp_path / "unlabelled"))
-    assert (seen[0].learning_rate, seen[0].epochs) == (2e-5, 1)
+    assert {name: getattr(seen[0], name) for name in LABEL_FREE_DEFAULTS} == LABEL_FREE_DEFAULTS
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, data, tiny_model, monkeypatch):
