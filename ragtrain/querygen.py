@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from ragtrain.cache import default_cache_dir
 from ragtrain.errors import UserError
 from ragtrain.fileio import read_json
+from ragtrain.messages import tell
 
 PLACEHOLDER = "{passage}"
 TITLE_PLACEHOLDER = "{title}"
@@ -146,12 +148,17 @@ def generate_outputs(passages: list[tuple[str, str]], generator, prompt: list[di
     counts["llm_prompts_cached"] += len(keys) - len(missing)
     counts["llm_prompts_generated"] += len(missing)
     by_key = dict(zip(keys, conversations))
+    started = time.perf_counter()
     with tqdm(total=len(missing), desc="writing queries", unit="query", disable=None, smoothing=0.1) as bar:
         for start in range(0, len(missing), generator.batch_size):
             batch = missing[start : start + generator.batch_size]
             outputs = generator.generate([by_key[k] for k in batch])
             cache.add(list(zip(batch, outputs)))
             bar.update(len(batch))
+    if missing:  # the bar is hidden in a log file: the speed stays in the output and the manifest
+        seconds = time.perf_counter() - started
+        counts["llm_generation_ms"] += round(seconds * 1000)
+        tell(f"wrote queries for {len(missing)} passages in {seconds:.0f} s ({len(missing) / seconds:.2f} passages/s)")
     return [cache.entries[k] for k in keys]
 
 

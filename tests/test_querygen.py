@@ -108,11 +108,12 @@ def test_generation_is_cached_and_a_failed_run_keeps_what_it_made(tmp_path):
     generator, counts = CountingGenerator(), Counter()
     outputs = generate_outputs(PASSAGES, generator, default_prompt(), QueryCache(tmp_path, "counting"), counts)
     assert generator.calls == [2, 1]  # the first batch came from the cache
+    assert isinstance(counts.pop("llm_generation_ms"), int)  # the manifest's speed figure, with the prompts it timed
     assert counts == Counter(llm_prompts_cached=2, llm_prompts_generated=3)
     assert outputs[3] == ["Does topic3 words matter?"]
-    again = CountingGenerator()
-    assert generate_outputs(PASSAGES, again, default_prompt(), QueryCache(tmp_path, "counting"), Counter()) == outputs
-    assert again.calls == []
+    again, counts = CountingGenerator(), Counter()
+    assert generate_outputs(PASSAGES, again, default_prompt(), QueryCache(tmp_path, "counting"), counts) == outputs
+    assert again.calls == [] and "llm_generation_ms" not in counts  # nothing generated, nothing timed
     assert generate_outputs(PASSAGES, again, default_prompt(), QueryCache(tmp_path, "other"), Counter()) == outputs
     assert again.calls == [2, 2, 1]  # another generator: another cache file
 
