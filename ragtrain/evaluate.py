@@ -31,12 +31,11 @@ from ragtrain.metrics import average, per_query_metrics
 from ragtrain.model import load_encoder, resolve_model_path, usable_max_length
 from ragtrain.modelcard import CARD, add_evaluation, evaluation_entry
 from ragtrain.modelspec import DEFAULT_MAX_LENGTH, RAGTRAIN_CONFIG, describe, with_prompt
-from ragtrain.report import results_table, run_file_paths, run_tag, trec_run_text
+from ragtrain.report import HYBRID, results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.runtime import Runtime, evaluation_runtime
 from ragtrain.search import dense_search, embed_texts
 
 BM25 = "bm25"
-HYBRID = "hybrid:"  # hybrid:MODEL fuses BM25 with MODEL (hybrid.py)
 LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
 
 

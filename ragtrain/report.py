@@ -39,14 +39,22 @@ def results_table(results: dict, k_values: tuple[int, ...]) -> Table:
     return table
 
 
+HYBRID = "hybrid:"  # evaluate's hybrid:MODEL row, labelled so it is not mistaken for MODEL's own row
+
+
 def display_name(model: str) -> str:
-    """A short label: a hub name's model part, or a path's last two parts (run/final)."""
+    """A short label: a hub name's model part, or a path's last two parts (run/final); hybrid:MODEL keeps its prefix."""
+    if model.startswith(HYBRID):
+        return HYBRID + display_name(model[len(HYBRID):])
     parts = Path(model.rstrip("/")).parts
     return "/".join(parts[-2:]) if len(parts) > 1 and Path(model).exists() else parts[-1] if parts else model
 
 
 def run_tag(model: str) -> str:
-    """A TREC run tag: the model's last path part, with anything but letters, digits, '.', '_', '-' as '_'."""
+    """A TREC run tag: the model's last path part, with anything but letters, digits, '.', '_', '-' as '_'
+    (hybrid:MODEL: hybrid_ and MODEL's tag)."""
+    if model.startswith(HYBRID):
+        return "hybrid_" + run_tag(model[len(HYBRID):])
     name = Path(model.rstrip("/")).name or model
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "run"
 

@@ -38,6 +38,12 @@ def test_the_headline_cut_off_is_10_when_asked_else_the_largest():
 def test_names_and_tags_are_short_and_safe():
     assert display_name("sentence-transformers/all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # a hub name, no such path
     assert run_tag("checkpoints/run 1/") == "run_1" and run_tag("bm25") == "bm25"
+    # the hybrid row beside its model's own row: told apart in the table and in the run files
+    assert display_name("hybrid:sentence-transformers/all-MiniLM-L6-v2") == "hybrid:all-MiniLM-L6-v2"
+    assert run_tag("hybrid:sentence-transformers/all-MiniLM-L6-v2") == "hybrid_all-MiniLM-L6-v2"
+    models = ("sentence-transformers/all-MiniLM-L6-v2", "hybrid:sentence-transformers/all-MiniLM-L6-v2")
+    assert run_file_paths(Path("run.trec"), models) == [Path("run.all-MiniLM-L6-v2.trec"),
+                                                         Path("run.hybrid_all-MiniLM-L6-v2.trec")]
 
 
 def test_run_lines_are_trec_format_ranked_from_1():
