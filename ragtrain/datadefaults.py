@@ -17,8 +17,8 @@ SEARCHED = ("learning_rate", "epochs", "temperature", "warmup_ratio")  # what th
 # (more label-free steps moved the model away from what the dev claims need); README Results.
 LABEL_FREE_DEFAULTS = {"learning_rate": 2e-5, "epochs": 1, "temperature": 0.05, "warmup_ratio": 0.1}
 # labelled: the best measured on SciFact's train claims, validated on its dev claims: 8e-5 for 2 epochs (dev nDCG@10
-# 0.7476; 3e-5 0.7042, 5e-5 0.7319). `ragtrain tune`'s study there (README Results) could only run a slice on the
-# shared machine and found nothing that contradicts it; scripts/bench_tune.py is the full study to run on a quiet one.
+# 0.7476; 3e-5 0.7042, 5e-5 0.7319). An hour's `ragtrain tune` study there (scripts/bench_tune.py, README Results:
+# 4 trials at one thread) found nothing better on the whole dev corpus (its best 0.7136).
 LABELLED_DEFAULTS = {"learning_rate": 8e-5, "epochs": 2, "temperature": 0.05, "warmup_ratio": 0.1}
 
 
