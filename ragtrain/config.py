@@ -26,6 +26,7 @@ from ragtrain.modelfiles import looks_like_path
 from ragtrain.options import Flag, option
 from ragtrain.outputdir import check_location, check_prepare_output
 from ragtrain.readers import Fields
+from ragtrain.report import HYBRID
 from ragtrain.trackers import BACKENDS, missing_package
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -657,10 +658,10 @@ class EvaluateConfig:
                "on it would overstate the hybrid row; choose another split (e.g. train)")
         _check(self.eval_data.is_dir() or self.hybrid_tune_split is None,
                "--hybrid-tune-split needs a BEIR directory with that qrels split, not a JSON file")
-        _check(any(m.startswith("hybrid:") for m in self.models) or (self.hybrid_weight, self.hybrid_tune_split) == (None, None),
+        _check(any(m.startswith(HYBRID) for m in self.models) or (self.hybrid_weight, self.hybrid_tune_split) == (None, None),
                "--hybrid-weight and --hybrid-tune-split apply to hybrid:MODEL rows; add one or drop them")
         for model in self.models:
-            _check(not model.startswith("hybrid:") or len(model) > len("hybrid:"),
+            _check(not model.startswith(HYBRID) or len(model) > len(HYBRID),
                    "a hybrid row needs its dense model: hybrid:MODEL, e.g. hybrid:sentence-transformers/all-MiniLM-L6-v2")
         _check(self.cache_dir is None or not self.cache_dir.is_file(), f"--cache-dir {self.cache_dir} is a file; give a directory")
         for flag, path in (("--output", self.output), ("--run-file", self.run_file)):
