@@ -17,12 +17,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config import (RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
+from ragtrain.config.commands import (RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
                              TuneConfig)
-from ragtrain.configfile import read_config_file
-from ragtrain.diskerrors import os_error_line
+from ragtrain.config.file import read_config_file
+from ragtrain.files.diskerrors import os_error_line
 from ragtrain.errors import UserError
-from ragtrain.options import Flag, build, flags_of
+from ragtrain.config.options import Flag, build, flags_of
 
 app = typer.Typer(
     help="Fine-tune text embedding models for retrieval: prepare data, train, evaluate.",
@@ -105,7 +105,7 @@ def _config_parameter() -> inspect.Parameter:
 @command("prepare-data", PrepareConfig)
 def prepare_data(config: PrepareConfig) -> None:
     """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
-    from ragtrain.prepare import counts_table, prepare
+    from ragtrain.commands.prepare import counts_table, prepare
 
     Console().print(counts_table(prepare(config)))
 
@@ -113,7 +113,7 @@ def prepare_data(config: PrepareConfig) -> None:
 @command("train", TrainConfig, ignored=RUN_RECORD_KEYS)
 def train(config: TrainConfig) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
-    from ragtrain.train import train as run_training
+    from ragtrain.training.loop import train as run_training
 
     Console().print(f"trained model saved to {run_training(config)}")
 
@@ -121,7 +121,7 @@ def train(config: TrainConfig) -> None:
 @command("evaluate", EvaluateConfig)
 def evaluate(config: EvaluateConfig) -> None:
     """Measure retrieval (Recall, Precision, nDCG, MRR, MAP, hit rate @k) of models side by side."""
-    from ragtrain.evaluate import evaluate as run_evaluation
+    from ragtrain.commands.evaluate import evaluate as run_evaluation
 
     run_evaluation(config)
 
@@ -129,7 +129,7 @@ def evaluate(config: EvaluateConfig) -> None:
 @command("report", ReportConfig)
 def report(config: ReportConfig) -> None:
     """Draw training runs and evaluation results as one self-contained HTML page, with its plots as PNGs beside it."""
-    from ragtrain.runreport import report as write_report
+    from ragtrain.commands.report import report as write_report
 
     Console().print(f"report written to {write_report(config)} (its plots also in {config.plots_dir})")
 
@@ -137,7 +137,7 @@ def report(config: ReportConfig) -> None:
 @command("tune", TuneConfig)
 def tune(config) -> None:
     """Search train's options with Optuna (TPE, median pruning) on the validation metric of --eval-data."""
-    from ragtrain.tune import tune as run_study
+    from ragtrain.commands.tune import tune as run_study
 
     Console().print(f"study results in {run_study(config)}")
 
@@ -145,7 +145,7 @@ def tune(config) -> None:
 @command("merge", MergeConfig)
 def merge(config: MergeConfig) -> None:
     """Average the weights of models of one architecture (a soup), or interpolate a fine-tune with its base."""
-    from ragtrain.merge import merge as run_merge
+    from ragtrain.commands.merge import merge as run_merge
 
     Console().print(f"merged model saved to {run_merge(config)}")
 

@@ -1,7 +1,7 @@
 """Mixed precision against fp32: time, triples/s, peak memory and final loss of the same training run.
 
 On a CUDA GPU: fp32, fp16 (autocast + gradient scaler) and bf16 (autocast). On CPU: fp32 and bf16 (autocast;
-fp16 autocast is not offered on CPU). Each precision trains in its own subprocess through ragtrain.train.train
+fp16 autocast is not offered on CPU). Each precision trains in its own subprocess through ragtrain.training.loop.train
 (same seed, same batches), on real triples from BEIR SciFact (title -> abstract, another abstract as hard
 negative), all-MiniLM-L6-v2 (bundled copy). The first step (warm-up allocations, kernel selection) is left
 out of the time and the median rate.
@@ -26,8 +26,8 @@ PRECISIONS = {"cpu": ["fp32", "bf16"], "cuda": ["fp32", "fp16", "bf16"]}
 
 def run_one(precision: str, args: argparse.Namespace) -> dict:
     """In the child: train, then read the rates, memory and losses back from metrics.jsonl."""
-    from ragtrain.config import TrainConfig
-    from ragtrain.train import train
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.training.loop import train
 
     run_dir = args.workdir / f"run-{precision}"
     train(TrainConfig(train_data=args.workdir / "triples.jsonl", model=MODEL, output_dir=run_dir,

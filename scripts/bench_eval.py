@@ -26,8 +26,8 @@ def run_peer(split: str, max_length: int) -> dict:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
-    from ragtrain.evaldata import load_eval_data
-    from ragtrain.model import resolve_model_path
+    from ragtrain.data.evaldata import load_eval_data
+    from ragtrain.model.encoder import resolve_model_path
 
     data = load_eval_data(SCIFACT, split)  # the same texts (title + " " + text) and judgements for both
     stopwatch = Stopwatch()
@@ -44,8 +44,8 @@ def run_peer(split: str, max_length: int) -> dict:
 def run_ragtrain(split: str, max_length: int, cache_dir: str, precision: str) -> dict:
     from rich.console import Console
 
-    from ragtrain.config import EvaluateConfig
-    from ragtrain.evaluate import evaluate
+    from ragtrain.config.commands import EvaluateConfig
+    from ragtrain.commands.evaluate import evaluate
 
     config = EvaluateConfig(models=(MODEL,), eval_data=SCIFACT, split=split, k_values=(1, 10, 100),
                             max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir), precision=precision)

@@ -20,14 +20,14 @@ from benchlib import MODEL, SCIFACT, Stopwatch, peak_rss_mib, print_result, requ
 def measure(args: argparse.Namespace, rank: int) -> dict:
     import torch
 
-    from ragtrain.config import TrainConfig
-    from ragtrain.data import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.distributed import WorldInfo
-    from ragtrain.lora import add_lora
-    from ragtrain.model import load_encoder
-    from ragtrain.optim import build_optimizer
-    from ragtrain.runtime import return_freed_memory_to_os, training_runtime
-    from ragtrain.step import step_batches, train_step
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
+    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.model.lora import add_lora
+    from ragtrain.model.encoder import load_encoder
+    from ragtrain.training.optim import build_optimizer
+    from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
+    from ragtrain.training.step import step_batches, train_step
 
     torch.set_num_threads(args.threads)
     return_freed_memory_to_os()  # as train() does on CPU

@@ -1,6 +1,6 @@
 """Peak memory of training on CPU: batch 32 as usual against batch 512 with --grad-cache --mini-batch-size 32.
 
-Each configuration trains in its own subprocess (so each peak RSS is its own) through ragtrain.train.train,
+Each configuration trains in its own subprocess (so each peak RSS is its own) through ragtrain.training.loop.train,
 on real text triples built from BEIR SciFact: query = a paper's title, positive = its abstract, hard
 negative = another paper's abstract. all-MiniLM-L6-v2 (bundled copy), max length 128, a couple of steps.
 A third subprocess only loads the model and tokenises the data: the floor every run pays before training.
@@ -28,15 +28,15 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
     """In the child: train (or only load) and report its own peak RSS."""
     import torch
 
-    from ragtrain.config import TrainConfig
-    from ragtrain.train import train
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.training.loop import train
 
     torch.set_num_threads(threads)
     options = CONFIGS[name]
     stopwatch = Stopwatch()
     if not options:  # the floor: model loaded, data tokenised, no step
-        from ragtrain.data import load_triples, tokenize_triples
-        from ragtrain.model import load_encoder
+        from ragtrain.data.triples import load_triples, tokenize_triples
+        from ragtrain.model.encoder import load_encoder
 
         encoder, tokenizer = load_encoder(MODEL)
         tokenize_triples(load_triples(workdir / "triples.jsonl"), tokenizer, 128)

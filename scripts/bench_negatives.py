@@ -22,13 +22,13 @@ from pathlib import Path
 
 from benchlib import MODEL, REPO, SCIFACT, Stopwatch, peak_rss_mib, print_result, require, run_child
 
-from ragtrain.fileio import jsonl_text, read_jsonl
+from ragtrain.files.fileio import jsonl_text, read_jsonl
 
 
 def run_one(triples: Path, out: Path, steps: int, threads: int, eval_dir: Path | None) -> dict:
     """In the child: one train run; its seconds per step and peak RSS (and best validation nDCG@10)."""
-    from ragtrain.config import TrainConfig
-    from ragtrain.train import train
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.training.loop import train
 
     stopwatch = Stopwatch()
     options = {"epochs": 1} if steps else {}  # a slice: the triples file holds `steps` batches

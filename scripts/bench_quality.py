@@ -25,7 +25,7 @@ from pathlib import Path
 from benchlib import MODEL as BASE
 from benchlib import REPO, SCIFACT, Stopwatch, require
 
-from ragtrain.fileio import jsonl_text, read_jsonl
+from ragtrain.files.fileio import jsonl_text, read_jsonl
 METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
 
 
@@ -135,7 +135,7 @@ def st_train(argv: list[str]) -> None:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from ragtrain.model import resolve_model_path
+    from ragtrain.model.encoder import resolve_model_path
 
     rows = read_jsonl(Path(a.train))
     columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}

@@ -43,13 +43,13 @@ def build_triples(count: int, seed: int = 0) -> list[dict]:
 def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False, device_name: str = "cpu") -> dict:
     import torch
 
-    from ragtrain.config import TrainConfig
-    from ragtrain.data import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.distributed import WorldInfo
-    from ragtrain.model import EncoderSpec, load_encoder
-    from ragtrain.optim import build_optimizer
-    from ragtrain.runtime import return_freed_memory_to_os, training_runtime
-    from ragtrain.step import step_batches, train_step
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
+    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.model.encoder import EncoderSpec, load_encoder
+    from ragtrain.training.optim import build_optimizer
+    from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
+    from ragtrain.training.step import step_batches, train_step
 
     torch.set_num_threads(THREADS)
     return_freed_memory_to_os()  # as train() does on CPU
@@ -93,7 +93,7 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
-    from ragtrain.model import resolve_model_path
+    from ragtrain.model.encoder import resolve_model_path
 
     torch.set_num_threads(THREADS)
     rows = [json.loads(line) for line in triples_path.read_text().splitlines()]
@@ -173,7 +173,7 @@ def main() -> None:
     results = {}
     import torch
 
-    from ragtrain.runtime import native_bf16
+    from ragtrain.model.runtime import native_bf16
 
     bf16_sides = ["ragtrain-bf16", "sentence-transformers-bf16"] if native_bf16(torch.device(args.device)) else []
     sides = ["ragtrain", "sentence-transformers", *bf16_sides]

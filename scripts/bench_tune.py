@@ -23,9 +23,9 @@ from pathlib import Path
 from benchlib import MODEL as BASE
 from benchlib import REPO, SCIFACT, require
 
-from ragtrain.beir import write_beir
-from ragtrain.bm25 import bm25_search, build_bm25
-from ragtrain.fileio import jsonl_text, read_jsonl
+from ragtrain.data.beir import write_beir
+from ragtrain.retrieval.bm25 import bm25_search, build_bm25
+from ragtrain.files.fileio import jsonl_text, read_jsonl
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

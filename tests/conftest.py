@@ -128,7 +128,7 @@ def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
 
 def train_interrupted(monkeypatch, config, at_call: int) -> None:
     """Run train(config) and kill it (KeyboardInterrupt) as it starts its `at_call`-th step; the step put back."""
-    import ragtrain.train as train_module
+    import ragtrain.training.loop as train_module
 
     calls = {"n": 0}
     real_step = train_module.train_step
@@ -188,7 +188,7 @@ def user_error(args: list[str]) -> str:
 
 def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
     """An evaluation of `models` at k = 1 and 10 on the CPU, with its embedding cache under `tmp_path`."""
-    from ragtrain.config import EvaluateConfig
+    from ragtrain.config.commands import EvaluateConfig
 
     return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), device="cpu",
                           cache_dir=tmp_path / "cache", **options)
@@ -196,7 +196,7 @@ def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
 
 def prepare_config(inputs, out: Path, **options):
     """prepare-data on small inputs: 30-word passages, a fifth each for val and test, negatives from ranks 1-50."""
-    from ragtrain.config import PrepareConfig
+    from ragtrain.config.commands import PrepareConfig
 
     options = {"max_words": 30, "overlap": 4, "val_fraction": 0.2, "test_fraction": 0.2,
                "negative_range": (1, 50)} | options

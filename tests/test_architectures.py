@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
-from ragtrain.loss import contrastive_loss
-from ragtrain.model import load_encoder, save_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
+from ragtrain.training.loss import contrastive_loss
+from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
 from tests.conftest import WORDS
 
 TEXTS = ["the cat sat on the tree", "bread dough and yeast in the oven", "a planet in orbit", "python code cache",

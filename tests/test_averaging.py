@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import quiet_console, user_error, write_triples
-from ragtrain.averaging import average_state_dicts
-from ragtrain.config import TrainConfig
+from ragtrain.training.averaging import average_state_dicts
+from ragtrain.config.commands import TrainConfig
 
 
 def test_average_state_dicts_by_hand():
@@ -20,7 +20,7 @@ def test_average_state_dicts_by_hand():
 
 def test_train_average_last_writes_the_mean_of_the_last_checkpoints(tmp_path, tiny_model, monkeypatch):
 
-    from ragtrain import train as train_module
+    from ragtrain.training import loop as train_module
 
     monkeypatch.setattr(train_module, "Console", quiet_console)
     triples = write_triples(tmp_path / "train.jsonl", 16)

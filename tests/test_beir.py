@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from ragtrain.beir import QRELS_HEADER, document_text, read_beir, read_qrels, whole_grade, write_beir
+from ragtrain.data.beir import QRELS_HEADER, document_text, read_beir, read_qrels, whole_grade, write_beir
 from ragtrain.errors import UserError
 
 CORPUS = [{"_id": "d1", "title": "Cats", "text": "the cat sat"}, {"_id": "d2", "title": "", "text": "bread rises"}]

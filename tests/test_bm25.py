@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ragtrain.bm25 import bm25_scores, bm25_search, build_bm25
+from ragtrain.retrieval.bm25 import bm25_scores, bm25_search, build_bm25
 
 TEXTS = ["cat mat", "dog barks", "cat cat dog", "stars planets"]
 

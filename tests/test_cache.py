@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import ragtrain.evaluate as ev
-from ragtrain.cache import (EmbeddingCache, cache_key, cached_or_encoded, load_cached, model_fingerprint, store_cached,
+import ragtrain.commands.evaluate as ev
+from ragtrain.retrieval.cache import (EmbeddingCache, cache_key, cached_or_encoded, load_cached, model_fingerprint, store_cached,
                             texts_fingerprint)
 from ragtrain.cli import app
-from ragtrain.evaluate import evaluate
-from ragtrain.fileio import file_sha256
-from ragtrain.model import load_encoder, save_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
+from ragtrain.commands.evaluate import evaluate
+from ragtrain.files.fileio import file_sha256
+from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
 from tests.conftest import DOCS, build_tiny_model, evaluate_config, fake_hub_snapshot, quiet_console
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_a_damaged_cache_entry_is_recomputed_and_overwritten(beir, tmp_path, tin
 def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny_model, monkeypatch):
     import errno
 
-    import ragtrain.cache as cache
+    import ragtrain.retrieval.cache as cache
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

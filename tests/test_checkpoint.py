@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, last_checkpoint_note, missing_files,
+from ragtrain.training.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, last_checkpoint_note, missing_files,
                                  prune_checkpoints, reconcile_config, recover_checkpoints, restore_training, rng_states,
                                  set_rng_states)
-from ragtrain.config import TrainConfig, as_dict
+from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.model import EncoderSpec, load_encoder
+from ragtrain.model.encoder import EncoderSpec, load_encoder
 
 
 def make_steps(run, steps):

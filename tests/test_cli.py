@@ -13,19 +13,19 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.config import EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
-from ragtrain.options import Flag, flags_of
-from ragtrain.prepare import PrepareSummary
+from ragtrain.config.commands import EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
+from ragtrain.config.options import Flag, flags_of
+from ragtrain.commands.prepare import PrepareSummary
 from tests.conftest import user_error, write_beir_folder
 
 runner = CliRunner()
 
 
 COMMANDS = {  # command -> its config, and the function it hands the config to (patched here to capture it)
-    "prepare-data": (PrepareConfig, "ragtrain.prepare", "prepare"),
-    "train": (TrainConfig, "ragtrain.train", "train"),
-    "evaluate": (EvaluateConfig, "ragtrain.evaluate", "evaluate"),
-    "report": (ReportConfig, "ragtrain.runreport", "report"),
+    "prepare-data": (PrepareConfig, "ragtrain.commands.prepare", "prepare"),
+    "train": (TrainConfig, "ragtrain.training.loop", "train"),
+    "evaluate": (EvaluateConfig, "ragtrain.commands.evaluate", "evaluate"),
+    "report": (ReportConfig, "ragtrain.commands.report", "report"),
 }
 # Fields whose flags read text that becomes another value: the tokens to pass, and the field's value then.
 PARSED = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.config import (EvaluateConfig, PrepareConfig, TrainConfig, as_dict, parse_k, parse_range,
+from ragtrain.config.commands import (EvaluateConfig, PrepareConfig, TrainConfig, as_dict, parse_k, parse_range,
                              parse_strategies)
 from ragtrain.errors import UserError
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from ragtrain.checkpoint import missing_files
-from ragtrain.config import PrepareConfig
-from ragtrain.fileio import recover
-from ragtrain.prepare import prepare
-from ragtrain.runlock import LOCK_NAME
+from ragtrain.training.checkpoint import missing_files
+from ragtrain.config.commands import PrepareConfig
+from ragtrain.files.fileio import recover
+from ragtrain.commands.prepare import prepare
+from ragtrain.files.runlock import LOCK_NAME
 from tests.conftest import write_documents, write_triples
 
 pytestmark = pytest.mark.slow
@@ -141,21 +141,21 @@ def test_train_killed_at_chosen_moments_resumes_to_the_same_weights(tmp_path, tr
     step6, step12 = str(run / "checkpoints" / "step-6"), str(run / "checkpoints" / "step-12")
     plan = [  # each kill hits the run that the previous kill left, resumed
         ([], [{"target": "torch.autograd:backward", "n": 5}]),  # in step 5's backward pass (step-3 is saved)
-        (["--resume"], [{"target": "ragtrain.checkpoint:_torch_save", "n": 2}]),  # writing step-6
-        (["--resume"], [{"target": "ragtrain.checkpoint:_torch_save", "n": 5, "match": ".step-6."}]),  # re-saving it
-        (["--resume"], [{"target": "ragtrain.fileio:_exchange", "n": 1, "match": step6, "when": "after"}]),  # swapped
+        (["--resume"], [{"target": "ragtrain.training.checkpoint:_torch_save", "n": 2}]),  # writing step-6
+        (["--resume"], [{"target": "ragtrain.training.checkpoint:_torch_save", "n": 5, "match": ".step-6."}]),  # re-saving it
+        (["--resume"], [{"target": "ragtrain.files.fileio:_exchange", "n": 1, "match": step6, "when": "after"}]),  # swapped
     ]
     for extra, kill in plan:
         killed(runner, args(run, *extra), kill=kill)
         assert_checkpoints_whole(run)
     # Where two folders cannot be swapped in one step: killed after step-12 went aside, before its re-save came in.
-    no_swap = [["ragtrain.fileio:_exchange", False]]
+    no_swap = [["ragtrain.files.fileio:_exchange", False]]
     killed(runner, args(run, "--resume"), fake=no_swap,
            kill=[{"target": "os:rename", "n": 1, "match": [".step-12.", ".old.tmp"], "when": "after"}])
     assert not Path(step12).exists() and len(list((run / "checkpoints").glob(".step-12.*.old.tmp"))) == 1
     assert_checkpoints_whole(run)
     final_save = [  # half-way through writing final/ (weights written, sentence-transformers files not), then
-        {"target": "ragtrain.model:_write_sentence_transformers_files", "n": 1, "match": ".final."},
+        {"target": "ragtrain.model.encoder:_write_sentence_transformers_files", "n": 1, "match": ".final."},
         {"target": "os:rename", "n": 1, "match": str(run / "final")},  # with final/ complete under its temporary name
     ]
     log = killed(runner, args(run, "--resume"), kill=final_save[:1])
@@ -231,12 +231,12 @@ def overwrite_args(docs: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("moment, fake, kill, left", [
-    ("writing the new copy", [], {"target": "ragtrain.beir:atomic_write_text", "n": 1}, "old"),  # eval/corpus.jsonl
-    ("before the swap", [], {"target": "ragtrain.fileio:_exchange", "n": 1}, "old"),
-    ("after the swap", [], {"target": "ragtrain.fileio:_exchange", "n": 1, "when": "after"}, "new"),
-    ("old copy set aside", [["ragtrain.fileio:_exchange", False]],
+    ("writing the new copy", [], {"target": "ragtrain.data.beir:atomic_write_text", "n": 1}, "old"),  # eval/corpus.jsonl
+    ("before the swap", [], {"target": "ragtrain.files.fileio:_exchange", "n": 1}, "old"),
+    ("after the swap", [], {"target": "ragtrain.files.fileio:_exchange", "n": 1, "when": "after"}, "new"),
+    ("old copy set aside", [["ragtrain.files.fileio:_exchange", False]],
      {"target": "os:rename", "n": 1, "match": ".old.tmp", "when": "after"}, "old"),
-    ("new copy in, old not yet deleted", [["ragtrain.fileio:_exchange", False]],
+    ("new copy in, old not yet deleted", [["ragtrain.files.fileio:_exchange", False]],
      {"target": "os:rename", "n": 2, "match": "/out", "when": "after"}, "new"),
 ])
 def test_prepare_overwrite_killed_leaves_the_whole_old_or_new_output(tmp_path, outputs, runner, moment, fake, kill, left):
@@ -278,7 +278,7 @@ def test_a_second_train_on_the_same_run_directory_stops_at_once(tmp_path, traini
     args, _, _ = training
     run, pause = tmp_path / "run", tmp_path / "pause"
     pause.mkdir()
-    first, _ = runner.start(args(run), pause={"target": "ragtrain.train:load_triples", "n": 1, "dir": str(pause)})
+    first, _ = runner.start(args(run), pause={"target": "ragtrain.training.loop:load_triples", "n": 1, "dir": str(pause)})
     deadline = time.monotonic() + 300
     while not (pause / "paused").exists():  # the first run holds the lock now
         assert time.monotonic() < deadline, "the first run never reached its pause"
@@ -291,7 +291,7 @@ def test_a_second_train_on_the_same_run_directory_stops_at_once(tmp_path, traini
     assert runner.wait(first) == 0
     assert (run / "final" / "model.safetensors").is_file() and not (run / LOCK_NAME).exists()
     # A run killed while it holds the lock leaves the file behind; the next run takes it over.
-    holder, _ = runner.start(args(run, "--overwrite"), kill=[{"target": "ragtrain.train:load_triples", "n": 1}])
+    holder, _ = runner.start(args(run, "--overwrite"), kill=[{"target": "ragtrain.training.loop:load_triples", "n": 1}])
     assert runner.wait(holder) == -signal.SIGKILL
     assert json.loads((run / LOCK_NAME).read_text())["pid"] == holder
     log = completed(runner, args(run, "--overwrite"))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from tests.conftest import prepare_config, write_triples
-from ragtrain.config import TrainConfig
-from ragtrain.datadefaults import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
-from ragtrain.prepare import prepare
+from ragtrain.config.commands import TrainConfig
+from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
+from ragtrain.commands.prepare import prepare
 
 
 def with_manifest(tmp_path, content) -> TrainConfig:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
-from ragtrain.data import pad
-from ragtrain.loss import contrastive_loss
-from ragtrain.model import load_encoder, save_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
+from ragtrain.data.triples import pad
+from ragtrain.training.loss import contrastive_loss
+from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
 from tests.conftest import WORDS
 
 TEXTS = ["the cat sat on the tree", "bread oven", "a planet in orbit around the sun far away", "python"]

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from ragtrain.config import TrainConfig
-from ragtrain.data import Triple, tokenize_triples
-from ragtrain.diagnostics import diagnostics_postfix, embedding_diagnostics, embedding_std, mean_pairwise_cosine
-from ragtrain.distributed import WorldInfo
-from ragtrain.model import EncoderSpec, load_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.step import step_batches, train_step
+from ragtrain.config.commands import TrainConfig
+from ragtrain.data.triples import Triple, tokenize_triples
+from ragtrain.training.diagnostics import diagnostics_postfix, embedding_diagnostics, embedding_std, mean_pairwise_cosine
+from ragtrain.training.distributed import WorldInfo
+from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.training.step import step_batches, train_step
 
 CPU = torch.device("cpu")
 

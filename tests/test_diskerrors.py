@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from ragtrain.diskerrors import disk_errno, os_error_line
+from ragtrain.files.diskerrors import disk_errno, os_error_line
 
 
 class FullBuffer(io.BytesIO):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import TOPICS, jsonl_rows, user_error, write_triples
-from ragtrain.config import TrainConfig
-from ragtrain.data import collate, distill_targets, load_triples, tokenize_triples
+from ragtrain.config.commands import TrainConfig
+from ragtrain.data.triples import collate, distill_targets, load_triples, tokenize_triples
 from ragtrain.errors import UserError
-from ragtrain.loss import candidate_scores, distill_kl, distill_loss, margin_mse
+from ragtrain.training.loss import candidate_scores, distill_kl, distill_loss, margin_mse
 
 STUDENT = [[2.0, 1.0, 0.5], [1.0, 3.0, 0.0]]
 TEACHER = [[4.0, 1.0, 2.0], [0.0, 1.0, 7.0]]
@@ -132,8 +132,8 @@ def test_distill_option_errors(triples_file, tmp_path, extra, message):
 def test_training_moves_the_student_toward_the_teacher(tmp_path, tiny_model):
     """The teacher prefers each triple's negative; after training the student's margin (positive - negative)
     has moved down from where the untrained model had it."""
-    from ragtrain.model import load_encoder
-    from ragtrain.train import train
+    from ragtrain.model.encoder import load_encoder
+    from ragtrain.training.loop import train
 
     rows = jsonl_rows(write_triples(tmp_path / "plain.jsonl", count=24, negatives=1))
     for row in rows:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.evaldata import load_eval_data
+from ragtrain.data.evaldata import load_eval_data
 from tests.conftest import DOCS, QUERIES, user_error, write_beir_folder
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain import fileio
+from ragtrain.files import fileio
 from ragtrain.errors import UserError
-from ragtrain.diskerrors import WriteError
-from ragtrain.fileio import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
-from ragtrain.model import load_encoder, save_encoder
+from ragtrain.files.diskerrors import WriteError
+from ragtrain.files.fileio import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
+from ragtrain.model.encoder import load_encoder, save_encoder
 from tests.conftest import file_bytes, write_files
 
 

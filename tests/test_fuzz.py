@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.data import load_triples
-from ragtrain.documents import read_documents
+from ragtrain.data.triples import load_triples
+from ragtrain.data.documents import read_documents
 from ragtrain.errors import UserError
-from ragtrain.evaldata import load_eval_data
-from ragtrain.labelled import load_beir, read_pairs
-from ragtrain.readers import Fields
+from ragtrain.data.evaldata import load_eval_data
+from ragtrain.data.labelled import load_beir, read_pairs
+from ragtrain.data.readers import Fields
 from tests.conftest import write_files
 
 EXAMPLES = int(os.environ.get("RAGTRAIN_FUZZ_EXAMPLES", "25"))
@@ -300,7 +300,7 @@ def test_cli_evaluate_on_hostile_evaluation_data(files, json_file):
     ("corpus.jsonl", lambda: (json.dumps({"_id": "d1", "text": "p" * 64}) + "\n").encode()),
 ])
 def test_a_line_over_the_bound_is_refused_without_reading_the_rest(tmp_path, monkeypatch, name, make):
-    import ragtrain.fileio as fileio
+    import ragtrain.files.fileio as fileio
 
     monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 32)
     path = tmp_path / name

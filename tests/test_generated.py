@@ -10,7 +10,7 @@ import pytest
 
 from chat_server import ChatServer
 from conftest import TOPICS, file_bytes, jsonl_rows, prepare_config, user_error
-from ragtrain.prepare import prepare
+from ragtrain.commands.prepare import prepare
 
 GENERIC = "What is the answer to this question?"
 
@@ -141,7 +141,7 @@ def test_a_prompt_without_the_placeholder_is_one_line(docs_dir, tmp_path):
 def test_a_gguf_file_without_the_gguf_package_names_the_extra(docs_dir, tmp_path, monkeypatch):
     import importlib.util
 
-    from ragtrain import generator
+    from ragtrain.generation import generator
 
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     real = importlib.util.find_spec

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from chat_server import ChatServer
-from ragtrain import generator as gen
+from ragtrain.generation import generator as gen
 from ragtrain.errors import UserError
-from ragtrain.generator import (LocalGenerator, Sampling, ServerGenerator, ServerOptions, chat_completions_url,
+from ragtrain.generation.generator import (LocalGenerator, Sampling, ServerGenerator, ServerOptions, chat_completions_url,
                                 resolve_generator_path)
 
 CONVERSATIONS = [[{"role": "system", "content": "write a question"}, {"role": "user", "content": text}]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragtrain.data import Triple, collate, tokenize_triples
-from ragtrain.gradcache import RandContext, chunks, grad_cache_step
-from ragtrain.loss import info_nce
-from ragtrain.model import EncoderSpec, load_encoder
+from ragtrain.data.triples import Triple, collate, tokenize_triples
+from ragtrain.training.gradcache import RandContext, chunks, grad_cache_step
+from ragtrain.training.loss import info_nce
+from ragtrain.model.encoder import EncoderSpec, load_encoder
 from tests.conftest import gradients
 
 TEMPERATURE = 0.05

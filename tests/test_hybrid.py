@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error, write_beir_folder
-from ragtrain.evaluate import evaluate
-from ragtrain.hybrid import HybridScorer, fuse, top_k, tune_weight, zscores
+from ragtrain.commands.evaluate import evaluate
+from ragtrain.retrieval.hybrid import HybridScorer, fuse, top_k, tune_weight, zscores
 
 
 def test_zscores_by_hand():

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.errors import UserError
-from ragtrain.labelled import merge_by_query, read_pairs, triples_for
-from ragtrain.negatives import MiningOptions
-from ragtrain.prepare import prepare
+from ragtrain.data.labelled import merge_by_query, read_pairs, triples_for
+from ragtrain.retrieval.negatives import MiningOptions
+from ragtrain.commands.prepare import prepare
 from tests.conftest import SHARED_DATA, jsonl_rows, prepare_config, qrels_rows, user_error
 
 runner = CliRunner()
@@ -137,7 +137,7 @@ def test_pairs_never_leak_a_held_out_query_or_passage_into_train(rows, seed, val
 
 
 def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp_path):
-    from ragtrain.evaldata import load_eval_data
+    from ragtrain.data.evaldata import load_eval_data
 
     beir = training_beir(tmp_path / "beir", with_dev=False)
     with (beir / "corpus.jsonl").open("a") as handle:  # a repeated id: the first row stays

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ragtrain.config import TrainConfig
-from ragtrain.lora import add_lora
-from ragtrain.model import load_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
-from ragtrain.train import train
+from ragtrain.config.commands import TrainConfig
+from ragtrain.model.lora import add_lora
+from ragtrain.model.encoder import load_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
+from ragtrain.training.loop import train
 from tests.conftest import train_interrupted, user_error, write_triples
 
 pytest.importorskip("peft")

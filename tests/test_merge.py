@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import build_tiny_model, user_error
-from ragtrain.config import MergeConfig
-from ragtrain.merge import merge, merge_weights
-from ragtrain.model import load_encoder
+from ragtrain.config.commands import MergeConfig
+from ragtrain.commands.merge import merge, merge_weights
+from ragtrain.model.encoder import load_encoder
 
 
 def weights_of(path) -> dict[str, torch.Tensor]:

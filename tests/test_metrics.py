@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ragtrain.metrics import METRICS, judged_queries, mean_metrics, per_query_metrics, query_metrics
+from ragtrain.retrieval.metrics import METRICS, judged_queries, mean_metrics, per_query_metrics, query_metrics
 
 RANX_NAMES = {"recall": "recall", "precision": "precision", "ndcg": "ndcg", "mrr": "mrr", "map": "map",
               "hit_rate": "hit_rate"}

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModel, AutoTokenizer
 
-from ragtrain import model as model_module
-from ragtrain.data import pad
-from ragtrain.loss import info_nce
-from ragtrain.model import (EncoderSpec, enable_gradient_checkpointing, length_buckets, load_encoder, padding_buckets, pool,
+from ragtrain.model import encoder as model_module
+from ragtrain.data.triples import pad
+from ragtrain.training.loss import info_nce
+from ragtrain.model.encoder import (EncoderSpec, enable_gradient_checkpointing, length_buckets, load_encoder, padding_buckets, pool,
                             resolve_model_path, save_encoder)
 from tests.conftest import gradients
 
@@ -143,8 +143,8 @@ def test_a_new_head_is_added_and_a_saved_one_kept(tiny_model, tmp_path):
 def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
     from sentence_transformers import SentenceTransformer
 
-    from ragtrain.config import TrainConfig
-    from ragtrain.train import train
+    from ragtrain.config.commands import TrainConfig
+    from ragtrain.training.loop import train
     from tests.conftest import write_triples
 
     name = "sentence-transformers/all-MiniLM-L6-v2"

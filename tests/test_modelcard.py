@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from ragtrain.config import TrainConfig
-from ragtrain.evaluate import evaluate
-from ragtrain.model import EncoderSpec, load_encoder, save_encoder
-from ragtrain.modelcard import (BEGIN, END, CardData, add_evaluation, curve_rows, model_card, run_data,
+from ragtrain.config.commands import TrainConfig
+from ragtrain.commands.evaluate import evaluate
+from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
+from ragtrain.model.card import (BEGIN, END, CardData, add_evaluation, curve_rows, model_card, run_data,
                                 transformers_snippet, validation_rows)
-from ragtrain.train import train
+from ragtrain.training.loop import train
 from tests.test_decoder import build, by_hand
 from tests.conftest import evaluate_config, quiet_console, write_beir_folder, write_triples
 

@@ -9,8 +9,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from ragtrain.errors import UserError
-from ragtrain.model import load_encoder
-from ragtrain.modelfiles import first_line, looks_like_path
+from ragtrain.model.encoder import load_encoder
+from ragtrain.model.modelfiles import first_line, looks_like_path
 
 
 def copy_of(tiny_model: Path, tmp_path: Path, name: str = "copy", without: tuple[str, ...] = ()) -> Path:

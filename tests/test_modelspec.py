@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.model import load_encoder
-from ragtrain.modelspec import read_spec, with_prompt
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
+from ragtrain.model.encoder import load_encoder
+from ragtrain.model.textspec import read_spec, with_prompt
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
 from tests.conftest import fake_hub_snapshot, user_error
 
 TEXTS = ["The Cat sat on the TREE", "bread dough and yeast", "A planet in orbit around the sun, far away", "python"]
@@ -121,7 +121,7 @@ def test_a_dot_product_model_is_not_normalised(tmp_path, tiny_model):
 
 
 def test_training_tokenises_queries_and_passages_with_their_prompts(tiny_model):
-    from ragtrain.data import Triple, tokenize_triples
+    from ragtrain.data.triples import Triple, tokenize_triples
 
     _, tokenizer = load_encoder(str(tiny_model))
     data = tokenize_triples([Triple("cat tree", "the cat sat", ("bread",))], tokenizer, 64, "query: ", "passage: ")
@@ -131,7 +131,7 @@ def test_training_tokenises_queries_and_passages_with_their_prompts(tiny_model):
 
 
 def test_dtype_bf16_without_native_bf16_is_one_line(tmp_path, triples_file, tiny_model):
-    from ragtrain.runtime import native_bf16
+    from ragtrain.model.runtime import native_bf16
 
     if native_bf16(torch.device("cpu")):
         pytest.skip("this CPU computes bf16 natively")
@@ -147,7 +147,7 @@ def test_weights_load_in_the_dtype_asked(tiny_model):
 
 
 def test_the_cut_embedding_is_renormalised_for_cosine_only():
-    from ragtrain.matryoshka import truncate
+    from ragtrain.model.matryoshka import truncate
 
     emb = np.array([[3.0, 4.0, 12.0], [1.0, 0.0, 0.0]], dtype=np.float32)
     assert np.allclose(truncate(emb, 2, normalize=True), [[0.6, 0.8], [1.0, 0.0]])
@@ -155,8 +155,8 @@ def test_the_cut_embedding_is_renormalised_for_cosine_only():
 
 
 def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_line():
-    from ragtrain.model import resolve_model_path
-    from ragtrain.modelspec import describe
+    from ragtrain.model.encoder import resolve_model_path
+    from ragtrain.model.textspec import describe
 
     spec = read_spec(Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")))
     assert (spec.pooling, spec.normalize, spec.max_seq_length) == ("mean", True, 256)
@@ -166,7 +166,7 @@ def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_lin
 
 
 def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_model):
-    from ragtrain.negatives import dense_search_with_positives
+    from ragtrain.retrieval.negatives import dense_search_with_positives
 
     passages, queries = TEXTS, ["cat tree", "sun orbit"]
     ranking = dense_search_with_positives(passages, queries, [(0,), (2,)], 4, str(tiny_model), CPU,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ragtrain.errors import UserError
-from ragtrain.model import Encoder, EncoderSpec, freeze_base, load_encoder
-from ragtrain.optim import build_optimizer, learning_rates, lr_multiplier, parameter_groups, set_learning_rates
+from ragtrain.model.encoder import Encoder, EncoderSpec, freeze_base, load_encoder
+from ragtrain.training.optim import build_optimizer, learning_rates, lr_multiplier, parameter_groups, set_learning_rates
 
 
 def test_schedule_points():

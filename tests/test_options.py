@@ -6,7 +6,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Optional
 
-from ragtrain.options import Flag, build, flags_of, option
+from ragtrain.config.options import Flag, build, flags_of, option
 
 
 def _pair(first: bool, second: str | None) -> str:

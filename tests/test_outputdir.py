@@ -14,13 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ragtrain import fileio
-from ragtrain.checkpoint import missing_files
+from ragtrain.files import fileio
+from ragtrain.training.checkpoint import missing_files
 from ragtrain.cli import app
-from ragtrain.config import TrainConfig
+from ragtrain.config.commands import TrainConfig
 from ragtrain.errors import UserError
-from ragtrain.outputdir import check_location, is_run_directory
-from ragtrain.runlock import LOCK_NAME
+from ragtrain.files.outputdir import check_location, is_run_directory
+from ragtrain.files.runlock import LOCK_NAME
 from tests.conftest import file_bytes, user_error, write_documents, write_triples
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.prepare import prepare
+from ragtrain.commands.prepare import prepare
 from tests.conftest import file_bytes, jsonl_rows, prepare_config, qrels_rows, user_error
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ragtrain.prepared import Prepared, held_out_queries, write_prepared
+from ragtrain.data.prepared import Prepared, held_out_queries, write_prepared
 
 
 def test_held_out_queries_are_numbered_per_split_and_judge_each_relevant_id_once():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ragtrain.errors import UserError
-from ragtrain.projection import DenseLayer, DenseStack, load_dense_modules, write_dense_modules
+from ragtrain.model.projection import DenseLayer, DenseStack, load_dense_modules, write_dense_modules
 
 
 def save(projection: nn.Module, directory):

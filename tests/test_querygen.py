@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from ragtrain.errors import UserError
-from ragtrain.querygen import (PROMPT_PASSAGE_WORDS, QueryCache, clean_outputs, default_prompt, drop_reason,
+from ragtrain.generation.querygen import (PROMPT_PASSAGE_WORDS, QueryCache, clean_outputs, default_prompt, drop_reason,
                                generate_outputs, prompt_examples, read_prompt, render, sample_passages,
                                strip_formatting)
 

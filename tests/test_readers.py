@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import ragtrain.fileio as fileio
-from ragtrain.documents import sections_of
+import ragtrain.files.fileio as fileio
+from ragtrain.data.documents import sections_of
 from ragtrain.errors import UserError
-from ragtrain.readers import Document, Fields, find_files, read_file
+from ragtrain.data.readers import Document, Fields, find_files, read_file
 
 
 def read(tmp_path: Path, name: str, data: str | bytes, fields: Fields = Fields()) -> tuple[list[Document], Counter]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from ragtrain.report import display_name, headline_k, results_table, run_file_paths, run_tag, trec_run_text
+from ragtrain.reporting.evaltable import display_name, headline_k, results_table, run_file_paths, run_tag, trec_run_text
 
 
 def rendered(table) -> str:

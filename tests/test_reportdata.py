@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.reportdata import (DIAGNOSTIC_PANELS, TRAINING_PANELS, Bar, eval_bars, eval_metrics, options_table,
+from ragtrain.reporting.pagedata import (DIAGNOSTIC_PANELS, TRAINING_PANELS, Bar, eval_bars, eval_metrics, options_table,
                                  panels, series)
 
 RUN_A = [

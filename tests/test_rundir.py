@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.checkpoint import Checkpoint, TrainState
-from ragtrain.config import TrainConfig, as_dict
-from ragtrain.distributed import WorldInfo
+from ragtrain.training.checkpoint import Checkpoint, TrainState
+from ragtrain.config.commands import TrainConfig, as_dict
+from ragtrain.training.distributed import WorldInfo
 from ragtrain.errors import UserError
-from ragtrain.runlock import LOCK_NAME
-from ragtrain.rundir import resume_config, resume_point, run_directory
+from ragtrain.files.runlock import LOCK_NAME
+from ragtrain.training.rundir import resume_config, resume_point, run_directory
 
 
 def test_the_directory_is_locked_while_the_run_lives_and_a_second_run_stops(tmp_path):

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain import runlock
+from ragtrain.files import runlock
 from ragtrain.errors import UserError
-from ragtrain.runlock import LOCK_NAME, acquire, release
+from ragtrain.files.runlock import LOCK_NAME, acquire, release
 
 HOLD = """
 import sys
 from pathlib import Path
-from ragtrain.runlock import acquire, release
+from ragtrain.files.runlock import acquire, release
 lock, _ = acquire(Path(sys.argv[1]))
 print("locked", flush=True)
 sys.stdin.read()  # hold the lock until the test closes stdin (then release it), or kills this process

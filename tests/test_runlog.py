@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ragtrain.runlog import log_row, metrics_log
+from ragtrain.training.runlog import log_row, metrics_log
 
 
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):

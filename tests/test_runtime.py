@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.runtime import Runtime, evaluation_runtime, inference_precision, training_runtime
+from ragtrain.model.runtime import Runtime, evaluation_runtime, inference_precision, training_runtime
 
 
 def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_bf16_natively():
     """Checked against the kernel's CPU flags (an independent source), not against a patched probe."""
-    import ragtrain.runtime as runtime
+    import ragtrain.model.runtime as runtime
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         pytest.skip("no /proc/cpuinfo to compare with")

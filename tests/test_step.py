@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-import ragtrain.step as step_module
-from ragtrain.config import TrainConfig
-from ragtrain.data import Triple, load_triples, tokenize_triples
-from ragtrain.distributed import WorldInfo
-from ragtrain.loss import contrastive_loss
-from ragtrain.model import EncoderSpec, load_encoder, save_encoder
-from ragtrain.runtime import Runtime
-from ragtrain.step import step_batches, step_directions, train_step
-from ragtrain.validation import validation_loss
+import ragtrain.training.step as step_module
+from ragtrain.config.commands import TrainConfig
+from ragtrain.data.triples import Triple, load_triples, tokenize_triples
+from ragtrain.training.distributed import WorldInfo
+from ragtrain.training.loss import contrastive_loss
+from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.training.step import step_batches, step_directions, train_step
+from ragtrain.training.validation import validation_loss
 from tests.conftest import write_triples
 
 CPU = torch.device("cpu")

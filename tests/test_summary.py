@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ragtrain.checkpoint import TrainState
-from ragtrain.config import TrainConfig
-from ragtrain.summary import training_table
+from ragtrain.training.checkpoint import TrainState
+from ragtrain.config.commands import TrainConfig
+from ragtrain.training.summary import training_table
 
 
 def rows(table) -> dict[str, str]:

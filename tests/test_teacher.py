@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import jsonl_rows, prepare_config, user_error
-from ragtrain.bm25 import build_bm25
-from ragtrain.hybrid import bm25_matrix, zscores
-from ragtrain.model import load_encoder
-from ragtrain.prepare import prepare
-from ragtrain.runtime import Runtime
-from ragtrain.search import embed_texts
-from ragtrain.teacher import add_teacher_scores
+from ragtrain.retrieval.bm25 import build_bm25
+from ragtrain.retrieval.hybrid import bm25_matrix, zscores
+from ragtrain.model.encoder import load_encoder
+from ragtrain.commands.prepare import prepare
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.search import embed_texts
+from ragtrain.retrieval.teacher import add_teacher_scores
 
 CORPUS = ["the cat sat on the tree", "bread dough and yeast in the oven", "a planet in orbit around the sun",
           "fish swim in the river water"]

@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from ragtrain.errors import UserError
-from ragtrain.texts import ends_with_eos, prepare_tokenizer
+from ragtrain.model.tokenizer import ends_with_eos, prepare_tokenizer
 
 VOCAB = ["<pad>", "<unk>", "<s>", "</s>", "the", "cat", "sat", "a"]
 

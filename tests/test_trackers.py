@@ -11,9 +11,9 @@ import types
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ragtrain.config import TrainConfig
-from ragtrain.train import train
-from ragtrain.trackers import TENSORBOARD_DIR, open_trackers, scalars
+from ragtrain.config.commands import TrainConfig
+from ragtrain.training.loop import train
+from ragtrain.training.trackers import TENSORBOARD_DIR, open_trackers, scalars
 from tests.conftest import user_error, write_triples
 
 

@@ -11,16 +11,16 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import ragtrain.step as step_module
-import ragtrain.train as train_module
+import ragtrain.training.step as step_module
+import ragtrain.training.loop as train_module
 from ragtrain.cli import app
-from ragtrain.config import EvaluateConfig, TrainConfig
-from ragtrain.data import epoch_batches, load_triples, tokenize_triples
+from ragtrain.config.commands import EvaluateConfig, TrainConfig
+from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
 from ragtrain.errors import UserError
-from ragtrain.evaluate import evaluate
-from ragtrain.model import load_encoder
-from ragtrain.optim import lr_multiplier
-from ragtrain.train import train
+from ragtrain.commands.evaluate import evaluate
+from ragtrain.model.encoder import load_encoder
+from ragtrain.training.optim import lr_multiplier
+from ragtrain.training.loop import train
 from tests.conftest import quiet_console, train_interrupted, user_error, write_beir_folder, write_triples
 
 

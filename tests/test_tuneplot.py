@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ragtrain.tuneplot import write_study_plots
+from ragtrain.tuning.studyplots import write_study_plots
 
 pytest.importorskip("matplotlib")
 

@@ -8,8 +8,8 @@ import json
 
 from rich.console import Console
 
-from ragtrain.tuneresults import model_of, results_table, write_results
-from ragtrain.tunespace import Param
+from ragtrain.tuning.results import model_of, results_table, write_results
+from ragtrain.tuning.space import Param
 
 SPACE = (Param("learning_rate", "float", 1e-5, 1e-4, log=True), Param("epochs", "int", 1, 3))
 ROWS = [{"trial": 0, "state": "COMPLETE", "value": 0.74123, "learning_rate": 2.5e-05, "epochs": 2, "steps": 46,

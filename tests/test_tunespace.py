@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_triples
-from ragtrain.config import TuneConfig
+from ragtrain.config.commands import TuneConfig
 from ragtrain.errors import UserError
-from ragtrain.tunespace import DEFAULT_SPACE, Param, read_space_file, search_space, suggest
+from ragtrain.tuning.space import DEFAULT_SPACE, Param, read_space_file, search_space, suggest
 
 optuna = pytest.importorskip("optuna")
 

