@@ -17,12 +17,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config.commands import (RUN_RECORD_KEYS, EvaluateConfig, MergeConfig, PrepareConfig, ReportConfig, TrainConfig,
-                             TuneConfig)
+from ragtrain.config.commands import (
+    RUN_RECORD_KEYS,
+    EvaluateConfig,
+    MergeConfig,
+    PrepareConfig,
+    ReportConfig,
+    TrainConfig,
+    TuneConfig,
+)
 from ragtrain.config.file import read_config_file
-from ragtrain.files.diskerrors import os_error_line
-from ragtrain.errors import UserError
 from ragtrain.config.options import Flag, build, flags_of
+from ragtrain.errors import UserError
+from ragtrain.files.diskerrors import os_error_line
 
 app = typer.Typer(
     help="Fine-tune text embedding models for retrieval: prepare data, train, evaluate.",

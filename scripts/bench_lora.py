@@ -22,11 +22,11 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
 
     from ragtrain.config.commands import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.training.distributed import WorldInfo
-    from ragtrain.model.lora import add_lora
     from ragtrain.model.encoder import load_encoder
-    from ragtrain.training.optim import build_optimizer
+    from ragtrain.model.lora import add_lora
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
+    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.training.optim import build_optimizer
     from ragtrain.training.step import step_batches, train_step
 
     torch.set_num_threads(args.threads)

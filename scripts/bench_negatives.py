@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchlib import MODEL, REPO, SCIFACT, Stopwatch, peak_rss_mib, print_result, require, run_child
 
-from ragtrain.files.fileio import jsonl_text, read_jsonl
+from ragtrain.files.jsonfiles import jsonl_text, read_jsonl
 
 
 def run_one(triples: Path, out: Path, steps: int, threads: int, eval_dir: Path | None) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from benchlib import SHARED_DATA, Stopwatch, peak_rss_mib, require
 
-from ragtrain.config.commands import PrepareConfig
 from ragtrain.commands.prepare import prepare
+from ragtrain.config.commands import PrepareConfig
 
 DATASETS = {"scifact": (SHARED_DATA / "scifact" / "corpus.jsonl", 60), "peps": (SHARED_DATA / "peps", 120)}
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from benchlib import MODEL as BASE
 from benchlib import REPO, SCIFACT, Stopwatch, require
 
-from ragtrain.files.fileio import jsonl_text, read_jsonl
+from ragtrain.files.jsonfiles import jsonl_text, read_jsonl
+
 METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
 
 
@@ -131,9 +132,13 @@ def st_train(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args(argv)
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from ragtrain.model.encoder import resolve_model_path
 

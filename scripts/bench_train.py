@@ -45,10 +45,10 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
 
     from ragtrain.config.commands import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.training.distributed import WorldInfo
     from ragtrain.model.encoder import EncoderSpec, load_encoder
-    from ragtrain.training.optim import build_optimizer
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
+    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.training.optim import build_optimizer
     from ragtrain.training.step import step_batches, train_step
 
     torch.set_num_threads(THREADS)
@@ -88,7 +88,11 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
                               device_name: str = "cpu") -> dict:
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback

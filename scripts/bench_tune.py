@@ -24,8 +24,8 @@ from benchlib import MODEL as BASE
 from benchlib import REPO, SCIFACT, require
 
 from ragtrain.data.beir import write_beir
+from ragtrain.files.jsonfiles import jsonl_text, read_jsonl
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
-from ragtrain.files.fileio import jsonl_text, read_jsonl
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

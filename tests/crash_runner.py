@@ -13,7 +13,7 @@ call: {"target": "torch:save", "n": 2, "match": "step-6", "when": "before"} kill
 torch.save whose path arguments contain "step-6" (a list: each of its strings), before the call runs ("after":
 once it has returned).
 "pause" takes the same SPEC plus "dir": at that call the child creates DIR/paused and waits for DIR/go.
-"fake": [[TARGET, VALUE], ...] replaces functions by ones that return VALUE, e.g. ["ragtrain.files.fileio:_exchange",
+"fake": [[TARGET, VALUE], ...] replaces functions by ones that return VALUE, e.g. ["ragtrain.files.atomic:_exchange",
 false] for a file system that cannot swap two directories in one step.
 """
 
@@ -29,11 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import transformers.models.bert.modeling_bert  # noqa: E402,F401
+
 import ragtrain.cli  # noqa: E402,F401  (everything a command imports, before the first fork)
 import ragtrain.commands.evaluate  # noqa: E402,F401
 import ragtrain.commands.prepare  # noqa: E402,F401
 import ragtrain.training.loop  # noqa: E402,F401
-import transformers.models.bert.modeling_bert  # noqa: E402,F401
 
 
 def _patch(spec: dict, action) -> None:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
-from ragtrain.training.loss import contrastive_loss
 from ragtrain.model.encoder import load_encoder, save_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.search import embed_texts
+from ragtrain.training.loss import contrastive_loss
 from tests.conftest import WORDS
 
 TEXTS = ["the cat sat on the tree", "bread dough and yeast in the oven", "a planet in orbit", "python code cache",
@@ -42,8 +42,16 @@ ROBERTA_SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s
 
 
 def _config(kind: str, vocab: int):
-    from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, ModernBertConfig, MPNetConfig,
-                              RobertaConfig, XLMRobertaConfig)
+    from transformers import (
+        BertConfig,
+        DebertaV2Config,
+        DistilBertConfig,
+        ElectraConfig,
+        ModernBertConfig,
+        MPNetConfig,
+        RobertaConfig,
+        XLMRobertaConfig,
+    )
 
     positions = dict(max_position_embeddings=130)
     if kind == "bert":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import quiet_console, user_error, write_triples
-from ragtrain.training.averaging import average_state_dicts
 from ragtrain.config.commands import TrainConfig
+from ragtrain.training.averaging import average_state_dicts
+from tests.conftest import quiet_console, user_error, write_triples
 
 
 def test_average_state_dicts_by_hand():

@@ -12,13 +12,20 @@ import torch
 from typer.testing import CliRunner
 
 import ragtrain.commands.evaluate as ev
-from ragtrain.retrieval.cache import (EmbeddingCache, cache_key, cached_or_encoded, load_cached, model_fingerprint, store_cached,
-                            texts_fingerprint)
 from ragtrain.cli import app
 from ragtrain.commands.evaluate import evaluate
-from ragtrain.files.fileio import file_sha256
+from ragtrain.files.atomic import file_sha256
 from ragtrain.model.encoder import load_encoder, save_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.cache import (
+    EmbeddingCache,
+    cache_key,
+    cached_or_encoded,
+    load_cached,
+    model_fingerprint,
+    store_cached,
+    texts_fingerprint,
+)
 from ragtrain.retrieval.search import embed_texts
 from tests.conftest import DOCS, build_tiny_model, evaluate_config, fake_hub_snapshot, quiet_console
 
@@ -116,7 +123,7 @@ def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny
                                  "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "cannot be written (No space left on device)" in warnings[0]
+    assert len(warnings) == 1 and "cannot be written (no space left on the device)" in warnings[0]
     assert json.loads(out.read_text())["models"][str(tiny_model)]["metrics"]["recall@1"] >= 0
     assert not list((tmp_path / "cache").iterdir())  # no temporary file left behind
     (tmp_path / "file").write_text("")  # a cache folder that cannot even be made: its parent is a file

@@ -8,12 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.training.checkpoint import (CHECKPOINT_FILES, Checkpoint, TrainState, find_checkpoint, last_checkpoint_note, missing_files,
-                                 prune_checkpoints, reconcile_config, recover_checkpoints, restore_training, rng_states,
-                                 set_rng_states)
 from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.training.checkpoint import (
+    CHECKPOINT_FILES,
+    Checkpoint,
+    TrainState,
+    find_checkpoint,
+    last_checkpoint_note,
+    missing_files,
+    prune_checkpoints,
+    reconcile_config,
+    recover_checkpoints,
+    restore_training,
+    rng_states,
+    set_rng_states,
+)
 
 
 def make_steps(run, steps):

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
+from ragtrain.commands.prepare import PrepareSummary
 from ragtrain.config.commands import EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
 from ragtrain.config.options import Flag, flags_of
-from ragtrain.commands.prepare import PrepareSummary
 from tests.conftest import user_error, write_beir_folder
 
 runner = CliRunner()

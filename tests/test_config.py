@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.config.commands import (EvaluateConfig, PrepareConfig, TrainConfig, as_dict, parse_k, parse_range,
-                             parse_strategies)
+from ragtrain.config.commands import (
+    EvaluateConfig,
+    PrepareConfig,
+    TrainConfig,
+    as_dict,
+    parse_k,
+    parse_range,
+    parse_strategies,
+)
 from ragtrain.errors import UserError
 
 

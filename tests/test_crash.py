@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from ragtrain.training.checkpoint import missing_files
-from ragtrain.config.commands import PrepareConfig
-from ragtrain.files.fileio import recover
 from ragtrain.commands.prepare import prepare
-from ragtrain.files.runlock import LOCK_NAME
+from ragtrain.config.commands import PrepareConfig
+from ragtrain.files.atomic import recover
+from ragtrain.files.names import LOCK_NAME
+from ragtrain.training.checkpoint import missing_files
 from tests.conftest import write_documents, write_triples
 
 pytestmark = pytest.mark.slow
@@ -143,13 +143,13 @@ def test_train_killed_at_chosen_moments_resumes_to_the_same_weights(tmp_path, tr
         ([], [{"target": "torch.autograd:backward", "n": 5}]),  # in step 5's backward pass (step-3 is saved)
         (["--resume"], [{"target": "ragtrain.training.checkpoint:_torch_save", "n": 2}]),  # writing step-6
         (["--resume"], [{"target": "ragtrain.training.checkpoint:_torch_save", "n": 5, "match": ".step-6."}]),  # re-saving it
-        (["--resume"], [{"target": "ragtrain.files.fileio:_exchange", "n": 1, "match": step6, "when": "after"}]),  # swapped
+        (["--resume"], [{"target": "ragtrain.files.atomic:_exchange", "n": 1, "match": step6, "when": "after"}]),  # swapped
     ]
     for extra, kill in plan:
         killed(runner, args(run, *extra), kill=kill)
         assert_checkpoints_whole(run)
     # Where two folders cannot be swapped in one step: killed after step-12 went aside, before its re-save came in.
-    no_swap = [["ragtrain.files.fileio:_exchange", False]]
+    no_swap = [["ragtrain.files.atomic:_exchange", False]]
     killed(runner, args(run, "--resume"), fake=no_swap,
            kill=[{"target": "os:rename", "n": 1, "match": [".step-12.", ".old.tmp"], "when": "after"}])
     assert not Path(step12).exists() and len(list((run / "checkpoints").glob(".step-12.*.old.tmp"))) == 1
@@ -232,11 +232,11 @@ def overwrite_args(docs: Path, out: Path) -> list[str]:
 
 @pytest.mark.parametrize("moment, fake, kill, left", [
     ("writing the new copy", [], {"target": "ragtrain.data.beir:atomic_write_text", "n": 1}, "old"),  # eval/corpus.jsonl
-    ("before the swap", [], {"target": "ragtrain.files.fileio:_exchange", "n": 1}, "old"),
-    ("after the swap", [], {"target": "ragtrain.files.fileio:_exchange", "n": 1, "when": "after"}, "new"),
-    ("old copy set aside", [["ragtrain.files.fileio:_exchange", False]],
+    ("before the swap", [], {"target": "ragtrain.files.atomic:_exchange", "n": 1}, "old"),
+    ("after the swap", [], {"target": "ragtrain.files.atomic:_exchange", "n": 1, "when": "after"}, "new"),
+    ("old copy set aside", [["ragtrain.files.atomic:_exchange", False]],
      {"target": "os:rename", "n": 1, "match": ".old.tmp", "when": "after"}, "old"),
-    ("new copy in, old not yet deleted", [["ragtrain.files.fileio:_exchange", False]],
+    ("new copy in, old not yet deleted", [["ragtrain.files.atomic:_exchange", False]],
      {"target": "os:rename", "n": 2, "match": "/out", "when": "after"}, "new"),
 ])
 def test_prepare_overwrite_killed_leaves_the_whole_old_or_new_output(tmp_path, outputs, runner, moment, fake, kill, left):

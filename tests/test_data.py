@@ -10,8 +10,16 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from ragtrain.data.triples import (Triple, collate, epoch_batches, false_negative_mask, load_triples, micro_batches,
-                           require_distinct_passages, tokenize_triples)
+from ragtrain.data.triples import (
+    Triple,
+    collate,
+    epoch_batches,
+    false_negative_mask,
+    load_triples,
+    micro_batches,
+    require_distinct_passages,
+    tokenize_triples,
+)
 from ragtrain.errors import UserError
 
 
@@ -54,8 +62,8 @@ def test_repeated_passages_do_not_shrink_batches(tokenizer, group_by_length):
 
 def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, tokenizer):
     """data/sample's popular passages used to defer triples: batch 64 gave a median of 16 triples, and batches of 1."""
-    from ragtrain.config.commands import PrepareConfig
     from ragtrain.commands.prepare import prepare
+    from ragtrain.config.commands import PrepareConfig
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     prepare(PrepareConfig(inputs=(sample,), output_dir=tmp_path / "prepared"))

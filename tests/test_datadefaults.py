@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import prepare_config, write_triples
+from ragtrain.commands.prepare import prepare
 from ragtrain.config.commands import TrainConfig
 from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
-from ragtrain.commands.prepare import prepare
+from tests.conftest import prepare_config, write_triples
 
 
 def with_manifest(tmp_path, content) -> TrainConfig:
@@ -61,8 +61,9 @@ def test_prepare_data_writes_the_kind_into_its_manifest(tmp_path, docs_dir):
 
 
 def test_train_prints_which_set_it_used(tmp_path, tiny_model, capsys):
-    from ragtrain.cli import app
     from typer.testing import CliRunner
+
+    from ragtrain.cli import app
 
     triples = write_triples(tmp_path / "train.jsonl", 8)
     (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))

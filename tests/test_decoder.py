@@ -10,10 +10,10 @@ import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
 from ragtrain.data.triples import pad
-from ragtrain.training.loss import contrastive_loss
 from ragtrain.model.encoder import load_encoder, save_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.search import embed_texts
+from ragtrain.training.loss import contrastive_loss
 from tests.conftest import WORDS
 
 TEXTS = ["the cat sat on the tree", "bread oven", "a planet in orbit around the sun far away", "python"]

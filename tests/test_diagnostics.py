@@ -9,10 +9,15 @@ import torch
 
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, tokenize_triples
-from ragtrain.training.diagnostics import diagnostics_postfix, embedding_diagnostics, embedding_std, mean_pairwise_cosine
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.model.encoder import EncoderSpec, load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.training.diagnostics import (
+    diagnostics_postfix,
+    embedding_diagnostics,
+    embedding_std,
+    mean_pairwise_cosine,
+)
+from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.step import step_batches, train_step
 
 CPU = torch.device("cpu")

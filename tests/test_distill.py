@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TOPICS, jsonl_rows, user_error, write_triples
+
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import collate, distill_targets, load_triples, tokenize_triples
 from ragtrain.errors import UserError

@@ -19,14 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from ragtrain.training import distributed
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, false_negative_mask, tokenize_triples
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.model.encoder import EncoderSpec, load_encoder
 from ragtrain.model.runtime import Runtime
-from ragtrain.training.step import step_batches, train_step
+from ragtrain.training import distributed
+from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.loop import train
+from ragtrain.training.step import step_batches, train_step
 from tests.conftest import gradients, write_triples
 
 TEMPERATURE = 0.05

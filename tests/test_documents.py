@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ragtrain.data.documents import Passage, deduplicate, load_passages, read_documents, sections_of, split_passages
-from ragtrain.errors import UserError
 from ragtrain.data.readers import Document, Fields
+from ragtrain.errors import UserError
 
 
 def test_folders_are_read_recursively_in_sorted_order(tmp_path):

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.data.triples import load_triples
 from ragtrain.data.documents import read_documents
-from ragtrain.errors import UserError
 from ragtrain.data.evaldata import load_eval_data
 from ragtrain.data.labelled import load_beir, read_pairs
 from ragtrain.data.readers import Fields
+from ragtrain.data.triples import load_triples
+from ragtrain.errors import UserError
 from tests.conftest import write_files
 
 EXAMPLES = int(os.environ.get("RAGTRAIN_FUZZ_EXAMPLES", "25"))
@@ -300,12 +300,12 @@ def test_cli_evaluate_on_hostile_evaluation_data(files, json_file):
     ("corpus.jsonl", lambda: (json.dumps({"_id": "d1", "text": "p" * 64}) + "\n").encode()),
 ])
 def test_a_line_over_the_bound_is_refused_without_reading_the_rest(tmp_path, monkeypatch, name, make):
-    import ragtrain.files.fileio as fileio
+    import ragtrain.files.jsonfiles as jsonfiles
 
-    monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 32)
+    monkeypatch.setattr(jsonfiles, "MAX_LINE_BYTES", 32)
     path = tmp_path / name
     path.write_bytes(make() * 3)
     reader = {"train.jsonl": load_triples, "pairs.jsonl": read_pairs,
-              "corpus.jsonl": lambda p: fileio.read_jsonl(p, "corpus")}[name]
+              "corpus.jsonl": lambda p: jsonfiles.read_jsonl(p, "corpus")}[name]
     with pytest.raises(UserError, match=rf"{name}:1: line longer than"):
         reader(path)

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
-
 from chat_server import ChatServer
 from conftest import TOPICS, file_bytes, jsonl_rows, prepare_config, user_error
+
 from ragtrain.commands.prepare import prepare
 
 GENERIC = "What is the answer to this question?"

@@ -7,12 +7,18 @@ import importlib.util
 
 import pytest
 import torch
-
 from chat_server import ChatServer
-from ragtrain.generation import generator as gen
+
 from ragtrain.errors import UserError
-from ragtrain.generation.generator import (LocalGenerator, Sampling, ServerGenerator, ServerOptions, chat_completions_url,
-                                resolve_generator_path)
+from ragtrain.generation import generator as gen
+from ragtrain.generation.generator import (
+    LocalGenerator,
+    Sampling,
+    ServerGenerator,
+    ServerOptions,
+    chat_completions_url,
+    resolve_generator_path,
+)
 
 CONVERSATIONS = [[{"role": "system", "content": "write a question"}, {"role": "user", "content": text}]
                  for text in ("the cat sat on the tree", "bread dough and yeast in a hot oven for the loaf",

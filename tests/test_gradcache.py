@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ragtrain.data.triples import Triple, collate, tokenize_triples
+from ragtrain.model.encoder import EncoderSpec, load_encoder
 from ragtrain.training.gradcache import RandContext, chunks, grad_cache_step
 from ragtrain.training.loss import info_nce
-from ragtrain.model.encoder import EncoderSpec, load_encoder
 from tests.conftest import gradients
 
 TEMPERATURE = 0.05

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error, write_beir_folder
+
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.retrieval.hybrid import HybridScorer, fuse, top_k, tune_weight, zscores
 

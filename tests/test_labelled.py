@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.errors import UserError
-from ragtrain.data.labelled import merge_by_query, read_pairs, triples_for
-from ragtrain.retrieval.negatives import MiningOptions
 from ragtrain.commands.prepare import prepare
+from ragtrain.data.labelled import merge_by_query, read_pairs, triples_for
+from ragtrain.errors import UserError
+from ragtrain.retrieval.negatives import MiningOptions
 from tests.conftest import SHARED_DATA, jsonl_rows, prepare_config, qrels_rows, user_error
 
 runner = CliRunner()

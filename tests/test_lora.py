@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from ragtrain.config.commands import TrainConfig
-from ragtrain.model.lora import add_lora
 from ragtrain.model.encoder import load_encoder
+from ragtrain.model.lora import add_lora
 from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.search import embed_texts
 from ragtrain.training.loop import train

@@ -9,7 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ragtrain.training.loss import contrastive_loss, epps_pulley, info_nce, isotropy_generator, random_directions, sigreg
+from ragtrain.training.loss import (
+    contrastive_loss,
+    epps_pulley,
+    info_nce,
+    isotropy_generator,
+    random_directions,
+    sigreg,
+)
 
 
 def numpy_info_nce(q: np.ndarray, d: np.ndarray, temperature: float) -> float:

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from ragtrain.commands.evaluate import evaluate
 from ragtrain.config.commands import TrainConfig
 from ragtrain.errors import UserError
-from ragtrain.commands.evaluate import evaluate
-from ragtrain.training.loss import contrastive_loss
-from ragtrain.model.matryoshka import matryoshka_dims
 from ragtrain.model.encoder import load_encoder
-from ragtrain.model.textspec import with_prompt
+from ragtrain.model.matryoshka import matryoshka_dims
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.textspec import with_prompt
 from ragtrain.retrieval.search import embed_texts
 from ragtrain.training.loop import train
+from ragtrain.training.loss import contrastive_loss
 from tests.conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error
 
 

@@ -8,10 +8,10 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import build_tiny_model, user_error
-from ragtrain.config.commands import MergeConfig
 from ragtrain.commands.merge import merge, merge_weights
+from ragtrain.config.commands import MergeConfig
 from ragtrain.model.encoder import load_encoder
+from tests.conftest import build_tiny_model, user_error
 
 
 def weights_of(path) -> dict[str, torch.Tensor]:

@@ -12,11 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModel, AutoTokenizer
 
-from ragtrain.model import encoder as model_module
 from ragtrain.data.triples import pad
+from ragtrain.model import encoder as model_module
+from ragtrain.model.encoder import (
+    EncoderSpec,
+    enable_gradient_checkpointing,
+    length_buckets,
+    load_encoder,
+    padding_buckets,
+    pool,
+    resolve_model_path,
+    save_encoder,
+)
 from ragtrain.training.loss import info_nce
-from ragtrain.model.encoder import (EncoderSpec, enable_gradient_checkpointing, length_buckets, load_encoder, padding_buckets, pool,
-                            resolve_model_path, save_encoder)
 from tests.conftest import gradients
 
 TEXTS = ["the cat sat on the tree", "a river flows to the sea from the mountain", "python code", "moon"]

@@ -11,14 +11,23 @@ import pytest
 import torch
 import yaml
 
-from ragtrain.config.commands import TrainConfig
 from ragtrain.commands.evaluate import evaluate
+from ragtrain.config.commands import TrainConfig
+from ragtrain.model.card import (
+    BEGIN,
+    END,
+    CardData,
+    add_evaluation,
+    curve_rows,
+    model_card,
+    run_data,
+    transformers_snippet,
+    validation_rows,
+)
 from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
-from ragtrain.model.card import (BEGIN, END, CardData, add_evaluation, curve_rows, model_card, run_data,
-                                transformers_snippet, validation_rows)
 from ragtrain.training.loop import train
-from tests.test_decoder import build, by_hand
 from tests.conftest import evaluate_config, quiet_console, write_beir_folder, write_triples
+from tests.test_decoder import build, by_hand
 
 
 def card(**options) -> CardData:

@@ -12,8 +12,8 @@ import torch
 
 from ragtrain.errors import UserError
 from ragtrain.model.encoder import load_encoder
-from ragtrain.model.textspec import read_spec, with_prompt
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.textspec import read_spec, with_prompt
 from ragtrain.retrieval.search import embed_texts
 from tests.conftest import fake_hub_snapshot, user_error
 

@@ -7,8 +7,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ragtrain.retrieval.negatives import MiningOptions, Ranking, bm25_search_with_positives, mine_negatives, mine_within, select_negatives
 from ragtrain.model.runtime import Runtime, resolve_device
+from ragtrain.retrieval.negatives import (
+    MiningOptions,
+    Ranking,
+    bm25_search_with_positives,
+    mine_negatives,
+    mine_within,
+    select_negatives,
+)
 
 
 def ranking(indices, scores, positive_score):

@@ -14,13 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ragtrain.files import fileio
-from ragtrain.training.checkpoint import missing_files
 from ragtrain.cli import app
 from ragtrain.config.commands import TrainConfig
 from ragtrain.errors import UserError
+from ragtrain.files import atomic
+from ragtrain.files.names import LOCK_NAME
 from ragtrain.files.outputdir import check_location, is_run_directory
-from ragtrain.files.runlock import LOCK_NAME
+from ragtrain.training.checkpoint import missing_files
 from tests.conftest import file_bytes, user_error, write_documents, write_triples
 
 runner = CliRunner()
@@ -185,11 +185,11 @@ def test_a_read_only_output_folder_is_refused_before_any_work(tmp_path, docs_dir
 # ---- a disk that fills up while writing: one line, the old copy whole, no temporaries
 
 def test_a_full_disk_during_prepare_keeps_the_old_output(tmp_path, docs_dir, monkeypatch):
-    from tests.test_fileio import FullDisk
+    from tests.test_atomic import FullDisk
 
     out = tmp_path / "out"
     assert runner.invoke(app, ["prepare-data", str(docs_dir), "-o", str(out), *PREPARE]).exit_code == 0
-    monkeypatch.setattr(fileio, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
+    monkeypatch.setattr(atomic, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
     refused(["prepare-data", str(docs_dir), "-o", str(out), "--overwrite", "--seed", "3", *PREPARE], tmp_path,
             f"cannot write {out}: no space left on the device; free some space", "nothing was left half-written")
     assert sorted(os.listdir(tmp_path)) == ["docs", "out"]

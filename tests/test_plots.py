@@ -7,8 +7,8 @@ import io
 
 from PIL import Image
 
-from ragtrain.reporting.plots import bar_positions, curves_png, eval_png, label_of, title_of
 from ragtrain.reporting.pagedata import Bar, Panel
+from ragtrain.reporting.plots import bar_positions, curves_png, eval_png, label_of, title_of
 
 
 def test_titles_and_labels_of_logged_keys():

@@ -6,8 +6,16 @@ from __future__ import annotations
 import random
 
 from ragtrain.data.documents import Passage
-from ragtrain.data.queries import (MAX_CROP_QUERY_WORDS, MIN_QUERY_WORDS, cloze_query, crop_query, heading_queries,
-                              is_informative, is_prose, make_queries)
+from ragtrain.data.queries import (
+    MAX_CROP_QUERY_WORDS,
+    MIN_QUERY_WORDS,
+    cloze_query,
+    crop_query,
+    heading_queries,
+    is_informative,
+    is_prose,
+    make_queries,
+)
 
 PROSE = ("Bread dough rises when yeast eats sugar. A hot oven bakes the loaf until the crust is brown. "
          "Water and flour make the dough before it rests overnight.")

@@ -8,9 +8,19 @@ from collections import Counter
 import pytest
 
 from ragtrain.errors import UserError
-from ragtrain.generation.querygen import (PROMPT_PASSAGE_WORDS, QueryCache, clean_outputs, default_prompt, drop_reason,
-                               generate_outputs, prompt_examples, read_prompt, render, sample_passages,
-                               strip_formatting)
+from ragtrain.generation.querygen import (
+    PROMPT_PASSAGE_WORDS,
+    QueryCache,
+    clean_outputs,
+    default_prompt,
+    drop_reason,
+    generate_outputs,
+    prompt_examples,
+    read_prompt,
+    render,
+    sample_passages,
+    strip_formatting,
+)
 
 PASSAGE = ("Vitamin D deficiency in children was measured over three winters in Oslo. Children with low serum levels "
            "had twice as many respiratory infections as children given daily supplements.")

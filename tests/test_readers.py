@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import ragtrain.files.fileio as fileio
+import ragtrain.files.jsonfiles as jsonfiles
 from ragtrain.data.documents import sections_of
-from ragtrain.errors import UserError
 from ragtrain.data.readers import Document, Fields, find_files, read_file
+from ragtrain.errors import UserError
 
 
 def read(tmp_path: Path, name: str, data: str | bytes, fields: Fields = Fields()) -> tuple[list[Document], Counter]:
@@ -84,7 +84,7 @@ def test_bad_bytes_are_replaced_and_counted_empty_and_binary_skipped(tmp_path):
 
 
 def test_a_jsonl_document_line_over_the_bound_and_deep_json_are_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 64)  # the one bound, fileio's
+    monkeypatch.setattr(jsonfiles, "MAX_LINE_BYTES", 64)  # the one bound, jsonfiles'
     path = tmp_path / "docs.jsonl"
     path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "long " * 40}) + "\n")
     with pytest.raises(UserError, match=r"docs\.jsonl:2: line longer than"):

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.reporting.pagedata import (DIAGNOSTIC_PANELS, TRAINING_PANELS, Bar, eval_bars, eval_metrics, options_table,
-                                 panels, series)
+from ragtrain.reporting.pagedata import (
+    DIAGNOSTIC_PANELS,
+    TRAINING_PANELS,
+    Bar,
+    eval_bars,
+    eval_metrics,
+    options_table,
+    panels,
+    series,
+)
 
 RUN_A = [
     {"step": 0, "epoch": 0, "val_loss": 2.0, "ndcg@10": 0.5},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.training.checkpoint import Checkpoint, TrainState
 from ragtrain.config.commands import TrainConfig, as_dict
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.errors import UserError
-from ragtrain.files.runlock import LOCK_NAME
+from ragtrain.files.names import LOCK_NAME
+from ragtrain.training.checkpoint import Checkpoint, TrainState
+from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.rundir import resume_config, resume_point, run_directory
 
 

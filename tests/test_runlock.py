@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.files import runlock
 from ragtrain.errors import UserError
-from ragtrain.files.runlock import LOCK_NAME, acquire, release
+from ragtrain.files import runlock
+from ragtrain.files.names import LOCK_NAME
+from ragtrain.files.runlock import acquire, release
 
 HOLD = """
 import sys

@@ -16,8 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.config.commands import ReportConfig
 from ragtrain.commands.report import report
+from ragtrain.config.commands import ReportConfig
 from tests.conftest import user_error
 from tests.test_reportdata import RUN_A, RUN_B
 

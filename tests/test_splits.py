@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragtrain.errors import UserError
 from ragtrain.data.splits import connected_groups, split_groups, text_groups
+from ragtrain.errors import UserError
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,10 +11,10 @@ import torch
 import ragtrain.training.step as step_module
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, load_triples, tokenize_triples
-from ragtrain.training.distributed import WorldInfo
-from ragtrain.training.loss import contrastive_loss
 from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.training.distributed import WorldInfo
+from ragtrain.training.loss import contrastive_loss
 from ragtrain.training.step import step_batches, step_directions, train_step
 from ragtrain.training.validation import validation_loss
 from tests.conftest import write_triples

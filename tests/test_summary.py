@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ragtrain.training.checkpoint import TrainState
 from ragtrain.config.commands import TrainConfig
+from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.summary import training_table
 
 

@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 import torch
-
 from conftest import jsonl_rows, prepare_config, user_error
+
+from ragtrain.commands.prepare import prepare
+from ragtrain.model.encoder import load_encoder
+from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.bm25 import build_bm25
 from ragtrain.retrieval.hybrid import bm25_matrix, zscores
-from ragtrain.model.encoder import load_encoder
-from ragtrain.commands.prepare import prepare
-from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.search import embed_texts
 from ragtrain.retrieval.teacher import add_teacher_scores
 

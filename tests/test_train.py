@@ -11,18 +11,17 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import ragtrain.training.step as step_module
 import ragtrain.training.loop as train_module
+import ragtrain.training.step as step_module
 from ragtrain.cli import app
+from ragtrain.commands.evaluate import evaluate
 from ragtrain.config.commands import EvaluateConfig, TrainConfig
 from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
 from ragtrain.errors import UserError
-from ragtrain.commands.evaluate import evaluate
 from ragtrain.model.encoder import load_encoder
-from ragtrain.training.optim import lr_multiplier
 from ragtrain.training.loop import train
+from ragtrain.training.optim import lr_multiplier
 from tests.conftest import quiet_console, train_interrupted, user_error, write_beir_folder, write_triples
-
 
 
 def config(tmp_path, tiny_model, **options) -> TrainConfig:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import user_error, write_beir_folder, write_triples
 from ragtrain.config.commands import TuneConfig
 from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS
 from ragtrain.errors import UserError
+from tests.conftest import user_error, write_beir_folder, write_triples
 
 optuna = pytest.importorskip("optuna")
 RUNNER = Path(__file__).with_name("tune_runner.py")

@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from ragtrain.config.commands import TrainConfig
-from ragtrain.data.triples import Triple, collate, epoch_batches, false_negative_mask, tokenize_triples
-from ragtrain.data.evaldata import load_eval_data
 from ragtrain.commands.evaluate import evaluate
-from ragtrain.training.loss import contrastive_loss
+from ragtrain.config.commands import TrainConfig
+from ragtrain.data.evaldata import load_eval_data
+from ragtrain.data.triples import Triple, collate, epoch_batches, false_negative_mask, tokenize_triples
 from ragtrain.model.encoder import load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.training.loss import contrastive_loss
 from ragtrain.training.validation import is_better, retrieval_metrics, run_validation, validation_loss
 from tests.conftest import evaluate_config, quiet_console
 

@@ -17,22 +17,23 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from ragtrain.retrieval.bm25 import bm25_search, build_bm25
-from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
 from ragtrain.config.commands import DEFAULT_HYBRID_WEIGHT, EvaluateConfig, as_dict
-from ragtrain.errors import UserError
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
-from ragtrain.files.fileio import atomic_write_json, atomic_write_text
-from ragtrain.retrieval.hybrid import HybridScorer, tune_weight
+from ragtrain.errors import UserError
+from ragtrain.files.atomic import atomic_write_json, atomic_write_text
+from ragtrain.files.names import BEST, CARD, CHECKPOINT_MODEL, CHECKPOINT_STATE, CHECKPOINTS, FINAL, RUN_CONFIG
+from ragtrain.messages import tell, warn
+from ragtrain.model.card import add_evaluation, evaluation_entry
+from ragtrain.model.encoder import load_encoder, resolve_model_path, usable_max_length
 from ragtrain.model.lora import ADAPTER_CONFIG
 from ragtrain.model.matryoshka import truncate
-from ragtrain.messages import tell, warn
-from ragtrain.retrieval.metrics import average, per_query_metrics
-from ragtrain.model.encoder import load_encoder, resolve_model_path, usable_max_length
-from ragtrain.model.card import CARD, add_evaluation, evaluation_entry
+from ragtrain.model.runtime import Runtime, evaluation_runtime
 from ragtrain.model.textspec import DEFAULT_MAX_LENGTH, RAGTRAIN_CONFIG, describe, with_prompt
 from ragtrain.reporting.evaltable import HYBRID, results_table, run_file_paths, run_tag, trec_run_text
-from ragtrain.model.runtime import Runtime, evaluation_runtime
+from ragtrain.retrieval.bm25 import bm25_search, build_bm25
+from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
+from ragtrain.retrieval.hybrid import HybridScorer, tune_weight
+from ragtrain.retrieval.metrics import average, per_query_metrics
 from ragtrain.retrieval.search import dense_search, embed_texts
 
 BM25 = "bm25"
@@ -57,12 +58,12 @@ def resolve_model_dir(model: str) -> str:
     path = Path(resolve_model_path(model))  # a missing path is a UserError here
     if not path.is_dir():
         return str(path)  # a Hugging Face name
-    for sub in ("model", "best", "final"):  # before config.json: a run directory has its own (the training options)
+    for sub in (CHECKPOINT_MODEL, BEST, FINAL):  # before config.json: a run directory has its own (the training options)
         if (path / sub / "config.json").is_file() or (path / sub / ADAPTER_CONFIG).is_file():
             return str(path / sub)
     if _is_model_config(path / "config.json") or (path / ADAPTER_CONFIG).is_file():
         return str(path)  # a model directory (the loader says what else may be missing)
-    if (path / "checkpoints").is_dir() or (path / "state.json").is_file() or (path / "config.json").is_file():
+    if (path / CHECKPOINTS).is_dir() or (path / CHECKPOINT_STATE).is_file() or (path / RUN_CONFIG).is_file():
         raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
                         "model/ folder); pass one of its checkpoints/step-N that holds model/, or finish the run")
     raise UserError(f"{model} holds no model (no config.json); pass a model directory, a training run or a checkpoint")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ragtrain.training.averaging import average_state_dicts
 from ragtrain.config.commands import MergeConfig
 from ragtrain.errors import UserError
 from ragtrain.messages import tell
 from ragtrain.model.encoder import Encoder, load_encoder, save_encoder, usable_max_length
 from ragtrain.model.textspec import RAGTRAIN_CONFIG
+from ragtrain.training.averaging import average_state_dicts
 
 DEFAULT_MAX_LENGTH = 256  # a model that does not say its training length is saved with evaluate's default
 # config entries that say where a model came from, not what it is

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain import __version__
-from ragtrain.data.beir import document_text
 from ragtrain.config.commands import DEFAULT_MODEL, PrepareConfig, as_dict, parse_strategies
 from ragtrain.config.datakinds import data_kind_of
+from ragtrain.data.beir import document_text
 from ragtrain.data.documents import load_passages
-from ragtrain.errors import UserError
-from ragtrain.files.fileio import atomic_directory, atomic_write_json, recover
 from ragtrain.data.labelled import prepare_beir, prepare_pairs
-from ragtrain.retrieval.negatives import MiningOptions, mine_within
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries, write_prepared
 from ragtrain.data.queries import Query, make_queries
 from ragtrain.data.splits import SPLITS, split_groups
+from ragtrain.errors import UserError
+from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover
+from ragtrain.files.names import MANIFEST
+from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 
 @dataclass
@@ -122,7 +123,7 @@ def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counte
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:
     """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
     outputs = sorted(p for p in directory.rglob("*") if p.is_file())
-    atomic_write_json(directory / "manifest.json", {
+    atomic_write_json(directory / MANIFEST, {
         "ragtrain_version": __version__,
         "inputs": [str(p) for p in config.inputs],
         "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)

@@ -17,9 +17,18 @@ from pathlib import Path
 
 from ragtrain.config.commands import ReportConfig
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import atomic_directory, atomic_write_text, read_json
+from ragtrain.files.atomic import atomic_directory, atomic_write_text
+from ragtrain.files.jsonfiles import read_json
+from ragtrain.files.names import METRICS_LOG, RUN_CONFIG, TRIALS
+from ragtrain.reporting.pagedata import (
+    DIAGNOSTIC_PANELS,
+    TRAINING_PANELS,
+    eval_bars,
+    eval_metrics,
+    options_table,
+    panels,
+)
 from ragtrain.reporting.plots import curves_png, eval_png
-from ragtrain.reporting.pagedata import DIAGNOSTIC_PANELS, TRAINING_PANELS, eval_bars, eval_metrics, options_table, panels
 from ragtrain.tuning.studyplots import write_study_plots
 
 
@@ -56,7 +65,7 @@ def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
     chose by validation loss is minimised."""
     sections = []
     for study in studies:
-        trial_configs = sorted((study / "trials").glob("trial-*/config.json"))
+        trial_configs = sorted((study / TRIALS).glob(f"trial-*/{RUN_CONFIG}"))
         metric = read_json(trial_configs[0]).get("metric") if trial_configs else None
         plots = write_study_plots(study, maximize=metric != "val_loss")
         sections += [(f"{title} ({study})", path) for path, title in plots]
@@ -65,7 +74,7 @@ def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
 
 def read_metrics(run: Path) -> list[dict]:
     """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line is the user's to fix."""
-    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (run / METRICS_LOG).read_text(encoding="utf-8").splitlines()
     rows = []
     for number, line in enumerate(lines, 1):
         try:
@@ -81,7 +90,7 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def read_run_config(run: Path) -> dict:
-    path = run / "config.json"
+    path = run / RUN_CONFIG
     config = read_json(path) if path.is_file() else {}
     if not isinstance(config, dict):
         raise UserError(f"{path}: not a JSON object of options; is this a ragtrain run?")

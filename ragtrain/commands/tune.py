@@ -17,15 +17,15 @@ import time
 import warnings
 from pathlib import Path
 
-from ragtrain.files import runlock
 from ragtrain.config.commands import TrainConfig, TuneConfig
 from ragtrain.config.datakinds import defaults_for
 from ragtrain.errors import UserError
+from ragtrain.files import runlock
+from ragtrain.files.names import TRIALS
 from ragtrain.messages import tell, warn
 from ragtrain.tuning.results import finish_study, keep_best_models
 from ragtrain.tuning.space import Param, search_space, suggest
 
-TRIALS = "trials"
 HEARTBEAT_S, GRACE_S = 60, 180  # database storages: a trial silent this long belongs to a dead process
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Optional
 
 from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, SEARCHED, defaults_for
-from ragtrain.errors import UserError
-from ragtrain.files.fileio import check_writable
-from ragtrain.model.modelfiles import looks_like_path
 from ragtrain.config.options import Flag, option
-from ragtrain.files.outputdir import check_location, check_prepare_output
 from ragtrain.data.readers import Fields
+from ragtrain.errors import UserError
+from ragtrain.files.atomic import check_writable
+from ragtrain.files.names import CHECKPOINTS, METRICS_LOG, STUDY_RESULTS, TRIALS
+from ragtrain.files.outputdir import check_location, check_prepare_output
+from ragtrain.model.modelfiles import looks_like_path
 from ragtrain.reporting.evaltable import HYBRID
 from ragtrain.training.trackers import BACKENDS, missing_package
 
@@ -582,7 +583,7 @@ class TrainConfig:
         if not self.resume and Path(self.model).exists():  # a resumed run loads the checkpoint's model instead
             paths.append(Path(self.model))
         if self.resume and self.resume != "latest":
-            own = (self.output_dir / "checkpoints").resolve()
+            own = (self.output_dir / CHECKPOINTS).resolve()
             if not Path(self.resume).resolve().is_relative_to(own):
                 paths.append(Path(self.resume))
         return paths
@@ -697,14 +698,14 @@ class ReportConfig:
         _check(bool(self.runs or self.evals or self.studies), "nothing to report; pass training run directories, "
                "--eval RESULTS.json (from 'ragtrain evaluate --output') and/or --study DIR (from 'ragtrain tune')")
         for study in self.studies:
-            _check((study / "results.json").is_file(), f"--study {study} has no results.json; pass a directory "
+            _check((study / STUDY_RESULTS).is_file(), f"--study {study} has no results.json; pass a directory "
                                                       "'ragtrain tune' wrote (its --output-dir)")
         for flag, paths in (("run", self.runs), ("--eval", self.evals)):
             repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
             _check(not repeated, f"{flag} {repeated[0]} is given twice; pass each once" if repeated else "")
         for run in self.runs:
             _check(run.is_dir(), f"run directory {run} not found; pass a directory 'ragtrain train' wrote")
-            _check((run / "metrics.jsonl").is_file(), f"{run} has no metrics.jsonl; pass a directory 'ragtrain train' "
+            _check((run / METRICS_LOG).is_file(), f"{run} has no metrics.jsonl; pass a directory 'ragtrain train' "
                                                       "wrote (its --output-dir)")
         for path in self.evals:
             _check(path.is_file(), f"--eval {path} not found; pass a file written by 'ragtrain evaluate --output'")
@@ -789,7 +790,7 @@ class _TuneChecks:
         _check(not self.output_dir.is_file(), f"--output-dir {self.output_dir} is a file; choose a directory")
         check_writable(self.output_dir, "--output-dir")
         # every trial's options, checked once here with the study directory in place of the trial's
-        TrainConfig(**self.train_fields(), output_dir=self.output_dir / "trials").validate()
+        TrainConfig(**self.train_fields(), output_dir=self.output_dir / TRIALS).validate()
         return self
 
 

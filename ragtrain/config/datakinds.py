@@ -2,15 +2,15 @@
 wrote, judged relevant) or label-free (made from documents alone). prepare-data's manifest.json, beside the triples
 file, says which; the sets below are where the figures behind them come from.
 """
-
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragtrain.files.names import MANIFEST
+
 LABELLED, LABEL_FREE = "labelled", "label-free"
-MANIFEST = "manifest.json"
 SEARCHED = ("learning_rate", "epochs", "temperature", "warmup_ratio")  # what the defaults below set
 
 # label-free: the rate that helped titles and crops on SciFact (1e-5 0.6820, 2e-5 0.6805, 5e-5 0.6640) and one epoch

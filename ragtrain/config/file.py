@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from ragtrain.errors import UserError
-from ragtrain.files.fileio import open_for_reading, parse_json
 from ragtrain.config.options import FieldFlags, Flag, flags_of
+from ragtrain.errors import UserError
+from ragtrain.files.jsonfiles import open_for_reading, parse_json
 
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 

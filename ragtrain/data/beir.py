@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError, quoted
-from ragtrain.files.fileio import atomic_write_text, jsonl_text, numbered_lines, read_numbered_jsonl
+from ragtrain.files.atomic import atomic_write_text
+from ragtrain.files.jsonfiles import jsonl_text, numbered_lines, read_numbered_jsonl
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ragtrain.errors import UserError
 from ragtrain.data.readers import Document, Fields, find_files, read_file
+from ragtrain.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ragtrain.data.beir import document_text, read_beir, text_field, whole_grade
 from ragtrain.errors import UserError, quoted
-from ragtrain.files.fileio import read_json
+from ragtrain.files.jsonfiles import read_json
 from ragtrain.retrieval.metrics import judged_queries
 
 

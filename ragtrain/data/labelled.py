@@ -19,14 +19,14 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from ragtrain.data.beir import document_text, read_beir
 from ragtrain.config.commands import PrepareConfig
-from ragtrain.errors import UserError
-from ragtrain.files.fileio import read_jsonl
+from ragtrain.data.beir import document_text, read_beir
 from ragtrain.data.documents import load_passages
-from ragtrain.retrieval.negatives import MiningOptions, mine_within
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries
 from ragtrain.data.splits import split_groups, text_groups
+from ragtrain.errors import UserError
+from ragtrain.files.jsonfiles import read_jsonl
+from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 
 def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain.data.beir import write_beir
-from ragtrain.files.fileio import atomic_write_text, jsonl_text
+from ragtrain.files.atomic import atomic_write_text
+from ragtrain.files.jsonfiles import jsonl_text
 
 HELD_OUT = ("val", "test")  # the splits whose queries are evaluation queries
 

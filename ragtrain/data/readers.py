@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import jsonl_values, parse_json, text_lines
+from ragtrain.files.jsonfiles import jsonl_values, parse_json, text_lines
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import open_for_reading, read_json, read_numbered_jsonl
+from ragtrain.files.jsonfiles import open_for_reading, read_json, read_numbered_jsonl
 from ragtrain.model.textspec import with_prompt
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random

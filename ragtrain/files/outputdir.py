@@ -16,14 +16,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import is_temporary, recover_names, temp_name
-from ragtrain.files.runlock import LOCK_NAME
-from ragtrain.training.trackers import TENSORBOARD_DIR
+from ragtrain.files.atomic import is_temporary, recover_names, temp_name
+from ragtrain.files.names import (
+    BEST,
+    CHECKPOINT_STATE,
+    CHECKPOINTS,
+    FINAL,
+    LOCK_NAME,
+    MANIFEST,
+    METRICS_LOG,
+    RUN_CONFIG,
+    TENSORBOARD_DIR,
+)
 
-MANIFEST = "manifest.json"
 # What `train` writes in a run directory, in the order --overwrite removes it: config.json last, because it
 # is what marks the directory as a run if the removal is interrupted.
-RUN_ENTRIES = ("checkpoints", "best", "final", "metrics.jsonl", "config.json", TENSORBOARD_DIR)
+RUN_ENTRIES = (CHECKPOINTS, BEST, FINAL, METRICS_LOG, RUN_CONFIG, TENSORBOARD_DIR)
 REPLACED = "replaced"  # .replaced.XXXXXXXX.tmp: an overwritten run's files on their way out
 
 
@@ -122,16 +130,16 @@ def check_run_output(output: Path, overwrite: bool) -> None:
 def is_run_directory(output: Path) -> bool:
     """Whether `output` holds a training run: its config.json, a checkpoint, or a metrics log."""
     try:
-        config = json.loads((output / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((output / RUN_CONFIG).read_text(encoding="utf-8"))
         if isinstance(config, dict) and "train_data" in config and "output_dir" in config:
             return True
     except (OSError, ValueError):
         pass
-    checkpoints = output / "checkpoints"
-    if checkpoints.is_dir() and any((p / "state.json").is_file() for p in checkpoints.iterdir()):
+    checkpoints = output / CHECKPOINTS
+    if checkpoints.is_dir() and any((p / CHECKPOINT_STATE).is_file() for p in checkpoints.iterdir()):
         return True
     try:
-        with (output / "metrics.jsonl").open(encoding="utf-8") as handle:
+        with (output / METRICS_LOG).open(encoding="utf-8") as handle:
             first = json.loads(handle.readline())
         return isinstance(first, dict) and "step" in first
     except (OSError, ValueError):

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtrain.errors import UserError
+from ragtrain.files.names import LOCK_NAME
 
 try:
     import fcntl
 except ImportError:  # Windows: the pid alone decides
     fcntl = None
 
-LOCK_NAME = "ragtrain.lock"
 LOCK_RECORD_BYTES = 4096  # read of a lock file: its pid, host and start time fit many times over
 
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 from ragtrain.config.commands import DEFAULT_MODEL, PrepareConfig
 from ragtrain.data.documents import Passage
-from ragtrain.generation.generator import LocalGenerator, Sampling, ServerGenerator, ServerOptions
 from ragtrain.data.queries import Query
-from ragtrain.generation.querygen import (QueryCache, clean_outputs, default_prompt, default_query_cache_dir, generate_outputs,
-                               prompt_examples, read_prompt, sample_passages)
+from ragtrain.generation.generator import LocalGenerator, Sampling, ServerGenerator, ServerOptions
+from ragtrain.generation.querygen import (
+    QueryCache,
+    clean_outputs,
+    default_prompt,
+    default_query_cache_dir,
+    generate_outputs,
+    prompt_examples,
+    read_prompt,
+    sample_passages,
+)
+from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 
 
 def build_generator(config: PrepareConfig):
@@ -74,8 +82,10 @@ def top_ranked(texts: list[str], queries: list[str], config: PrepareConfig) -> l
     if config.filter == "bm25":
         indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
     else:
-        from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
         from ragtrain.model.runtime import Runtime, resolve_device
+        from ragtrain.retrieval.negatives import (
+            dense_search_with_positives,  # late: torch loads only for a dense filter
+        )
 
         runtime = Runtime(resolve_device("auto"))
         indices = dense_search_with_positives(texts, queries, [(0,)] * len(queries), depth,

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ragtrain.retrieval.cache import default_cache_dir
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import read_json
+from ragtrain.files.jsonfiles import read_json
 from ragtrain.messages import tell
+from ragtrain.retrieval.cache import default_cache_dir
 
 PLACEHOLDER = "{passage}"
 TITLE_PLACEHOLDER = "{title}"

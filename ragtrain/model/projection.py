@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import atomic_write_json
+from ragtrain.files.atomic import atomic_write_json
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 DENSE_TYPE = "sentence_transformers.models.Dense"

@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ragtrain.files.fileio import file_sha256
+from ragtrain.files.atomic import atomic_write_with, file_sha256
+from ragtrain.files.diskerrors import DISK_ERRORS, WriteError
+from ragtrain.files.names import CARD, EVALUATIONS
 from ragtrain.messages import warn
-from ragtrain.model.card import CARD, EVALUATIONS
 
 CACHE_VERSION = 2  # bump when embedding code changes what it produces (2: entries carry a checksum sidecar)
 KEY_HEX_DIGITS = 32  # 128 bits of the sha256: no collision in reach, and short file names
@@ -115,24 +115,13 @@ def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndar
 
 def store_cached(cache_dir: Path, key: str, emb: np.ndarray) -> None:
     """The array, then its sidecar, each to a temporary name and renamed: a crash between the two leaves no
-    sidecar or an old one whose checksum fails, so a half-written entry is never trusted. An OSError (disk
-    full, read-only) reaches the caller, which warns and goes on without the cache."""
+    sidecar or an old one whose checksum fails, so a half-written entry is never trusted. A disk that is full or
+    read-only (WriteError, or another OSError) reaches the caller, which warns and goes on without the cache."""
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cache_dir / f"{key}.npy", lambda handle: np.save(handle, emb))
+    atomic_write_with(cache_dir / f"{key}.npy", lambda handle: np.save(handle, emb))
     sidecar = {"shape": list(emb.shape), "dtype": "float32", "sha256": file_sha256(cache_dir / f"{key}.npy")}
-    _atomic_write(cache_dir / f"{key}.json", lambda handle: handle.write(json.dumps(sidecar).encode()))
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(cache_dir / f"{key}.json", lambda handle: handle.write(json.dumps(sidecar).encode()))
 
 
 def cached_or_encoded(part: str, texts: list[str], encode: Callable[[str, list[str]], np.ndarray], key: str | None,
@@ -149,7 +138,8 @@ def cached_or_encoded(part: str, texts: list[str], encode: Callable[[str, list[s
     if cache.writable:
         try:
             store_cached(cache.directory, key, emb)
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             cache.writable = False
-            warn(f"embedding cache {cache.directory} cannot be written ({exc.strerror or exc}); going on without it")
+            reason = DISK_ERRORS.get(getattr(exc, "errno", None)) or getattr(exc, "strerror", None) or exc
+            warn(f"embedding cache {cache.directory} cannot be written ({reason}); going on without it")
     return emb, "miss"

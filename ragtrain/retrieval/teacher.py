@@ -15,10 +15,10 @@ import torch
 from tqdm import tqdm
 
 from ragtrain.errors import UserError
-from ragtrain.retrieval.hybrid import QUERY_CHUNK, HybridScorer
 from ragtrain.model.encoder import load_encoder, resolve_model_path, usable_max_length
 from ragtrain.model.modelfiles import first_line
 from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.hybrid import QUERY_CHUNK, HybridScorer
 from ragtrain.retrieval.search import embed_texts
 
 HYBRID = "hybrid"

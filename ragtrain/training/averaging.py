@@ -8,10 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ragtrain.training.checkpoint import checkpoint_steps
+from ragtrain.files.names import AVERAGED, CHECKPOINT_MODEL, CHECKPOINTS
 from ragtrain.model.encoder import Encoder, load_encoder, save_encoder
-
-AVERAGED = "averaged"
+from ragtrain.training.checkpoint import checkpoint_steps
 
 
 @torch.no_grad()
@@ -34,7 +33,7 @@ def write_averaged(run_dir: Path, step: int, encoder: Encoder, tokenizer, last: 
     """RUN/averaged: the mean of the run's weights now (`encoder`, those of its last checkpoint, at `step`) and
     of the `last` - 1 checkpoints saved before it; `encoder` is left as it is."""
     earlier = sorted(s for s in checkpoint_steps(run_dir) if s < step)[-(last - 1):] if last > 1 else []
-    states = [load_encoder(str(run_dir / "checkpoints" / f"step-{s}" / "model"))[0].state_dict() for s in earlier]
+    states = [load_encoder(str(run_dir / CHECKPOINTS / f"step-{s}" / CHECKPOINT_MODEL))[0].state_dict() for s in earlier]
     states.append({k: v.detach().cpu() for k, v in encoder.state_dict().items()})
     averaged = copy.deepcopy(encoder).cpu()
     averaged.load_state_dict(average_state_dicts(states, [1 / len(states)] * len(states)))

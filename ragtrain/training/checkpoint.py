@@ -7,7 +7,7 @@ step-N/
   state.json      TrainState: step, epoch, position in the epoch, best metric, early-stopping count
   config.json     the resolved options of the run
 Tensors files are read back with `weights_only=True`: a checkpoint cannot run code when loaded.
-A checkpoint appears whole (fileio.atomic_directory) or not at all; one missing any of CHECKPOINT_FILES (a
+A checkpoint appears whole (files.atomic.atomic_directory) or not at all; one missing any of CHECKPOINT_FILES (a
 half-deleted one from an older ragtrain) is never resumed from and is removed by `recover_checkpoints`.
 """
 
@@ -28,12 +28,12 @@ import torch
 
 from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.files.fileio import atomic_directory, atomic_write_json, recover_names, temp_name
-from ragtrain.model.lora import ADAPTER_DIR, is_lora, save_adapter
+from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover_names, temp_name
+from ragtrain.files.names import CHECKPOINT_STATE, CHECKPOINTS, RUN_CONFIG
 from ragtrain.model.encoder import Encoder, save_encoder
+from ragtrain.model.lora import ADAPTER_DIR, is_lora, save_adapter
 from ragtrain.model.runtime import device_rng_state, set_device_rng_state
 
-CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
 MAY_CHANGE = {"average_last", "device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
@@ -42,7 +42,7 @@ NOT_COMPARED = {"resume", "overwrite", "output_dir", "defaulted"}
 # unset (None), these are the model's own: the checkpoint's resolved value is kept without a warning
 FROM_MODEL = {"pooling", "normalize", "max_seq_length", "query_prompt", "document_prompt"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
-CHECKPOINT_FILES = ("state.json", "config.json", "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
+CHECKPOINT_FILES = (CHECKPOINT_STATE, RUN_CONFIG, "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
                     "model/ragtrain.json")
 WEIGHTS = ("model/model.safetensors", "model/model.safetensors.index.json")
 
@@ -86,8 +86,8 @@ def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenize
         _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
         _torch_save(scaler.state_dict(), tmp / "scaler.pt")
         _torch_save({"ranks": rng_by_rank or [rng_states()]}, tmp / "rng.pt")
-        atomic_write_json(tmp / "state.json", dataclasses.asdict(state))
-        atomic_write_json(tmp / "config.json", as_dict(config))
+        atomic_write_json(tmp / CHECKPOINT_STATE, dataclasses.asdict(state))
+        atomic_write_json(tmp / RUN_CONFIG, as_dict(config))
     prune_checkpoints(run_dir, config.keep_last, state.best_step)
     return final
 
@@ -149,7 +149,7 @@ def find_checkpoint(run_dir: Path, resume: str) -> Path:
     """`latest` -> the newest step-N in the run directory; anything else is a checkpoint path."""
     if resume != "latest":
         path = Path(resume)
-        if not (path / "state.json").is_file():
+        if not (path / CHECKPOINT_STATE).is_file():
             raise UserError(f"--resume {resume}: not a checkpoint (no state.json); pass a checkpoints/step-N "
                             "directory, or --resume alone for the latest one")
         if missing := missing_files(path):
@@ -164,8 +164,8 @@ def find_checkpoint(run_dir: Path, resume: str) -> Path:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    state = TrainState(**json.loads((path / "state.json").read_text()))
-    return Checkpoint(path, state, json.loads((path / "config.json").read_text()))
+    state = TrainState(**json.loads((path / CHECKPOINT_STATE).read_text()))
+    return Checkpoint(path, state, json.loads((path / RUN_CONFIG).read_text()))
 
 
 def restore_training(checkpoint: Checkpoint, optimizer, scaler, device: torch.device, rank: int = 0) -> int:

@@ -12,8 +12,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,31 +22,44 @@ from rich.console import Console
 from torch import nn
 from tqdm import tqdm
 
-from ragtrain.training import checkpoint as ckpt
-from ragtrain.training import distributed
-from ragtrain.files import outputdir
-from ragtrain.training.averaging import write_averaged
-from ragtrain.training.checkpoint import TrainState
 from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.config.datakinds import defaults_line
-from ragtrain.data.triples import TokenizedTriples, epoch_batches, load_triples, require_distinct_passages, tokenize_triples
-from ragtrain.training.diagnostics import diagnostics_postfix
-from ragtrain.training.distributed import WorldInfo
-from ragtrain.errors import UserError
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
-from ragtrain.files.fileio import atomic_write_json, atomic_write_text, file_sha256
+from ragtrain.data.triples import (
+    TokenizedTriples,
+    epoch_batches,
+    load_triples,
+    require_distinct_passages,
+    tokenize_triples,
+)
+from ragtrain.errors import UserError
+from ragtrain.files import outputdir
+from ragtrain.files.atomic import atomic_write_json, atomic_write_text, file_sha256
+from ragtrain.files.names import BEST, CARD, FINAL, METRICS_LOG, RUN_CONFIG
 from ragtrain.messages import tell, warn
+from ragtrain.model.card import CardData, model_card, run_data, validation_rows
+from ragtrain.model.encoder import (
+    Encoder,
+    enable_gradient_checkpointing,
+    freeze_base,
+    load_encoder,
+    save_encoder,
+    usable_max_length,
+)
 from ragtrain.model.lora import ADAPTER_DIR, add_lora, load_adapter
 from ragtrain.model.matryoshka import matryoshka_dims
-from ragtrain.model.encoder import (Encoder, enable_gradient_checkpointing, freeze_base, load_encoder, save_encoder,
-                            usable_max_length)
-from ragtrain.model.card import CARD, CardData, model_card, run_data, validation_rows
-from ragtrain.model.textspec import DEFAULT_MAX_LENGTH, describe
 from ragtrain.model.projection import load_dense_modules
+from ragtrain.model.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
+from ragtrain.model.textspec import DEFAULT_MAX_LENGTH, describe
+from ragtrain.training import checkpoint as ckpt
+from ragtrain.training import distributed
+from ragtrain.training.averaging import write_averaged
+from ragtrain.training.checkpoint import TrainState
+from ragtrain.training.diagnostics import diagnostics_postfix
+from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.optim import build_optimizer, learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.training.rundir import resume_config, resume_point, run_directory
-from ragtrain.training.runlog import METRICS_LOG, RunLog, log_row, metrics_log
-from ragtrain.model.runtime import Runtime, peak_memory_mb, resolve_device, return_freed_memory_to_os, training_runtime
+from ragtrain.training.runlog import RunLog, log_row, metrics_log
 from ragtrain.training.step import StepResult, step_batches, step_directions, train_step
 from ragtrain.training.summary import base_model_note, training_table
 from ragtrain.training.trackers import open_trackers
@@ -219,7 +231,7 @@ def _start_run_directory(run: Run, fresh: bool) -> None:
     tell(f"device: {device}" + (" (auto: cuda, then mps, then cpu)" if config.device == "auto" else "")
          + (f" x {world.size} processes" if world.is_distributed else "")
          + f"; {len(run.data)} triples, {run.total_steps} steps, warmup {run.warmup}")
-    atomic_write_json(config.output_dir / "config.json", run_record(run))
+    atomic_write_json(config.output_dir / RUN_CONFIG, run_record(run))
 
 
 def run_record(run: Run) -> dict:
@@ -326,7 +338,7 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
                                     evals_without_improvement=0)
         _require_finite_weights(run.encoder, state, config)
         if main:
-            save_encoder(run.encoder, run.tokenizer, config.output_dir / "best", config.max_seq_length, config.lora_save,
+            save_encoder(run.encoder, run.tokenizer, config.output_dir / BEST, config.max_seq_length, config.lora_save,
                          card=_model_card(run, state, "best"))
         return state
     state = dataclasses.replace(state, evals_without_improvement=state.evals_without_improvement + 1)
@@ -353,12 +365,12 @@ def _save_checkpoint(run: Run, state: TrainState) -> None:
 def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> Path:
     """final/ (rank 0, never from weights that are not finite) and the run's table; every rank waits for final/."""
     _require_finite_weights(run.encoder, state, run.config)
-    final = run.config.output_dir / "final"
+    final = run.config.output_dir / FINAL
     if run.world.is_main:
         save_encoder(run.encoder, run.tokenizer, final, run.config.max_seq_length, run.config.lora_save,
                      card=_model_card(run, state, "final"))
-        if state.best_step is not None and (run.config.output_dir / "best").is_dir():  # its card: the whole curve now
-            atomic_write_text(run.config.output_dir / "best" / CARD, _model_card(run, state, "best"))
+        if state.best_step is not None and (run.config.output_dir / BEST).is_dir():  # its card: the whole curve now
+            atomic_write_text(run.config.output_dir / BEST / CARD, _model_card(run, state, "best"))
         if run.config.average_last:
             tell(f"averaged the last {run.config.average_last} checkpoints into "
                  f"{write_averaged(run.config.output_dir, state.step, run.encoder, run.tokenizer, run.config.average_last, run.config.max_seq_length)}")

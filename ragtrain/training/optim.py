@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+
 def parameter_groups(model: nn.Module, weight_decay: float, base_lr: float, head_lr: float) -> list[dict]:
     """Up to four AdamW groups: {base, head} x {decay, no_decay}; frozen parameters are left out.
 

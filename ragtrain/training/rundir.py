@@ -8,14 +8,13 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from ragtrain.config.commands import TrainConfig
+from ragtrain.errors import UserError
+from ragtrain.files import outputdir, runlock
+from ragtrain.messages import tell, warn
 from ragtrain.training import checkpoint as ckpt
 from ragtrain.training import distributed
-from ragtrain.files import outputdir
-from ragtrain.files import runlock
-from ragtrain.config.commands import TrainConfig
 from ragtrain.training.distributed import WorldInfo
-from ragtrain.errors import UserError
-from ragtrain.messages import tell, warn
 
 
 @contextlib.contextmanager

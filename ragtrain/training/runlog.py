@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ragtrain.files.fileio import atomic_write_text
+from ragtrain.files.atomic import atomic_write_text
+from ragtrain.files.names import METRICS_LOG
 from ragtrain.training.trackers import Tracker, scalars
-
-METRICS_LOG = "metrics.jsonl"
 
 
 @dataclass(frozen=True)

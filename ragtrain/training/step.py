@@ -10,15 +10,21 @@ from functools import partial
 import torch
 from torch import nn
 
-from ragtrain.training import distributed
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import TokenizedTriples, collate, distill_targets, false_negative_mask, micro_batches
+from ragtrain.model.encoder import Encoder
+from ragtrain.model.runtime import Runtime
+from ragtrain.training import distributed
 from ragtrain.training.diagnostics import DIAGNOSTICS, embedding_diagnostics
 from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.gradcache import grad_cache_step
-from ragtrain.training.loss import ISOTROPY_DIRECTIONS, contrastive_loss, distill_loss, isotropy_generator, random_directions
-from ragtrain.model.encoder import Encoder
-from ragtrain.model.runtime import Runtime
+from ragtrain.training.loss import (
+    ISOTROPY_DIRECTIONS,
+    contrastive_loss,
+    distill_loss,
+    isotropy_generator,
+    random_directions,
+)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import statistics
 
 from rich.table import Table
 
-from ragtrain.training.checkpoint import TrainState
 from ragtrain.config.commands import TrainConfig
+from ragtrain.files.names import BEST, FINAL
+from ragtrain.training.checkpoint import TrainState
 
 WARM_UP_STEPS = 3  # left out of the median rate: the first steps pay for one-off allocations and kernel choices
 
@@ -31,8 +32,8 @@ def training_table(config: TrainConfig, state: TrainState, rates: list[float], s
     if state.best_metric is not None:
         rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
                      + (base_model_note(config) if state.best_step == 0 else "")))
-        rows.append(("best model", str(config.output_dir / "best")))
-    rows.append(("final model", str(config.output_dir / "final")))
+        rows.append(("best model", str(config.output_dir / BEST)))
+    rows.append(("final model", str(config.output_dir / FINAL)))
     for name, value in rows:
         table.add_row(name, value)
     return table

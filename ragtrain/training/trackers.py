@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from ragtrain.files.names import TENSORBOARD_DIR
+
 BACKENDS = ("tensorboard", "wandb", "mlflow")
-TENSORBOARD_DIR = "tensorboard"  # inside the run directory
 
 
 class Tracker(Protocol):

@@ -7,14 +7,14 @@ import math
 import torch
 
 from ragtrain.config.commands import TrainConfig
-from ragtrain.data.triples import TokenizedTriples, collate, epoch_batches, false_negative_mask
 from ragtrain.data.evaldata import EvalData
-from ragtrain.training.loss import contrastive_loss
-from ragtrain.retrieval.metrics import mean_metrics
+from ragtrain.data.triples import TokenizedTriples, collate, epoch_batches, false_negative_mask
 from ragtrain.model.encoder import Encoder
-from ragtrain.model.textspec import with_prompt
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.textspec import with_prompt
+from ragtrain.retrieval.metrics import mean_metrics
 from ragtrain.retrieval.search import dense_search, embed_texts
+from ragtrain.training.loss import contrastive_loss
 
 K = 10
 

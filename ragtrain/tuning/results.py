@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtrain.config.commands import TuneConfig
-from ragtrain.files.fileio import atomic_directory, atomic_write_json, atomic_write_text
+from ragtrain.files.atomic import atomic_directory, atomic_write_json, atomic_write_text
+from ragtrain.files.names import AVERAGED, BEST, CHECKPOINTS, FINAL, STUDY_RESULTS, STUDY_TABLE, TRIALS
 from ragtrain.messages import tell, warn
 from ragtrain.tuning.space import Param
 
-MODEL_FOLDERS = ("best", "final", "checkpoints", "averaged")  # a trial's weights; its logs and config stay
+MODEL_FOLDERS = (BEST, FINAL, CHECKPOINTS, AVERAGED)  # a trial's weights; its logs and config stay
 SHORT = {"learning_rate": "lr", "temperature": "temp", "warmup_ratio": "warmup", "seconds": "s"}  # table headers
 
 
@@ -30,7 +31,7 @@ def finish_study(optuna, study, config: TuneConfig, space: tuple[Param, ...]) ->
     if best is not None:
         source = model_of(Path(best.user_attrs["dir"]))
         if source is not None:
-            with atomic_directory(config.output_dir / "best", overwrite=True) as tmp:
+            with atomic_directory(config.output_dir / BEST, overwrite=True) as tmp:
                 shutil.copytree(source, tmp, dirs_exist_ok=True)
             tell(f"best: trial {best.number}, {metric} {best.value:.4f}; its model copied to {config.output_dir / 'best'}")
     try:
@@ -50,7 +51,7 @@ def best_trial(optuna, study):
 
 def model_of(run_dir: Path) -> Path | None:
     """A trial run's model: best/ (kept by validation), else final/."""
-    return next((run_dir / name for name in ("best", "final") if (run_dir / name / "config.json").is_file()), None)
+    return next((run_dir / name for name in (BEST, FINAL) if (run_dir / name / "config.json").is_file()), None)
 
 
 def result_rows(optuna, study, space: tuple[Param, ...]) -> list[dict]:
@@ -88,13 +89,13 @@ def _cell(value) -> str:
 
 def write_results(directory: Path, rows: list[dict]) -> None:
     """results.json and results.csv (the same rows), written atomically."""
-    atomic_write_json(directory / "results.json", rows)
+    atomic_write_json(directory / STUDY_RESULTS, rows)
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    atomic_write_text(directory / "results.csv", buffer.getvalue())
+    atomic_write_text(directory / STUDY_TABLE, buffer.getvalue())
 
 
 def keep_best_models(optuna, study, config: TuneConfig) -> None:
@@ -108,7 +109,7 @@ def keep_best_models(optuna, study, config: TuneConfig) -> None:
     ranked = sorted((t for t in finished if t.state == states.COMPLETE), key=lambda t: t.value,
                     reverse=study.direction.name == "MAXIMIZE")
     kept = {t.number for t in ranked[:config.keep_best]}
-    trials_dir = (config.output_dir / "trials").resolve()
+    trials_dir = (config.output_dir / TRIALS).resolve()
     for trial in finished:
         run_dir = Path(trial.user_attrs.get("dir", "")).resolve()
         if trial.number in kept or not run_dir.is_relative_to(trials_dir) or run_dir == trials_dir:

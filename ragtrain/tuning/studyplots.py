@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ragtrain.files.fileio import read_json, temp_name
+from ragtrain.files.atomic import temp_name
+from ragtrain.files.jsonfiles import read_json
+from ragtrain.files.names import STUDY_RESULTS
 
 LOG_SCALE = {"learning_rate", "temperature", "base_learning_rate", "head_learning_rate"}
 
@@ -53,7 +55,7 @@ def write_plots(rows: list[dict], params: list[str], directory: Path, maximize: 
 def write_study_plots(study_dir: Path, maximize: bool = True) -> list[tuple[Path, str]]:
     """The plots of a tune study directory, from its results.json (for `ragtrain report`); [(path, title)].
     The searched options are the columns between `value` and `steps`; maximize=False for a val_loss study."""
-    rows = read_json(study_dir / "results.json")
+    rows = read_json(study_dir / STUDY_RESULTS)
     columns = list(rows[0]) if rows else []
     params = columns[columns.index("value") + 1:columns.index("steps")] if rows else []
     return write_plots(rows, params, study_dir, maximize)

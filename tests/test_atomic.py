@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.files import fileio
 from ragtrain.errors import UserError
+from ragtrain.files import atomic
+from ragtrain.files.atomic import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
 from ragtrain.files.diskerrors import WriteError
-from ragtrain.files.fileio import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
 from ragtrain.model.encoder import load_encoder, save_encoder
 from tests.conftest import file_bytes, write_files
 
@@ -21,7 +21,7 @@ from tests.conftest import file_bytes, write_files
 @pytest.mark.parametrize("exchange", [True, False], ids=["swap", "set-aside"])
 def test_a_directory_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path, monkeypatch, exchange):
     if not exchange:  # a file system without renameat2's exchange: the old copy goes aside first
-        monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     final = write_files(tmp_path / "out", {"old.txt": "old", "sub/deep.txt": "old"})
     with atomic_directory(final, overwrite=True) as tmp:
         write_files(tmp, {"new.txt": "new"})
@@ -133,7 +133,7 @@ class FullDisk:
 def test_a_full_disk_while_writing_a_file_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "results.json"
     path.write_text("old")
-    monkeypatch.setattr(fileio, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
+    monkeypatch.setattr(atomic, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
     with pytest.raises(WriteError, match=r"cannot write .*results.json: no space left on the device; free some space"):
         atomic_write_text(path, "new" * 1000)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
@@ -167,21 +167,3 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path):
         pytest.skip("running as root: chmod does not stop writes")
     with pytest.raises(UserError, match="cannot write in .*read-only.*permission denied"):
         check_writable(folder / "run", "--output-dir")
-
-
-def test_json_and_jsonl_errors_name_the_file_and_the_line(tmp_path):
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text('{"a": 1}\n\n{"a": \n')
-    with pytest.raises(UserError, match=r"rows\.jsonl:3: not valid JSON \(Expecting value\); fix or remove that line"):
-        fileio.read_numbered_jsonl(rows)
-    rows.write_text('{"a": 1}\r\n\n[1]\n')
-    with pytest.raises(UserError, match=r"rows\.jsonl:3: expected a JSON object, got list"):
-        fileio.read_numbered_jsonl(rows)
-    assert list(fileio.jsonl_values(fileio.text_lines('{"a": 1}\n \n[2]', rows), rows)) == [(1, {"a": 1}), (3, [2])]
-    whole = tmp_path / "whole.json"
-    whole.write_text('{\n  "a": ,\n}')
-    with pytest.raises(UserError, match=r"whole\.json:2: not valid JSON \(Expecting value\); fix the file"):
-        fileio.read_json(whole)
-    whole.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(UserError, match=r"whole\.json: JSON nested too deeply; fix the file"):
-        fileio.read_json(whole)
