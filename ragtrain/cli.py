@@ -120,7 +120,7 @@ def prepare_data(config: PrepareConfig) -> None:
 @command("train", TrainConfig, ignored=RUN_RECORD_KEYS)
 def train(config: TrainConfig) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
-    from ragtrain.training.loop import train as run_training
+    from ragtrain.commands.train import train as run_training
 
     Console().print(f"trained model saved to {run_training(config)}")
 

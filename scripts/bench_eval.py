@@ -27,7 +27,7 @@ def run_peer(split: str, max_length: int) -> dict:
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     from ragtrain.data.evaldata import load_eval_data
-    from ragtrain.model.encoder import resolve_model_path
+    from ragtrain.model.loading import resolve_model_path
 
     data = load_eval_data(SCIFACT, split)  # the same texts (title + " " + text) and judgements for both
     stopwatch = Stopwatch()

@@ -22,7 +22,7 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
 
     from ragtrain.config.commands import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.model.encoder import load_encoder
+    from ragtrain.model.loading import load_encoder
     from ragtrain.model.lora import add_lora
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
     from ragtrain.training.distributed import WorldInfo
@@ -34,7 +34,8 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
     torch.manual_seed(0)
     config = TrainConfig(train_data=args.data, model=MODEL, batch_size=args.batch_size,
                          max_seq_length=args.max_seq_length, device="cpu", lora_rank=rank)
-    encoder, tokenizer = load_encoder(MODEL, attention_dropout=config.attention_dropout)
+    encoder = load_encoder(MODEL, attention_dropout=config.attention_dropout)
+    tokenizer = encoder.tokenizer
     if rank:
         encoder.transformer = add_lora(encoder.transformer, rank, config.lora_alpha, config.lora_dropout, None)
     encoder.train()

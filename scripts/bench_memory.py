@@ -28,17 +28,18 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
     """In the child: train (or only load) and report its own peak RSS."""
     import torch
 
+    from ragtrain.commands.train import train
     from ragtrain.config.commands import TrainConfig
-    from ragtrain.training.loop import train
 
     torch.set_num_threads(threads)
     options = CONFIGS[name]
     stopwatch = Stopwatch()
     if not options:  # the floor: model loaded, data tokenised, no step
         from ragtrain.data.triples import load_triples, tokenize_triples
-        from ragtrain.model.encoder import load_encoder
+        from ragtrain.model.loading import load_encoder
 
-        encoder, tokenizer = load_encoder(MODEL)
+        encoder = load_encoder(MODEL)
+        tokenizer = encoder.tokenizer
         tokenize_triples(load_triples(workdir / "triples.jsonl"), tokenizer, 128)
     else:
         triples = scifact_triples(workdir / f"triples-{options['batch_size']}.jsonl", options["batch_size"] * steps)

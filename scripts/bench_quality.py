@@ -140,7 +140,7 @@ def st_train(argv: list[str]) -> None:
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from ragtrain.model.encoder import resolve_model_path
+    from ragtrain.model.loading import resolve_model_path
 
     rows = read_jsonl(Path(a.train))
     columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}

@@ -45,8 +45,9 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
 
     from ragtrain.config.commands import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
-    from ragtrain.model.encoder import EncoderSpec, load_encoder
+    from ragtrain.model.loading import load_encoder
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
+    from ragtrain.model.settings import TextOptions
     from ragtrain.training.distributed import WorldInfo
     from ragtrain.training.optim import build_optimizer
     from ragtrain.training.step import step_batches, train_step
@@ -57,7 +58,8 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN,
                          device=device_name, mixed_precision=bf16, precision="bf16")
     device = torch.device(device_name)
-    encoder, tokenizer = load_encoder(MODEL, EncoderSpec(), attention_dropout=config.attention_dropout)
+    encoder = load_encoder(MODEL, TextOptions(), attention_dropout=config.attention_dropout)
+    tokenizer = encoder.tokenizer
     encoder.to(device).train()
     data = tokenize_triples(load_triples(triples_path), tokenizer, MAX_LEN)  # what train() does, once
     batches = epoch_batches(data, BATCH, config.seed, 0)
@@ -97,7 +99,7 @@ def run_sentence_transformers(triples_path: Path, warmup: int, steps: int, bf16:
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
-    from ragtrain.model.encoder import resolve_model_path
+    from ragtrain.model.loading import resolve_model_path
 
     torch.set_num_threads(THREADS)
     rows = [json.loads(line) for line in triples_path.read_text().splitlines()]

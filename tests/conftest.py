@@ -55,6 +55,22 @@ def private_cache(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = previous
 
 
+def with_length(encoder, max_length: int):
+    """The same encoder reading `max_length` tokens per text (its settings replaced: tests only)."""
+    import dataclasses
+
+    encoder.settings = dataclasses.replace(encoder.settings, max_length=max_length)
+    return encoder
+
+
+def encoder_at(model: Path, max_length: int):
+    """The model loaded to read `max_length` tokens per text (what --max-seq-length asks)."""
+    from ragtrain.model.loading import load_encoder
+    from ragtrain.model.settings import TextOptions
+
+    return load_encoder(str(model), TextOptions(max_length=max_length))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
@@ -128,6 +144,7 @@ def fake_hub_snapshot(hub: Path, repo: str, commit: str, model: Path) -> Path:
 
 def train_interrupted(monkeypatch, config, at_call: int) -> None:
     """Run train(config) and kill it (KeyboardInterrupt) as it starts its `at_call`-th step; the step put back."""
+    import ragtrain.commands.train as train_command
     import ragtrain.training.loop as train_module
 
     calls = {"n": 0}
@@ -141,7 +158,7 @@ def train_interrupted(monkeypatch, config, at_call: int) -> None:
 
     monkeypatch.setattr(train_module, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_module.train(config)
+        train_command.train(config)
     monkeypatch.setattr(train_module, "train_step", real_step)
 
 

@@ -34,7 +34,7 @@ import transformers.models.bert.modeling_bert  # noqa: E402,F401
 import ragtrain.cli  # noqa: E402,F401  (everything a command imports, before the first fork)
 import ragtrain.commands.evaluate  # noqa: E402,F401
 import ragtrain.commands.prepare  # noqa: E402,F401
-import ragtrain.training.loop  # noqa: E402,F401
+import ragtrain.commands.train  # noqa: E402,F401
 
 
 def _patch(spec: dict, action) -> None:

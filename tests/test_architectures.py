@@ -9,9 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
-from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.encoding import encode_documents
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
-from ragtrain.retrieval.search import embed_texts
+from ragtrain.model.saving import save_encoder
 from ragtrain.training.loss import contrastive_loss
 from tests.conftest import WORDS
 
@@ -90,7 +91,8 @@ def build(kind: str, directory: Path) -> Path:
 def test_an_encoder_trains_saves_and_embeds_as_sentence_transformers_does(kind, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    encoder, tokenizer = load_encoder(str(build(kind, tmp_path / "base")))
+    encoder = load_encoder(str(build(kind, tmp_path / "base")))
+    tokenizer = encoder.tokenizer
     runtime = Runtime(torch.device("cpu"))
     before = [p.detach().clone() for p in encoder.parameters()]
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
@@ -100,8 +102,9 @@ def test_an_encoder_trains_saves_and_embeds_as_sentence_transformers_does(kind, 
     loss.backward()
     optimizer.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters()))  # the step changed the weights
-    save_encoder(encoder, tokenizer, tmp_path / "saved", max_seq_length=64)
-    encoder, tokenizer = load_encoder(str(tmp_path / "saved"))
-    ours = embed_texts(encoder, tokenizer, TEXTS, 2, 64, runtime, kind)
+    save_encoder(encoder, tmp_path / "saved")
+    encoder = load_encoder(str(tmp_path / "saved"))
+    tokenizer = encoder.tokenizer
+    ours = encode_documents(encoder, TEXTS, runtime, 2, kind)
     theirs = torch.as_tensor(SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS, batch_size=2))
     assert torch.nn.functional.cosine_similarity(ours, theirs).min() >= 0.9999

@@ -14,7 +14,8 @@ from ragtrain.errors import UserError
 from ragtrain.files import atomic
 from ragtrain.files.atomic import atomic_directory, atomic_write_text, check_writable, normal_permissions, recover
 from ragtrain.files.diskerrors import WriteError
-from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.saving import save_encoder
 from tests.conftest import file_bytes, write_files
 
 
@@ -92,8 +93,9 @@ def modes(folder: Path) -> set[tuple[str, int]]:
 
 
 def test_saved_models_and_outputs_get_the_permissions_of_the_umask(tmp_path, tiny_model, umask):
-    encoder, tokenizer = load_encoder(str(tiny_model))
-    save_encoder(encoder, tokenizer, tmp_path / "final", 32)  # transformers writes its weights 0600
+    encoder = load_encoder(str(tiny_model))
+    tokenizer = encoder.tokenizer
+    save_encoder(encoder, tmp_path / "final")  # transformers writes its weights 0600
     assert (tmp_path / "final" / "model.safetensors").is_file()
     assert modes(tmp_path / "final") == {("dir", 0o777 & ~umask), ("file", 0o666 & ~umask)}
     atomic_write_text(tmp_path / "results.json", "{}")

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from ragtrain.config.commands import TrainConfig
-from ragtrain.training.averaging import average_state_dicts
+from ragtrain.model.merging import average_state_dicts
 from tests.conftest import quiet_console, user_error, write_triples
 
 
@@ -20,14 +20,15 @@ def test_average_state_dicts_by_hand():
 
 def test_train_average_last_writes_the_mean_of_the_last_checkpoints(tmp_path, tiny_model, monkeypatch):
 
-    from ragtrain.training import loop as train_module
+    from ragtrain.commands import train as train_command
+    from ragtrain.training import finish
 
-    monkeypatch.setattr(train_module, "Console", quiet_console)
+    monkeypatch.setattr(finish, "Console", quiet_console)
     triples = write_triples(tmp_path / "train.jsonl", 16)
     config = TrainConfig(train_data=triples, model=str(tiny_model), output_dir=tmp_path / "run", batch_size=4,
                          max_seq_length=32, device="cpu", epochs=1, learning_rate=1e-3, save_steps=2, keep_last=2,
                          average_last=2)
-    train_module.train(config)
+    train_command.train(config)
     run = tmp_path / "run"
     # 4 steps, checkpoints at 2 and 4 (the final weights): averaged/ is their mean
     step2 = load_file(str(run / "checkpoints" / "step-2" / "model" / "model.safetensors"))

@@ -11,12 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import ragtrain.commands.evaluate as ev
+import ragtrain.retrieval.embedding as embedding
 from ragtrain.cli import app
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.files.atomic import file_sha256
-from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.encoding import encode_documents
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.saving import save_encoder
 from ragtrain.retrieval.cache import (
     EmbeddingCache,
     cache_key,
@@ -26,7 +28,6 @@ from ragtrain.retrieval.cache import (
     store_cached,
     texts_fingerprint,
 )
-from ragtrain.retrieval.search import embed_texts
 from tests.conftest import DOCS, build_tiny_model, evaluate_config, fake_hub_snapshot, quiet_console
 
 runner = CliRunner()
@@ -34,8 +35,8 @@ runner = CliRunner()
 
 def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_path, tiny_model, monkeypatch):
     calls = []
-    real = ev.embed_texts
-    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    for side in ("encode_queries", "encode_documents"):  # every encoding evaluate does, by the part it names
+        monkeypatch.setattr(embedding, side, lambda *a, real=getattr(embedding, side), **k: calls.append(a[4]) or real(*a, **k))
     first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
     assert calls == ["corpus", "queries"] and first["cache"] == "miss"
     second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())["models"][str(tiny_model)]
@@ -47,18 +48,20 @@ def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_pat
         handle.write(json.dumps({"_id": "d6", "title": "", "text": "one more document"}) + "\n")
     evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())
     assert calls[4:] == ["corpus"]
-    encoder, tokenizer = load_encoder(str(tiny_model))
+    encoder = load_encoder(str(tiny_model))
+    tokenizer = encoder.tokenizer
     copy = tmp_path / "copy"
-    save_encoder(encoder, tokenizer, copy, 64)  # another model directory: its own cache entries
+    save_encoder(encoder, copy)  # another model directory: its own cache entries
     evaluate(evaluate_config(beir, tmp_path, str(copy)), console=quiet_console())
     assert calls[5:] == ["corpus", "queries"]
 
 
 def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
-    encoder, tokenizer = load_encoder(str(tiny_model))
+    encoder = load_encoder(str(tiny_model))
+    tokenizer = encoder.tokenizer
     texts = list(DOCS.values())
-    fp32 = embed_texts(encoder, tokenizer, texts, 2, 64, Runtime(torch.device("cpu")), "d")
-    bf16 = embed_texts(encoder, tokenizer, texts, 2, 64, Runtime(torch.device("cpu"), encode_precision="bf16"), "d")
+    fp32 = encode_documents(encoder, texts, Runtime(torch.device("cpu")), 2, "d")
+    bf16 = encode_documents(encoder, texts, Runtime(torch.device("cpu"), encode_precision="bf16"), 2, "d")
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really computed in bf16, returned in fp32
     assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.99
     first = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="fp32"), console=quiet_console())["models"][str(tiny_model)]
@@ -73,8 +76,8 @@ def cache_files(tmp_path: Path) -> list[Path]:
 
 def counting_embed(monkeypatch) -> list[str]:
     calls: list[str] = []
-    real = ev.embed_texts
-    monkeypatch.setattr(ev, "embed_texts", lambda *a, **k: calls.append(a[6]) or real(*a, **k))
+    for side in ("encode_queries", "encode_documents"):  # every encoding evaluate does, by the part it names
+        monkeypatch.setattr(embedding, side, lambda *a, real=getattr(embedding, side), **k: calls.append(a[4]) or real(*a, **k))
     return calls
 
 

@@ -10,7 +10,8 @@ import torch
 
 from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.settings import TextOptions
 from ragtrain.training.checkpoint import (
     CHECKPOINT_FILES,
     Checkpoint,
@@ -107,7 +108,7 @@ def rank_checkpoint(tmp_path, encoder, ranks: list[dict] | dict):
 
 
 def test_each_rank_restores_its_own_rng_state(tmp_path, tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     torch.manual_seed(1)
     first = rng_states()
     torch.rand(5)
@@ -126,7 +127,7 @@ def test_each_rank_restores_its_own_rng_state(tmp_path, tiny_model):
 
 
 def test_a_checkpoint_from_before_per_rank_states_is_rank_0s(tmp_path, tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     torch.manual_seed(3)
     old = rng_states()
     old.pop("device_type"), old.pop("device")
@@ -140,9 +141,9 @@ def test_a_checkpoint_from_before_per_rank_states_is_rank_0s(tmp_path, tiny_mode
 
 
 def test_an_optimizer_state_that_does_not_fit_is_a_user_error(tmp_path, tiny_model):
-    saved_with_head, _ = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
+    saved_with_head = load_encoder(str(tiny_model), TextOptions(output_dim=8))
     checkpoint = rank_checkpoint(tmp_path, saved_with_head, {"ranks": [rng_states()]})
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     optimizer, scaler = torch.optim.AdamW(encoder.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
     with pytest.raises(UserError, match="does not fit this model's optimizer"):
         restore_training(checkpoint, optimizer, scaler, torch.device("cpu"))

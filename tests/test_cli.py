@@ -23,7 +23,7 @@ runner = CliRunner()
 
 COMMANDS = {  # command -> its config, and the function it hands the config to (patched here to capture it)
     "prepare-data": (PrepareConfig, "ragtrain.commands.prepare", "prepare"),
-    "train": (TrainConfig, "ragtrain.training.loop", "train"),
+    "train": (TrainConfig, "ragtrain.commands.train", "train"),
     "evaluate": (EvaluateConfig, "ragtrain.commands.evaluate", "evaluate"),
     "report": (ReportConfig, "ragtrain.commands.report", "report"),
 }

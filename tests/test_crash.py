@@ -155,7 +155,7 @@ def test_train_killed_at_chosen_moments_resumes_to_the_same_weights(tmp_path, tr
     assert not Path(step12).exists() and len(list((run / "checkpoints").glob(".step-12.*.old.tmp"))) == 1
     assert_checkpoints_whole(run)
     final_save = [  # half-way through writing final/ (weights written, sentence-transformers files not), then
-        {"target": "ragtrain.model.encoder:_write_sentence_transformers_files", "n": 1, "match": ".final."},
+        {"target": "ragtrain.model.saving:_write_sentence_transformers_files", "n": 1, "match": ".final."},
         {"target": "os:rename", "n": 1, "match": str(run / "final")},  # with final/ complete under its temporary name
     ]
     log = killed(runner, args(run, "--resume"), kill=final_save[:1])
@@ -278,7 +278,7 @@ def test_a_second_train_on_the_same_run_directory_stops_at_once(tmp_path, traini
     args, _, _ = training
     run, pause = tmp_path / "run", tmp_path / "pause"
     pause.mkdir()
-    first, _ = runner.start(args(run), pause={"target": "ragtrain.training.loop:load_triples", "n": 1, "dir": str(pause)})
+    first, _ = runner.start(args(run), pause={"target": "ragtrain.training.setup:load_triples", "n": 1, "dir": str(pause)})
     deadline = time.monotonic() + 300
     while not (pause / "paused").exists():  # the first run holds the lock now
         assert time.monotonic() < deadline, "the first run never reached its pause"
@@ -291,7 +291,7 @@ def test_a_second_train_on_the_same_run_directory_stops_at_once(tmp_path, traini
     assert runner.wait(first) == 0
     assert (run / "final" / "model.safetensors").is_file() and not (run / LOCK_NAME).exists()
     # A run killed while it holds the lock leaves the file behind; the next run takes it over.
-    holder, _ = runner.start(args(run, "--overwrite"), kill=[{"target": "ragtrain.training.loop:load_triples", "n": 1}])
+    holder, _ = runner.start(args(run, "--overwrite"), kill=[{"target": "ragtrain.training.setup:load_triples", "n": 1}])
     assert runner.wait(holder) == -signal.SIGKILL
     assert json.loads((run / LOCK_NAME).read_text())["pid"] == holder
     log = completed(runner, args(run, "--overwrite"))

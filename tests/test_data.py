@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from ragtrain.data.triples import (
     Triple,
@@ -21,6 +20,7 @@ from ragtrain.data.triples import (
     tokenize_triples,
 )
 from ragtrain.errors import UserError
+from tests.conftest import encoder_at
 
 
 def varied_triples(count: int, seed: int = 0, shared_every: int = 0) -> list[Triple]:
@@ -35,12 +35,13 @@ def varied_triples(count: int, seed: int = 0, shared_every: int = 0) -> list[Tri
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    return AutoTokenizer.from_pretrained(tiny_model)
+def encoders(tiny_model):
+    """The tiny model read at the given number of tokens per text."""
+    return lambda max_length: encoder_at(tiny_model, max_length)
 
 
-def test_every_triple_once_per_epoch_and_batches_change_with_epoch(tokenizer):
-    data = tokenize_triples(varied_triples(203), tokenizer, 64)
+def test_every_triple_once_per_epoch_and_batches_change_with_epoch(encoders):
+    data = tokenize_triples(varied_triples(203), encoders(64))
     first = epoch_batches(data, 8, seed=1, epoch=0)
     for epoch in (0, 1, 2):
         batches = epoch_batches(data, 8, seed=1, epoch=epoch)
@@ -51,23 +52,23 @@ def test_every_triple_once_per_epoch_and_batches_change_with_epoch(tokenizer):
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])
-def test_repeated_passages_do_not_shrink_batches(tokenizer, group_by_length):
+def test_repeated_passages_do_not_shrink_batches(encoders, group_by_length):
     """Each positive is used 4 times and negatives repeat: still full batches, ceil(n / size) of them."""
-    data = tokenize_triples(varied_triples(120, shared_every=30), tokenizer, 64)
+    data = tokenize_triples(varied_triples(120, shared_every=30), encoders(64))
     for epoch in (0, 1):
         batches = epoch_batches(data, 16, seed=0, epoch=epoch, group_by_length=group_by_length)
         assert sorted(i for b in batches for i in b) == list(range(120))
         assert sorted(len(b) for b in batches) == [8] + [16] * 7
 
 
-def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, tokenizer):
+def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, encoders):
     """data/sample's popular passages used to defer triples: batch 64 gave a median of 16 triples, and batches of 1."""
     from ragtrain.commands.prepare import prepare
     from ragtrain.config.commands import PrepareConfig
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     prepare(PrepareConfig(inputs=(sample,), output_dir=tmp_path / "prepared"))
-    data = tokenize_triples(load_triples(tmp_path / "prepared" / "train.jsonl"), tokenizer, 64)
+    data = tokenize_triples(load_triples(tmp_path / "prepared" / "train.jsonl"), encoders(64))
     passages = [p for i in range(len(data)) for p in (data.positive_texts[i], *data.negative_texts[i])]
     assert len(set(passages)) < len(passages)  # passages do repeat across triples
     sizes = [len(b) for b in epoch_batches(data, 64, seed=42, epoch=0)]
@@ -75,7 +76,7 @@ def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, tokenizer):
     assert sum(sizes) == len(data)
 
 
-def test_false_negative_mask_by_hand(tokenizer):
+def test_false_negative_mask_by_hand(encoders):
     """Candidates equal (as token ids) to a query's positive, or to the positive of another triple asking the
     same query, are masked for that query; its own column never is. Whitespace and case variants match."""
     triples = [
@@ -84,7 +85,7 @@ def test_false_negative_mask_by_hand(tokenizer):
         Triple("cat query", "the tree", ("the moon",)),  # 2: asks 0's query: 0's and 2's positives are both known
         Triple("sun query", "the sun", ("the tree",)),  # 3: its negative is 2's positive
     ]
-    data = tokenize_triples(triples, tokenizer, 32)
+    data = tokenize_triples(triples, encoders(32))
     assert data.positives[0] == data.positives[1] and data.positive_texts[0] != data.positive_texts[1]
     mask = false_negative_mask(data, [0, 1, 2, 3])
     # columns: positives 0-3, then negatives "a dog ran" 4, "fish swim" 5, "a cat sat" 6, "the moon" 7, "the tree" 8
@@ -105,17 +106,17 @@ def padding(data, batches) -> int:
     return total
 
 
-def test_length_grouping_cuts_padding(tokenizer):
-    data = tokenize_triples(varied_triples(400, seed=5), tokenizer, 128)
+def test_length_grouping_cuts_padding(encoders):
+    data = tokenize_triples(varied_triples(400, seed=5), encoders(128))
     grouped = epoch_batches(data, 8, seed=0, epoch=0)
     shuffled = epoch_batches(data, 8, seed=0, epoch=0, group_by_length=False)
     assert padding(data, grouped) < 0.5 * padding(data, shuffled)
 
 
-def test_collate_puts_positives_first_then_negatives(tokenizer):
+def test_collate_puts_positives_first_then_negatives(encoders):
     triples = [Triple("q one", "p one", ("n one", "n two")), Triple("q two", "p two longer text", ())]
-    data = tokenize_triples(triples, tokenizer, 32)
-    queries, docs = collate(data, [0, 1], tokenizer.pad_token_id)
+    data = tokenize_triples(triples, encoders(32))
+    queries, docs = collate(data, [0, 1], encoders(32).pad_id)
     assert queries["input_ids"].shape[0] == 2 and docs["input_ids"].shape[0] == 4
     assert docs["input_ids"][1, : len(data.positives[1])].tolist() == data.positives[1]
     assert docs["input_ids"][2, : len(data.negatives[0][0])].tolist() == data.negatives[0][0]
@@ -155,8 +156,8 @@ def test_bad_triples_are_user_errors_with_the_line(tmp_path, content, words):
         load_triples(path)
 
 
-def test_triples_of_a_single_distinct_passage_are_refused(tokenizer):
-    same = tokenize_triples([Triple("q1", "the cat", ()), Triple("q2", "The  Cat", ("the cat",))], tokenizer, 32)
+def test_triples_of_a_single_distinct_passage_are_refused(encoders):
+    same = tokenize_triples([Triple("q1", "the cat", ()), Triple("q2", "The  Cat", ("the cat",))], encoders(32))
     with pytest.raises(UserError, match="t.jsonl holds a single distinct passage .at --max-seq-length 32."):
-        require_distinct_passages(same, Path("t.jsonl"), 32)
-    require_distinct_passages(tokenize_triples([Triple("q", "the cat", ("a dog",))], tokenizer, 32), Path("t"), 32)
+        require_distinct_passages(same, Path("t.jsonl"))
+    require_distinct_passages(tokenize_triples([Triple("q", "the cat", ("a dog",))], encoders(32)), Path("t"))

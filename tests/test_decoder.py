@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, PreTrainedTokenizerFast
 
-from ragtrain.data.triples import pad
-from ragtrain.model.encoder import load_encoder, save_encoder
+from ragtrain.model.encoding import encode_documents, pad
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
-from ragtrain.retrieval.search import embed_texts
+from ragtrain.model.saving import save_encoder
 from ragtrain.training.loss import contrastive_loss
 from tests.conftest import WORDS
 
@@ -63,9 +63,10 @@ def left_padded(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tens
 def test_a_decoder_embeds_its_appended_eos_as_each_text_alone_under_either_padding(kind, tmp_path):
     model_dir = build(kind, tmp_path / kind)
     reference = by_hand(model_dir, TEXTS)
-    encoder, tokenizer = load_encoder(str(model_dir))
+    encoder = load_encoder(str(model_dir))
+    tokenizer = encoder.tokenizer
     encoder.eval()
-    assert encoder.causal and (encoder.text.pooling, encoder.text.source("pooling")) == ("last", "default for a decoder")
+    assert encoder.causal and (encoder.settings.pooling, encoder.settings.source("pooling")) == ("last", "default for a decoder")
     ids = tokenizer(TEXTS)["input_ids"]
     assert all(row[-1] == tokenizer.eos_token_id for row in ids)
     with torch.no_grad():
@@ -79,7 +80,8 @@ def test_a_decoder_embeds_its_appended_eos_as_each_text_alone_under_either_paddi
 def test_a_decoder_trains_a_step_and_loads_in_sentence_transformers_the_same(kind, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    encoder, tokenizer = load_encoder(str(build(kind, tmp_path / kind)))
+    encoder = load_encoder(str(build(kind, tmp_path / kind)))
+    tokenizer = encoder.tokenizer
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in encoder.parameters()]
     batch = pad(tokenizer(TEXTS)["input_ids"], tokenizer.pad_token_id)
@@ -88,15 +90,16 @@ def test_a_decoder_trains_a_step_and_loads_in_sentence_transformers_the_same(kin
     loss.backward()
     optimizer.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
-    save_encoder(encoder, tokenizer, tmp_path / "saved", max_seq_length=64)
-    encoder, tokenizer = load_encoder(str(tmp_path / "saved"))
+    save_encoder(encoder, tmp_path / "saved")
+    encoder = load_encoder(str(tmp_path / "saved"))
+    tokenizer = encoder.tokenizer
     assert tokenizer("cat")["input_ids"][-1] == tokenizer.eos_token_id  # the saved tokenizer appends it, once
     assert tokenizer("cat")["input_ids"][-2] != tokenizer.eos_token_id
-    ours = embed_texts(encoder, tokenizer, TEXTS, 4, 64, Runtime(torch.device("cpu")), kind)
+    ours = encode_documents(encoder, TEXTS, Runtime(torch.device("cpu")), 4, kind)
     theirs = torch.as_tensor(SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS, batch_size=4))
     assert torch.nn.functional.cosine_similarity(ours, theirs).min() >= 0.9999
 
 
 def test_decoder_weights_load_in_bf16_when_asked(tmp_path):
-    encoder, _ = load_encoder(str(build("qwen3", tmp_path / "q")), dtype=torch.bfloat16)
+    encoder = load_encoder(str(build("qwen3", tmp_path / "q")), dtype=torch.bfloat16)
     assert {p.dtype for p in encoder.transformer.parameters()} == {torch.bfloat16}

@@ -9,8 +9,9 @@ import torch
 
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, tokenize_triples
-from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.settings import TextOptions
 from ragtrain.training.diagnostics import (
     diagnostics_postfix,
     embedding_diagnostics,
@@ -18,7 +19,7 @@ from ragtrain.training.diagnostics import (
     mean_pairwise_cosine,
 )
 from ragtrain.training.distributed import WorldInfo
-from ragtrain.training.step import step_batches, train_step
+from ragtrain.training.step import loss_options, step_batches, train_step
 
 CPU = torch.device("cpu")
 
@@ -72,17 +73,17 @@ def test_the_diagnostics_read_normalised_embeddings_of_queries_and_documents_tog
 
 def test_a_training_step_reports_the_diagnostics_of_its_embeddings(tiny_model):
     """Through train_step (learning rate 0): the step's figures are those of the batch's embeddings."""
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions(max_length=32))
     encoder.eval()
     triples = [Triple("cat query", "a cat sat on the mat", ("a dog ran",)), Triple("moon query", "the moon", ()),
                Triple("mat query", "A cat  sat on the mat", ("the moon",))]
-    data = tokenize_triples(triples, tokenizer, 32)
+    data = tokenize_triples(triples, encoder)
     cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0)
     (batch,) = step_batches(data, [0, 1, 2], cfg, WorldInfo(), 0)
     with torch.no_grad():
         expected = embedding_diagnostics(encoder.embed(**batch.queries), encoder.embed(**batch.docs), batch.mask)
     result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), Runtime(CPU).grad_scaler(),
-                        [batch], cfg, Runtime(CPU))
+                        [batch], cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     for name, value in expected.items():
         assert result.parts[name] == pytest.approx(value, rel=1e-5), name
     assert -1 <= result.parts["cos_hardest_negative"] <= 1 and result.parts["embedding_std"] > 0

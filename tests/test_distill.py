@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TOPICS, jsonl_rows, user_error, write_triples
+from conftest import TOPICS, encoder_at, jsonl_rows, user_error, write_triples
 
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import collate, distill_targets, load_triples, tokenize_triples
@@ -96,11 +96,9 @@ def test_bad_scores_are_refused(tmp_path, scores):
 
 
 def test_distill_targets_follow_collates_layout(tmp_path, tiny_model):
-    from transformers import AutoTokenizer
-
     rows = [{"query": f"q{n}", "positive": f"p{n}", "negatives": [f"n{n}-{j}" for j in range(n)],
              "scores": [float(10 * n + j) for j in range(n + 1)]} for n in range(3)]
-    data = tokenize_triples(load_triples(write_scored(tmp_path / "t.jsonl", rows)), AutoTokenizer.from_pretrained(tiny_model), 16)
+    data = tokenize_triples(load_triples(write_scored(tmp_path / "t.jsonl", rows)), encoder_at(tiny_model, 16))
     batch = [2, 0, 1]
     candidates, valid, teacher = distill_targets(data, batch)
     _, docs = collate(data, batch, 0)
@@ -132,8 +130,7 @@ def test_distill_option_errors(triples_file, tmp_path, extra, message):
 def test_training_moves_the_student_toward_the_teacher(tmp_path, tiny_model):
     """The teacher prefers each triple's negative; after training the student's margin (positive - negative)
     has moved down from where the untrained model had it."""
-    from ragtrain.model.encoder import load_encoder
-    from ragtrain.training.loop import train
+    from ragtrain.commands.train import train
 
     rows = jsonl_rows(write_triples(tmp_path / "plain.jsonl", count=24, negatives=1))
     for row in rows:
@@ -144,10 +141,10 @@ def test_training_moves_the_student_toward_the_teacher(tmp_path, tiny_model):
                          warmup_ratio=0.0, device="cpu", log_steps=1)
 
     def mean_margin(model_dir) -> float:
-        encoder, tokenizer = load_encoder(str(model_dir))
-        data = tokenize_triples(load_triples(path), tokenizer, 32)
+        encoder = encoder_at(model_dir, 32)
+        data = tokenize_triples(load_triples(path), encoder)
         batch = list(range(len(data)))
-        queries, docs = collate(data, batch, tokenizer.pad_token_id or 0)
+        queries, docs = collate(data, batch, encoder.pad_id)
         candidates, _, _ = distill_targets(data, batch)
         with torch.no_grad():
             scores = candidate_scores(encoder.embed(**queries), encoder.embed(**docs), candidates, 0.05)

@@ -19,14 +19,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
+from ragtrain.commands.train import train
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, false_negative_mask, tokenize_triples
-from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.settings import TextOptions
 from ragtrain.training import distributed
 from ragtrain.training.distributed import WorldInfo
-from ragtrain.training.loop import train
-from ragtrain.training.step import step_batches, train_step
+from ragtrain.training.step import loss_options, step_batches, train_step
 from tests.conftest import gradients, write_triples
 
 TEMPERATURE = 0.05
@@ -76,8 +77,7 @@ def step_config(**options) -> TrainConfig:
 def test_every_rank_gets_its_slice_and_the_whole_micro_batchs_mask(tiny_model):
     """No triple is dropped: a rank with an empty slice gets a stand-in row it never scores. With gathered
     negatives each rank masks over the global layout [all positives, all negatives], which is one process's."""
-    _, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
-    data = tokenize_triples(TRIPLES, tokenizer, 64)
+    data = tokenize_triples(TRIPLES, load_encoder(str(tiny_model), TextOptions(max_length=64)))
     whole = false_negative_mask(data, [0, 1, 2, 3, 4])
     assert int(whole.sum()) == 4  # query 0: columns 4 (positive) and 7 (2's negative); query 4: columns 0 and 7
     for rank, rows in ((0, 2), (1, 3)):
@@ -105,9 +105,9 @@ def test_gather_with_grad_is_identity_for_one_process():
 
 
 def _load(model_dir: Path):
-    encoder, tokenizer = load_encoder(str(model_dir), EncoderSpec())
+    encoder = load_encoder(str(model_dir), TextOptions(max_length=64))
     encoder.eval()  # no dropout: one process and two must draw nothing random
-    return encoder, tokenizer
+    return encoder
 
 
 def _step(model, encoder, data, batch: list[int], options: dict, world: WorldInfo) -> tuple[float, dict, int]:
@@ -116,15 +116,16 @@ def _step(model, encoder, data, batch: list[int], options: dict, world: WorldInf
     optimizer = torch.optim.SGD([p for p in encoder.parameters() if p.requires_grad], lr=0.0)  # the gradient stays
     parts = step_batches(data, batch, cfg, world, 0)
     runtime = Runtime(torch.device("cpu"))
-    result = train_step(model, optimizer, runtime.grad_scaler(), parts, cfg, runtime, None, world)
+    result = train_step(model, optimizer, runtime.grad_scaler(), parts, cfg, runtime, loss_options(cfg, encoder.settings),
+                        None, world)
     return result.parts["loss"], gradients(encoder), result.masked
 
 
 def _reference(model_dir: Path, name: str) -> tuple[float, dict, int]:
     """One process: the whole batch, or (without gathering) each rank's slice weighted by its share."""
     batch, options = CASES[name]
-    encoder, tokenizer = _load(model_dir)
-    data = tokenize_triples(TRIPLES, tokenizer, 64)
+    encoder = _load(model_dir)
+    data = tokenize_triples(TRIPLES, encoder)
     if options.get("gather_negatives", True):
         return _step(encoder, encoder, data, batch, options, WorldInfo())
     total, grads, masked = 0.0, {}, 0
@@ -147,9 +148,9 @@ def _worker(rank: int, model_dir: str, port: int, out_dir: str) -> None:
     distributed.setup(world, device)
     results = {}
     for name, (batch, options) in CASES.items():
-        encoder, tokenizer = _load(Path(model_dir))
+        encoder = _load(Path(model_dir))
         model = distributed.wrap_model(encoder, world, device)
-        results[name] = _step(model, encoder, tokenize_triples(TRIPLES, tokenizer, 64), batch, options, world)
+        results[name] = _step(model, encoder, tokenize_triples(TRIPLES, encoder), batch, options, world)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     distributed.cleanup(world)
 

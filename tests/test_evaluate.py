@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.commands.evaluate import evaluate, resolve_model_dir
+from ragtrain.commands.evaluate import evaluate
 from ragtrain.data.evaldata import load_eval_data
+from ragtrain.model.loading import resolve_model_dir
 from tests.conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error, write_beir_folder
 
 runner = CliRunner()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ragtrain.data.triples import Triple, collate, tokenize_triples
-from ragtrain.model.encoder import EncoderSpec, load_encoder
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.settings import TextOptions
 from ragtrain.training.gradcache import RandContext, chunks, grad_cache_step
 from ragtrain.training.loss import info_nce
 from tests.conftest import gradients
@@ -33,9 +34,9 @@ def loss_and_value(query_emb, doc_emb):
 
 @pytest.fixture
 def batch_and_encoder(tiny_model):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
-    data = tokenize_triples(TRIPLES, tokenizer, 64)
-    queries, docs = collate(data, list(range(len(TRIPLES))), tokenizer.pad_token_id)
+    encoder = load_encoder(str(tiny_model), TextOptions(max_length=64))
+    data = tokenize_triples(TRIPLES, encoder)
+    queries, docs = collate(data, list(range(len(TRIPLES))), encoder.pad_id)
     return encoder, queries, docs
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ragtrain.commands.train import train
 from ragtrain.config.commands import TrainConfig
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.encoding import encode_documents
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.lora import add_lora
 from ragtrain.model.runtime import Runtime
-from ragtrain.retrieval.search import embed_texts
-from ragtrain.training.loop import train
 from tests.conftest import train_interrupted, user_error, write_triples
 
 pytest.importorskip("peft")
@@ -31,12 +31,13 @@ def config(tmp_path, tiny_model, **options) -> TrainConfig:
 
 
 def embeddings(model_dir) -> torch.Tensor:
-    encoder, tokenizer = load_encoder(str(model_dir))
-    return embed_texts(encoder, tokenizer, TEXTS, 4, 32, Runtime(torch.device("cpu")), "t")
+    encoder = load_encoder(str(model_dir))
+    tokenizer = encoder.tokenizer
+    return encode_documents(encoder, TEXTS, Runtime(torch.device("cpu")), 4, "t")
 
 
 def test_only_the_adapters_train(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model))
+    encoder = load_encoder(str(tiny_model))
     total = sum(p.numel() for p in encoder.parameters())
     encoder.transformer = add_lora(encoder.transformer, rank=4, alpha=8.0, dropout=0.0, targets=None)
     trainable = {n: p.numel() for n, p in encoder.named_parameters() if p.requires_grad}

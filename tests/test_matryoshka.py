@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from ragtrain.commands.evaluate import evaluate
+from ragtrain.commands.train import train
 from ragtrain.config.commands import TrainConfig
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.encoding import encode_queries
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.matryoshka import matryoshka_dims
 from ragtrain.model.runtime import Runtime
-from ragtrain.model.textspec import with_prompt
-from ragtrain.retrieval.search import embed_texts
-from ragtrain.training.loop import train
 from ragtrain.training.loss import contrastive_loss
 from tests.conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error
 
@@ -81,10 +80,10 @@ def test_a_trained_model_carries_its_prompts_similarity_and_dimensions(trained):
     assert saved["prompts"] == {"query": "query: ", "document": "passage: "}
     assert (saved["similarity_fn_name"], saved["matryoshka_dims"]) == ("dot", [32, 16, 8])
     assert json.loads((trained / "ragtrain.json").read_text())["matryoshka_dims"] == [32, 16, 8]
-    encoder, tokenizer = load_encoder(str(trained))  # no flag: the model's own prompts
-    assert (encoder.text.query_prompt, encoder.text.document_prompt, encoder.text.normalize) == ("query: ", "passage: ", False)
+    encoder = load_encoder(str(trained))  # no flag: the model's own prompts
+    assert (encoder.settings.query_prompt, encoder.settings.document_prompt, encoder.settings.normalize) == ("query: ", "passage: ", False)
     texts = list(QUERIES.values())
-    ours = embed_texts(encoder, tokenizer, with_prompt(texts, "query: "), 4, 64, Runtime(torch.device("cpu")), "q")
+    ours = encode_queries(encoder, texts, Runtime(torch.device("cpu")), 4, "q")
     st = SentenceTransformer(str(trained), device="cpu")
     assert st.similarity_fn_name == "dot"
     theirs = torch.as_tensor(st.encode_query(texts))

@@ -8,9 +8,10 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from ragtrain.commands.merge import merge, merge_weights
+from ragtrain.commands.merge import merge
 from ragtrain.config.commands import MergeConfig
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.merging import merge_weights
 from tests.conftest import build_tiny_model, user_error
 
 
@@ -34,8 +35,8 @@ def test_a_soup_is_the_weighted_mean_of_every_tensor(tmp_path):
         if value.is_floating_point():
             torch.testing.assert_close(value, (0.25 * wa[name].double() + 0.75 * wb[name].double()).float())
     # a normal ragtrain model: it loads, with the first model's pooling and length
-    encoder, _ = load_encoder(str(out))
-    assert encoder.spec.pooling == "mean" and json.loads((out / "ragtrain.json").read_text())["max_seq_length"] == 128
+    encoder = load_encoder(str(out))
+    assert encoder.settings.pooling == "mean" and json.loads((out / "ragtrain.json").read_text())["max_seq_length"] == 128
 
 
 def test_interpolation_with_the_base_at_zero_and_one_gives_back_each_model(tmp_path):

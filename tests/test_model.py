@@ -12,18 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModel, AutoTokenizer
 
-from ragtrain.data.triples import pad
 from ragtrain.model import encoder as model_module
-from ragtrain.model.encoder import (
-    EncoderSpec,
-    enable_gradient_checkpointing,
-    length_buckets,
-    load_encoder,
-    padding_buckets,
-    pool,
-    resolve_model_path,
-    save_encoder,
-)
+from ragtrain.model.encoder import enable_gradient_checkpointing, length_buckets, padding_buckets, pool
+from ragtrain.model.encoding import pad
+from ragtrain.model.loading import load_encoder, resolve_model_path
+from ragtrain.model.saving import save_encoder
+from ragtrain.model.settings import TextOptions
 from ragtrain.training.loss import info_nce
 from tests.conftest import gradients
 
@@ -78,7 +72,8 @@ def test_padding_buckets_split_right_padded_cpu_batches_only(monkeypatch):
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
 def test_bucketed_embeddings_and_gradients_equal_one_pass(tiny_model, monkeypatch, pooling):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec(pooling, True, 8))
+    encoder = load_encoder(str(tiny_model), TextOptions(pooling=pooling, normalize=True, output_dim=8))
+    tokenizer = encoder.tokenizer
     encoder.eval()  # no dropout: both runs see the same function
     texts = TEXTS + ["a much longer text about the cat and the river and the sea and the moon " * 3, "sea"]
     batch = pad(tokenizer(texts, truncation=True, max_length=64)["input_ids"], tokenizer.pad_token_id)
@@ -99,23 +94,25 @@ def test_bucketed_embeddings_and_gradients_equal_one_pass(tiny_model, monkeypatc
 
 
 def embed_with_ragtrain(path, texts=TEXTS) -> torch.Tensor:
-    encoder, tokenizer = load_encoder(str(path))
+    encoder = load_encoder(str(path))
+    tokenizer = encoder.tokenizer
     encoder.eval()
     batch = pad(tokenizer(texts, truncation=True, max_length=64)["input_ids"], tokenizer.pad_token_id)
     with torch.no_grad():
         return encoder(**batch)
 
 
-def trained_like(tiny_model, tmp_path, spec: EncoderSpec):
+def trained_like(tiny_model, tmp_path, spec: TextOptions):
     """A model with a (random) head saved by ragtrain, as training would leave it."""
     torch.manual_seed(0)
-    encoder, tokenizer = load_encoder(str(tiny_model), spec)
-    save_encoder(encoder, tokenizer, tmp_path / "saved", max_seq_length=64)
+    encoder = load_encoder(str(tiny_model), spec)
+    tokenizer = encoder.tokenizer
+    save_encoder(encoder, tmp_path / "saved")
     return tmp_path / "saved"
 
 
-@pytest.mark.parametrize("spec", [EncoderSpec("mean", True, 8), EncoderSpec("cls", True, None),
-                                  EncoderSpec("mean", False, None)], ids=["mean-head-norm", "cls-norm", "mean-raw"])
+@pytest.mark.parametrize("spec", [TextOptions(pooling="mean", normalize=True, output_dim=8), TextOptions(pooling="cls", normalize=True, output_dim=None),
+                                  TextOptions(pooling="mean", normalize=False, output_dim=None)], ids=["mean-head-norm", "cls-norm", "mean-raw"])
 def test_saved_model_loads_three_ways_with_the_same_embeddings(tiny_model, tmp_path, spec):
     from sentence_transformers import SentenceTransformer
 
@@ -130,7 +127,7 @@ def test_saved_model_loads_three_ways_with_the_same_embeddings(tiny_model, tmp_p
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         pooled = pool(transformer(**batch).last_hidden_state, batch["attention_mask"], spec.pooling)
-    encoder, _ = load_encoder(str(saved))
+    encoder = load_encoder(str(saved))
     with torch.no_grad():
         emb = encoder.projection(pooled) if encoder.projection is not None else pooled
     emb = torch.nn.functional.normalize(emb, dim=-1) if spec.normalize else emb
@@ -139,10 +136,10 @@ def test_saved_model_loads_three_ways_with_the_same_embeddings(tiny_model, tmp_p
 
 
 def test_a_new_head_is_added_and_a_saved_one_kept(tiny_model, tmp_path):
-    saved = trained_like(tiny_model, tmp_path, EncoderSpec(output_dim=6))
-    encoder, _ = load_encoder(str(saved))
-    assert encoder.spec.output_dim == 6 and encoder.projection.out_features == 6
-    kept, _ = load_encoder(str(saved), EncoderSpec())  # no --output-dim: the model's own head stays
+    saved = trained_like(tiny_model, tmp_path, TextOptions(output_dim=6))
+    encoder = load_encoder(str(saved))
+    assert encoder.output_dim == 6 and encoder.projection.out_features == 6
+    kept = load_encoder(str(saved), TextOptions())  # no --output-dim: the model's own head stays
     assert torch.equal(kept.projection.weight, encoder.projection.weight)
 
 
@@ -151,8 +148,8 @@ def test_a_new_head_is_added_and_a_saved_one_kept(tiny_model, tmp_path):
 def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
     from sentence_transformers import SentenceTransformer
 
+    from ragtrain.commands.train import train
     from ragtrain.config.commands import TrainConfig
-    from ragtrain.training.loop import train
     from tests.conftest import write_triples
 
     name = "sentence-transformers/all-MiniLM-L6-v2"
@@ -173,7 +170,7 @@ def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
 def test_a_broken_head_config_is_one_line(tiny_model, tmp_path):
     from ragtrain.errors import UserError
 
-    saved = trained_like(tiny_model, tmp_path, EncoderSpec(output_dim=6))
+    saved = trained_like(tiny_model, tmp_path, TextOptions(output_dim=6))
     (saved / "ragtrain.json").write_text('{"pooling": "mean"')
     with pytest.raises(UserError, match="ragtrain.json"):
         load_encoder(str(saved))
@@ -201,7 +198,8 @@ def test_a_t5_directory_embeds_with_its_encoder(tiny_model, tmp_path):
     config = T5Config(vocab_size=len(AutoTokenizer.from_pretrained(tiny_model)), d_model=16, d_kv=8, d_ff=32,
                       num_layers=2, num_heads=2, decoder_start_token_id=0)
     t5 = tiny_seq2seq(tmp_path / "t5", tiny_model, config)
-    encoder, tokenizer = load_encoder(str(t5))
+    encoder = load_encoder(str(t5))
+    tokenizer = encoder.tokenizer
     assert isinstance(encoder.transformer, T5EncoderModel)
     ours = embed_with_ragtrain(t5)
     # the same as T5's encoder states, mean-pooled by hand
@@ -211,7 +209,7 @@ def test_a_t5_directory_embeds_with_its_encoder(tiny_model, tmp_path):
         states = reference(**batch).last_hidden_state  # (4, L, 16)
     expected = torch.nn.functional.normalize(pool(states, batch["attention_mask"], "mean"), dim=-1)
     assert ours.shape == (len(TEXTS), 16) and torch.allclose(ours, expected, atol=1e-5)
-    save_encoder(encoder, tokenizer, tmp_path / "saved", max_seq_length=64)  # saved and read back: the same
+    save_encoder(encoder, tmp_path / "saved")  # saved and read back: the same
     assert torch.allclose(embed_with_ragtrain(tmp_path / "saved"), ours, atol=1e-6)
     theirs = torch.tensor(SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS))
     assert torch.allclose(theirs, ours, atol=1e-5)
@@ -231,7 +229,8 @@ def test_an_encoder_decoder_without_an_encoder_class_is_one_line(tiny_model, tmp
 
 
 def test_gradient_checkpointing_keeps_the_gradient(tiny_model):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
+    tokenizer = encoder.tokenizer
     queries, docs = (pad(tokenizer(texts)["input_ids"], tokenizer.pad_token_id) for texts in (TEXTS[:2], TEXTS[2:]))
 
     def loss_fn(query_emb, doc_emb):

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from ragtrain.commands.evaluate import evaluate
+from ragtrain.commands.train import train
 from ragtrain.config.commands import TrainConfig
 from ragtrain.model.card import (
     BEGIN,
@@ -24,8 +25,9 @@ from ragtrain.model.card import (
     transformers_snippet,
     validation_rows,
 )
-from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
-from ragtrain.training.loop import train
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.saving import save_encoder
+from ragtrain.model.settings import TextOptions
 from tests.conftest import evaluate_config, quiet_console, write_beir_folder, write_triples
 from tests.test_decoder import build, by_hand
 
@@ -77,9 +79,10 @@ def test_run_data_counts_triples_and_hashes_the_manifest_beside_the_training_fil
 
 @pytest.mark.parametrize("pooling, output_dim, normalize", [("mean", None, True), ("cls", 8, False), ("last", 6, True)])
 def test_the_cards_transformers_recipe_embeds_as_ragtrain_does(tmp_path, tiny_model, pooling, output_dim, normalize):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec(pooling, normalize, output_dim))
+    encoder = load_encoder(str(tiny_model), TextOptions(pooling=pooling, normalize=normalize, output_dim=output_dim))
+    tokenizer = encoder.tokenizer
     saved = tmp_path / "model"
-    save_encoder(encoder, tokenizer, saved, 32)
+    save_encoder(encoder, saved)
     snippet = transformers_snippet(card(name=str(saved), pooling=pooling, output_dim=output_dim, normalize=normalize,
                                         max_seq_length=32, query_prompt="query: "))
     scope: dict = {}
@@ -96,10 +99,11 @@ def test_the_cards_transformers_recipe_embeds_as_ragtrain_does(tmp_path, tiny_mo
 def test_the_cards_recipe_for_a_decoder_embedder_gives_each_texts_own_eos_state(tmp_path):
     """A decoder whose tokenizer pads on the left: the card's recipe pads right, so positions count from each
     text's first token, and pools the appended EOS: each text's embedding is that of the text alone."""
-    encoder, tokenizer = load_encoder(str(build("qwen3", tmp_path / "qwen3")), EncoderSpec("last", True, None))
+    encoder = load_encoder(str(build("qwen3", tmp_path / "qwen3")), TextOptions(pooling="last", normalize=True, output_dim=None))
+    tokenizer = encoder.tokenizer
     tokenizer.padding_side = "left"
     saved = tmp_path / "model"
-    save_encoder(encoder, tokenizer, saved, 32)
+    save_encoder(encoder, saved)
     snippet = transformers_snippet(card(name=str(saved), pooling="last", max_seq_length=32, query_prompt="bread "))
     scope: dict = {}
     exec(snippet.replace('"how warm should sourdough proof?"]  # a query', '"the cat sat", "bread a planet in orbit"]'), scope)

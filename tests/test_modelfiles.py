@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.modelfiles import first_line, looks_like_path
 
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.encoding import encode_documents, encode_queries
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
-from ragtrain.model.textspec import read_spec, with_prompt
-from ragtrain.retrieval.search import embed_texts
+from ragtrain.model.settings import TextOptions
+from ragtrain.model.textspec import read_spec
 from tests.conftest import fake_hub_snapshot, user_error
 
 TEXTS = ["The Cat sat on the TREE", "bread dough and yeast", "A planet in orbit around the sun, far away", "python"]
@@ -38,9 +39,11 @@ def st_model(directory: Path, tiny_model: Path, pooling: str = "cls", prompts: d
     return directory
 
 
-def ours(model_dir: str, texts: list[str], prompt: str = "", **flags) -> torch.Tensor:
-    encoder, tokenizer = load_encoder(model_dir, flags=flags or None)
-    return embed_texts(encoder, tokenizer, with_prompt(texts, prompt), 4, encoder.text.max_seq_length or 256, CPU, "t")
+def ours(model_dir: str, texts: list[str], side: str = "documents", **options) -> torch.Tensor:
+    """Our embeddings of `texts` as queries or as documents (each side with its prompt), `options` the flags."""
+    encoder = load_encoder(model_dir, TextOptions(**options))
+    encode = encode_queries if side == "queries" else encode_documents
+    return encode(encoder, texts, CPU, 4, "t")
 
 
 def cosines(a, b) -> torch.Tensor:
@@ -51,15 +54,15 @@ def test_a_sentence_transformers_model_embeds_as_its_files_say(tmp_path, tiny_mo
     from sentence_transformers import SentenceTransformer
 
     saved = st_model(tmp_path / "st", tiny_model, prompts={"query": "query: ", "document": "passage: "})
-    encoder, _ = load_encoder(str(saved))
-    spec = encoder.text
-    assert (spec.pooling, spec.normalize, spec.max_seq_length) == ("cls", True, 64)
+    encoder = load_encoder(str(saved))
+    spec = encoder.settings
+    assert (spec.pooling, spec.normalize, spec.max_length) == ("cls", True, 64)
     assert (spec.query_prompt, spec.document_prompt) == ("query: ", "passage: ")
     assert spec.source("pooling") == "1_Pooling/config.json" and spec.source("max_seq_length") == "tokenizer_config.json"
     assert encoder.output_size == 8  # both Dense layers, Tanh and all
     reference = SentenceTransformer(str(saved), device="cpu")
-    queries = ours(str(saved), TEXTS, spec.query_prompt)
-    docs = ours(str(saved), TEXTS, spec.document_prompt)
+    queries = ours(str(saved), TEXTS, "queries")
+    docs = ours(str(saved), TEXTS, "documents")
     assert cosines(queries, reference.encode_query(TEXTS)).min() >= 0.9999
     assert cosines(docs, reference.encode_document(TEXTS)).min() >= 0.9999
     assert not torch.allclose(queries, docs)  # the prompts made a difference
@@ -67,9 +70,9 @@ def test_a_sentence_transformers_model_embeds_as_its_files_say(tmp_path, tiny_mo
 
 def test_flags_override_the_files_and_say_so(tmp_path, tiny_model):
     saved = st_model(tmp_path / "st", tiny_model)
-    encoder, _ = load_encoder(str(saved), flags={"pooling": "mean", "max_seq_length": 32})
-    assert (encoder.text.pooling, encoder.spec.pooling, encoder.text.max_seq_length) == ("mean", "mean", 32)
-    assert encoder.text.source("pooling") == "--pooling"
+    encoder = load_encoder(str(saved), TextOptions(pooling="mean", max_length=32))
+    assert (encoder.settings.pooling, encoder.settings.max_length) == ("mean", 32)
+    assert encoder.settings.source("pooling") == "--pooling"
 
 
 def test_a_plain_transformers_directory_keeps_the_defaults(tiny_model):
@@ -83,16 +86,16 @@ def test_a_hub_name_reads_the_files_of_its_cached_snapshot(tmp_path, tiny_model,
     saved = st_model(tmp_path / "st", tiny_model, pooling="max")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     fake_hub_snapshot(tmp_path / "hub", "org/st-model", "c" * 40, saved)
-    encoder, _ = load_encoder("org/st-model")
-    assert (encoder.text.pooling, encoder.output_size) == ("max", 8)
+    encoder = load_encoder("org/st-model")
+    assert (encoder.settings.pooling, encoder.output_size) == ("max", 8)
 
 
 def test_a_different_prompt_flag_is_refused_and_the_same_one_accepted(tmp_path, tiny_model):
     saved = st_model(tmp_path / "st", tiny_model, prompts={"query": "query: "})
     with pytest.raises(UserError, match="--query-prompt 'search: ' differs from the prompt model .* defines"):
-        load_encoder(str(saved), flags={"query_prompt": "search: "})
-    encoder, _ = load_encoder(str(saved), flags={"query_prompt": "query: ", "document_prompt": "passage: "})
-    assert (encoder.text.query_prompt, encoder.text.document_prompt) == ("query: ", "passage: ")
+        load_encoder(str(saved), TextOptions(query_prompt="search: "))
+    encoder = load_encoder(str(saved), TextOptions(query_prompt="query: ", document_prompt="passage: "))
+    assert (encoder.settings.query_prompt, encoder.settings.document_prompt) == ("query: ", "passage: ")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -115,16 +118,17 @@ def _edit(path: Path, **values) -> None:
 
 def test_a_dot_product_model_is_not_normalised(tmp_path, tiny_model):
     saved = st_model(tmp_path / "st", tiny_model, similarity="dot", normalize=False)
-    encoder, _ = load_encoder(str(saved))
-    assert (encoder.text.normalize, encoder.text.similarity) == (False, "dot")
-    assert encoder.text.source("normalize") == "config_sentence_transformers.json similarity dot"
+    encoder = load_encoder(str(saved))
+    assert (encoder.settings.normalize, encoder.settings.similarity) == (False, "dot")
+    assert encoder.settings.source("normalize") == "config_sentence_transformers.json similarity dot"
 
 
 def test_training_tokenises_queries_and_passages_with_their_prompts(tiny_model):
     from ragtrain.data.triples import Triple, tokenize_triples
 
-    _, tokenizer = load_encoder(str(tiny_model))
-    data = tokenize_triples([Triple("cat tree", "the cat sat", ("bread",))], tokenizer, 64, "query: ", "passage: ")
+    encoder = load_encoder(str(tiny_model), TextOptions(max_length=64, query_prompt="query: ", document_prompt="passage: "))
+    tokenizer = encoder.tokenizer
+    data = tokenize_triples([Triple("cat tree", "the cat sat", ("bread",))], encoder)
     assert data.queries[0] == tokenizer("query: cat tree")["input_ids"]
     assert data.positives[0] == tokenizer("passage: the cat sat")["input_ids"]
     assert data.negatives[0][0] == tokenizer("passage: bread")["input_ids"]
@@ -142,7 +146,7 @@ def test_dtype_bf16_without_native_bf16_is_one_line(tmp_path, triples_file, tiny
 
 
 def test_weights_load_in_the_dtype_asked(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), dtype=torch.bfloat16)
+    encoder = load_encoder(str(tiny_model), dtype=torch.bfloat16)
     assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
 
 
@@ -155,23 +159,28 @@ def test_the_cut_embedding_is_renormalised_for_cosine_only():
 
 
 def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_line():
-    from ragtrain.model.encoder import resolve_model_path
-    from ragtrain.model.textspec import describe
+    from ragtrain.model.loading import resolve_model_path
+    from ragtrain.model.settings import describe
 
     spec = read_spec(Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")))
     assert (spec.pooling, spec.normalize, spec.max_seq_length) == ("mean", True, 256)
-    assert describe(spec, "m", 256) == ("model m: pooling mean (1_Pooling/config.json), cosine (modules.json Normalize), "
+    settings = load_encoder("sentence-transformers/all-MiniLM-L6-v2").settings
+    assert describe(settings, "m") == ("model m: pooling mean (1_Pooling/config.json), cosine (modules.json Normalize), "
                                         "max length 256 (sentence_bert_config.json), query prompt none (default), "
                                         "document prompt none (default)")
 
 
 def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_model):
-    from ragtrain.retrieval.negatives import dense_search_with_positives
+    from ragtrain.retrieval.cache import EmbeddingCache
+    from ragtrain.retrieval.embedding import Embedder
+    from ragtrain.retrieval.negatives import dense_ranking
 
     passages, queries = TEXTS, ["cat tree", "sun orbit"]
-    ranking = dense_search_with_positives(passages, queries, [(0,), (2,)], 4, str(tiny_model), CPU,
-                                          prompts=("query: ", "passage: "))
-    query_emb, doc_emb = ours(str(tiny_model), queries, "query: "), ours(str(tiny_model), passages, "passage: ")
+    prompts = {"query_prompt": "query: ", "document_prompt": "passage: "}
+    embedder = Embedder(load_encoder(str(tiny_model), TextOptions(**prompts)), str(tiny_model), CPU, EmbeddingCache(None))
+    ranking = dense_ranking(embedder, passages, queries, [(0,), (2,)], 4)
+    query_emb = ours(str(tiny_model), queries, "queries", **prompts)
+    doc_emb = ours(str(tiny_model), passages, "documents", **prompts)
     expected = query_emb @ doc_emb.T  # (2, 4)
     assert np.allclose(ranking.scores, np.sort(expected.numpy(), axis=1)[:, ::-1], atol=1e-5)
     assert np.allclose(ranking.positive_scores, [expected[0, 0], expected[1, 2]], atol=1e-5)

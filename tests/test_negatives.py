@@ -7,7 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime, resolve_device
+from ragtrain.retrieval.cache import EmbeddingCache
+from ragtrain.retrieval.embedding import Embedder
 from ragtrain.retrieval.negatives import (
     MiningOptions,
     Ranking,
@@ -78,7 +81,8 @@ def test_mine_within_only_returns_allowed_passages():
 
 def test_dense_miner_with_a_tiny_model(tiny_model):
     texts = ["the cat and the dog", "bread in the oven", "a star and a planet", "river water fish", "code cache"]
-    options = MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0, miner="dense", model=str(tiny_model),
-                            runtime=Runtime(resolve_device("auto")))
+    runtime = Runtime(resolve_device("auto"))
+    dense = Embedder(load_encoder(str(tiny_model)).to(runtime.device), str(tiny_model), runtime, EmbeddingCache(None))
+    options = MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0, dense=dense)
     negatives = mine_negatives(texts, [str(i) for i in range(5)], ["cat dog", "oven bread"], [(0,), (1,)], options, Counter())
     assert [len(n) for n in negatives] == [2, 2] and 0 not in negatives[0] and 1 not in negatives[1]

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import Encoder, EncoderSpec, freeze_base, load_encoder
+from ragtrain.model.encoder import Encoder, freeze_base
+from ragtrain.model.loading import load_encoder
+from ragtrain.model.settings import TextOptions, TextSettings
 from ragtrain.training.optim import build_optimizer, learning_rates, lr_multiplier, parameter_groups, set_learning_rates
 
 
@@ -30,7 +32,7 @@ def test_schedule_without_warmup_starts_at_peak():
 
 
 def test_no_weight_decay_on_biases_and_layer_norms_and_two_rates(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
+    encoder = load_encoder(str(tiny_model), TextOptions(output_dim=8))
     groups = {g["name"]: g for g in parameter_groups(encoder, 0.01, base_lr=1e-5, head_lr=1e-3)}
     names = {id(p): n for n, p in encoder.named_parameters()}
     assert set(groups) == {"base_decay", "base_no_decay", "head_decay", "head_no_decay"}
@@ -68,7 +70,7 @@ NOT_DECAYED = {
 @pytest.mark.parametrize("architecture", list(NOT_DECAYED))
 def test_no_weight_decay_on_any_normalisation_layer_or_bias(architecture):
     """By module type and shape, not by name: GPT-2's ln_*, Qwen3's RMSNorm (q_norm, k_norm) are found too."""
-    encoder = Encoder(tiny_architecture(architecture), EncoderSpec())
+    encoder = Encoder(tiny_architecture(architecture), TextSettings())
     groups = {g["name"]: g for g in parameter_groups(encoder, 0.01, base_lr=1e-5, head_lr=1e-3)}
     names = {id(p): n for n, p in encoder.named_parameters()}
     not_decayed = {names[id(p)] for p in groups["base_no_decay"]["params"]}
@@ -78,7 +80,7 @@ def test_no_weight_decay_on_any_normalisation_layer_or_bias(architecture):
 
 
 def test_set_learning_rates_scales_each_group_from_its_peak(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
+    encoder = load_encoder(str(tiny_model), TextOptions(output_dim=8))
     optimizer = build_optimizer(encoder, 0.01, base_lr=1e-5, head_lr=1e-3)
     set_learning_rates(optimizer, 0.5)
     rates = learning_rates(optimizer)
@@ -86,7 +88,7 @@ def test_set_learning_rates_scales_each_group_from_its_peak(tiny_model):
 
 
 def test_freeze_base_trains_only_the_head(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
+    encoder = load_encoder(str(tiny_model), TextOptions(output_dim=8))
     freeze_base(encoder)
     optimizer = build_optimizer(encoder, 0.01, 1e-3, 1e-2)
     assert {g["name"] for g in optimizer.param_groups} == {"head_decay", "head_no_decay"}
@@ -100,6 +102,6 @@ def test_freeze_base_trains_only_the_head(tiny_model):
 
 
 def test_freeze_base_without_a_head_is_a_user_error(tiny_model):
-    encoder, _ = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     with pytest.raises(UserError, match="--output-dim"):
         freeze_base(encoder)

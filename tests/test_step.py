@@ -11,13 +11,15 @@ import torch
 import ragtrain.training.step as step_module
 from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import Triple, load_triples, tokenize_triples
-from ragtrain.model.encoder import EncoderSpec, load_encoder, save_encoder
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.saving import save_encoder
+from ragtrain.model.settings import TextOptions
 from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.loss import contrastive_loss
-from ragtrain.training.step import step_batches, step_directions, train_step
+from ragtrain.training.step import loss_options, step_batches, step_directions, train_step
 from ragtrain.training.validation import validation_loss
-from tests.conftest import write_triples
+from tests.conftest import with_length, write_triples
 
 CPU = torch.device("cpu")
 
@@ -27,10 +29,10 @@ def one_process_batches(data, indices, cfg) -> list:
 
 
 def test_accumulation_is_the_mean_of_the_micro_batch_gradients(tiny_model):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     encoder.eval()  # no dropout: the two computations must see the same network
     triples = load_triples(write_triples(tiny_model.parent / "acc.jsonl", count=8))
-    data = tokenize_triples(triples, tokenizer, 32)
+    data = tokenize_triples(triples, with_length(encoder, 32))
     cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0, temperature=0.1, grad_accum_steps=2)
     halves = one_process_batches(data, list(range(8)), cfg)
     assert [b.rows for b in halves] == [4, 4]
@@ -42,7 +44,7 @@ def test_accumulation_is_the_mean_of_the_micro_batch_gradients(tiny_model):
             expected[n] += p.grad / 2 if p.grad is not None else 0
     before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
     optimizer = torch.optim.SGD(encoder.parameters(), lr=1.0)
-    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), halves, cfg, Runtime(CPU))
+    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), halves, cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     assert result.triples == 8 and result.masked == 0 and not result.skipped
     for n, p in encoder.named_parameters():
         assert torch.allclose(before[n] - p.detach(), expected[n], atol=1e-6), n
@@ -58,11 +60,11 @@ def test_accumulation_is_the_mean_of_the_micro_batch_gradients(tiny_model):
 
 def test_the_step_masks_repeated_passages(tiny_model):
     """Through train_step: the loss of a batch whose passages repeat is the loss without those candidates."""
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     encoder.eval()
     triples = [Triple("cat query", "a cat sat on the mat", ("a dog ran",)), Triple("moon query", "the moon", ()),
                Triple("mat query", "A cat  sat on the mat", ("the moon",))]  # 0's passage again; 1's as a negative
-    data = tokenize_triples(triples, tokenizer, 32)
+    data = tokenize_triples(triples, with_length(encoder, 32))
     cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0, temperature=0.1)
     (batch,) = one_process_batches(data, [0, 1, 2], cfg)
     # documents: positives 0-2, negatives "a dog ran" (3) and "the moon" (4)
@@ -73,17 +75,18 @@ def test_the_step_masks_repeated_passages(tiny_model):
     kept = [[0, 1, 3, 4], [0, 1, 2, 3], [1, 2, 3, 4]]
     expected = -sum(torch.log_softmax(scores[i, cols], dim=0)[cols.index(i)] for i, cols in enumerate(kept)) / 3
     result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), Runtime(CPU).grad_scaler(),
-                        [batch], cfg, Runtime(CPU))
+                        [batch], cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     assert result.parts["loss"] == pytest.approx(expected.item(), rel=1e-5)
     # the validation loss masks them too (one batch of the three triples)
     validation_cfg = TrainConfig(train_data=tiny_model, temperature=0.1, batch_size=3)
-    assert validation_loss(encoder, data, validation_cfg, Runtime(CPU), 0) == pytest.approx(expected.item(), rel=1e-5)
+    loss = loss_options(validation_cfg, encoder.settings)
+    assert validation_loss(encoder, data, loss, 3, validation_cfg.seed, Runtime(CPU)) == pytest.approx(expected.item(), rel=1e-5)
 
 
 def small_batch(tiny_model, count: int = 4):
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions())
     encoder.eval()
-    data = tokenize_triples(load_triples(write_triples(tiny_model.parent / "s.jsonl", count=count)), tokenizer, 32)
+    data = tokenize_triples(load_triples(write_triples(tiny_model.parent / "s.jsonl", count=count)), with_length(encoder, 32))
     return encoder, data
 
 
@@ -101,15 +104,15 @@ def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model
         for n, p in encoder.named_parameters():
             p.data.copy_(before[n])
 
-    plain = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU))
+    plain = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     restore()
-    scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, Runtime(CPU))
+    scaled = train_step(encoder, optimizer, torch.amp.GradScaler("cpu", init_scale=2.0**12), batch, cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     assert not scaled.skipped and scaled.grad_norm == pytest.approx(plain.grad_norm, rel=1e-4)
     assert scaled.parts["loss"] == pytest.approx(plain.parts["loss"], rel=1e-6)
     assert any(not torch.equal(p, before[n]) for n, p in encoder.named_parameters())
     restore()
     overflow = torch.amp.GradScaler("cpu", init_scale=3e38)  # loss * scale is inf: every gradient overflows
-    result = train_step(encoder, optimizer, overflow, batch, cfg, Runtime(CPU))
+    result = train_step(encoder, optimizer, overflow, batch, cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     assert result.skipped and overflow.get_scale() < 3e38
     assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
 
@@ -126,7 +129,7 @@ def test_a_step_with_a_non_finite_loss_or_gradient_is_skipped(tiny_model, monkey
         monkeypatch.setattr(step_module, "contrastive_loss", lambda *a, **k: (real(*a, **k)[0] * math.nan, {"loss": math.nan}))
     else:  # a finite loss whose gradient overflows in one parameter
         encoder.transformer.embeddings.word_embeddings.weight.register_hook(lambda grad: grad * math.inf)
-    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU))
+    result = train_step(encoder, optimizer, Runtime(CPU).grad_scaler(), batch, cfg, Runtime(CPU), loss_options(cfg, encoder.settings))
     assert result.skipped and (math.isnan(result.parts["loss"]) == (what == "loss"))
     assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
     assert optimizer.state == {}  # AdamW's moments untouched too
@@ -134,14 +137,15 @@ def test_a_step_with_a_non_finite_loss_or_gradient_is_skipped(tiny_model, monkey
 
 def test_isotropy_directions_follow_a_saved_head(tiny_model, tmp_path):
     """A starting model with its own projection head (no --output-dim): the directions have its size."""
-    encoder, tokenizer = load_encoder(str(tiny_model), EncoderSpec(output_dim=8))
-    save_encoder(encoder, tokenizer, tmp_path / "with-head", 32)
-    encoder, tokenizer = load_encoder(str(tmp_path / "with-head"), EncoderSpec())
+    encoder = load_encoder(str(tiny_model), TextOptions(output_dim=8))
+    save_encoder(encoder, tmp_path / "with-head")
+    encoder = load_encoder(str(tmp_path / "with-head"), TextOptions())
     assert encoder.projection.out_features == 8
     cfg = TrainConfig(train_data=tiny_model, isotropy_weight=0.1)
     directions = step_directions(cfg, encoder, 0, CPU)
     assert directions.shape == (8, 256)
-    data = tokenize_triples(load_triples(write_triples(tmp_path / "t.jsonl", count=4)), tokenizer, 32)
+    data = tokenize_triples(load_triples(write_triples(tmp_path / "t.jsonl", count=4)), with_length(encoder, 32))
     result = train_step(encoder, torch.optim.SGD(encoder.parameters(), lr=0.0), Runtime(CPU).grad_scaler(),
-                        one_process_batches(data, [0, 1, 2, 3], cfg), cfg, Runtime(CPU), directions)
+                        one_process_batches(data, [0, 1, 2, 3], cfg), cfg, Runtime(CPU),
+                        loss_options(cfg, encoder.settings), directions)
     assert result.parts["loss_isotropy"] > 0 and math.isfinite(result.parts["loss"])

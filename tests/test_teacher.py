@@ -10,11 +10,14 @@ import torch
 from conftest import jsonl_rows, prepare_config, user_error
 
 from ragtrain.commands.prepare import prepare
-from ragtrain.model.encoder import load_encoder
+from ragtrain.model.crossencoder import load_cross_encoder
+from ragtrain.model.encoding import encode_documents, encode_queries
+from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.retrieval.bm25 import build_bm25
+from ragtrain.retrieval.cache import EmbeddingCache
+from ragtrain.retrieval.embedding import Embedder
 from ragtrain.retrieval.hybrid import bm25_matrix, zscores
-from ragtrain.retrieval.search import embed_texts
 from ragtrain.retrieval.teacher import add_teacher_scores
 
 CORPUS = ["the cat sat on the tree", "bread dough and yeast in the oven", "a planet in orbit around the sun",
@@ -27,12 +30,11 @@ CPU = Runtime(torch.device("cpu"))
 def test_hybrid_teacher_equals_fusion_by_hand(tiny_model):
     rows = [dict(r) for r in ROWS]
     counts = Counter()
-    add_teacher_scores(rows, CORPUS, "hybrid", str(tiny_model), 0.3, CPU, counts)
+    encoder = load_encoder(str(tiny_model))
+    add_teacher_scores(rows, CORPUS, Embedder(encoder, str(tiny_model), CPU, EmbeddingCache(None)), 0.3, CPU, counts)
     texts = CORPUS + ["a dog in the city"]  # the corpus and every candidate
-    encoder, tokenizer = load_encoder(str(tiny_model))
-    corpus = torch.nn.functional.normalize(embed_texts(encoder, tokenizer, texts, 8, 256, CPU, "c"), dim=-1).numpy()
-    queries = torch.nn.functional.normalize(embed_texts(encoder, tokenizer, ["cat tree", "planet orbit"], 8, 256, CPU,
-                                                        "q"), dim=-1).numpy()
+    corpus = torch.nn.functional.normalize(encode_documents(encoder, texts, CPU, 8, "c"), dim=-1).numpy()
+    queries = torch.nn.functional.normalize(encode_queries(encoder, ["cat tree", "planet orbit"], CPU, 8, "q"), dim=-1).numpy()
     bm25 = bm25_matrix(build_bm25(texts), ["cat tree", "planet orbit"], len(texts))
     fused = 0.3 * zscores(bm25) + 0.7 * zscores(queries @ corpus.T)
     assert rows[0]["scores"] == pytest.approx(fused[0, [0, 1, 4]].tolist(), abs=1e-5)
@@ -56,7 +58,7 @@ def test_cross_encoder_teacher_scores_are_its_logits(tiny_cross_encoder):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     rows = [dict(r) for r in ROWS]
-    add_teacher_scores(rows, CORPUS, str(tiny_cross_encoder), "unused", 0.2, CPU, Counter())
+    add_teacher_scores(rows, CORPUS, load_cross_encoder(str(tiny_cross_encoder), CPU), 0.2, CPU, Counter())
     model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_cross_encoder)
     for row in rows:

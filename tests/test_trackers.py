@@ -11,9 +11,9 @@ import types
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ragtrain.commands.train import train
 from ragtrain.config.commands import TrainConfig
 from ragtrain.files.names import TENSORBOARD_DIR
-from ragtrain.training.loop import train
 from ragtrain.training.trackers import open_trackers, scalars
 from tests.conftest import user_error, write_triples
 

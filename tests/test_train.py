@@ -15,13 +15,13 @@ import ragtrain.training.loop as train_module
 import ragtrain.training.step as step_module
 from ragtrain.cli import app
 from ragtrain.commands.evaluate import evaluate
+from ragtrain.commands.train import train
 from ragtrain.config.commands import EvaluateConfig, TrainConfig
 from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
 from ragtrain.errors import UserError
-from ragtrain.model.encoder import load_encoder
-from ragtrain.training.loop import train
+from ragtrain.model.loading import load_encoder
 from ragtrain.training.optim import lr_multiplier
-from tests.conftest import quiet_console, train_interrupted, user_error, write_beir_folder, write_triples
+from tests.conftest import encoder_at, quiet_console, train_interrupted, user_error, write_beir_folder, write_triples
 
 
 def config(tmp_path, tiny_model, **options) -> TrainConfig:
@@ -113,7 +113,7 @@ def test_full_batches_with_repeated_passages_log_their_size_and_masked_candidate
     cfg = config(tmp_path, tiny_model, epochs=2)
     train(cfg)
     steps = [r for r in rows(cfg.output_dir) if "loss" in r]
-    data = tokenize_triples(load_triples(triples), load_encoder(str(tiny_model))[1], 32)
+    data = tokenize_triples(load_triples(triples), encoder_at(tiny_model, 32))
     expected = []
     for epoch in range(2):
         for batch in epoch_batches(data, 4, cfg.seed, epoch):
@@ -144,8 +144,8 @@ def test_validation_on_a_beir_set_and_early_stopping(tmp_path, tiny_model):
         assert (row["recall@10"], row["ndcg@10"]) == pytest.approx((reference["recall@10"], reference["ndcg@10"]), abs=1e-9)
     state = json.loads((cfg.output_dir / "checkpoints" / "step-4" / "state.json").read_text())
     assert state["best_step"] == 0 and (cfg.output_dir / "best" / "model.safetensors").is_file()  # best/ = the base
-    base, _ = load_encoder(str(tiny_model))
-    best, _ = load_encoder(str(cfg.output_dir / "best"))
+    base = load_encoder(str(tiny_model))
+    best = load_encoder(str(cfg.output_dir / "best"))
     for (name, a), b in zip(base.state_dict().items(), best.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 
@@ -316,8 +316,9 @@ def test_max_seq_length_above_the_models_limit_is_capped_with_a_warning(tmp_path
     long_texts.write_text("".join(json.dumps({"query": f"question {n} " + "moon " * 150, "positive": "river " * 200 + str(n),
                                               "negatives": ["tree " * 180]}) + "\n" for n in range(8)))
     final = train(config(tmp_path, tiny_model, train_data=long_texts, max_seq_length=512))
-    assert "--max-seq-length 512 is above the model's limit of 128 tokens; using 128" in capsys.readouterr().err
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["max_seq_length"] == 128
+    assert f"--max-seq-length 512 is above model {tiny_model}'s limit of 128 tokens; using 128" in capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "config.json").read_text())  # the flag as given, what the model read
+    assert (record["max_seq_length"], record["model_settings"]["max_seq_length"]) == (512, 128)
     assert json.loads((final / "ragtrain.json").read_text())["max_seq_length"] == 128
 
 

@@ -52,12 +52,12 @@ def scripted(values_by_call: list[list[float]], seen: list):
 
 def test_a_trial_below_the_median_is_pruned_and_the_study_directory_is_written(tmp_path, data, tiny_model,
                                                                                monkeypatch):
-    import ragtrain.training.loop
+    import ragtrain.commands.train
     from ragtrain.commands.tune import tune
 
     seen = []
     # the median pruner waits for two finished trials; the third reports 0.1 at step 1, below their median 0.6
-    monkeypatch.setattr(ragtrain.training.loop, "train", scripted([[0.5, 0.6], [0.7, 0.8], [0.1, 0.9], [0.9, 0.95]], seen))
+    monkeypatch.setattr(ragtrain.commands.train, "train", scripted([[0.5, 0.6], [0.7, 0.8], [0.1, 0.9], [0.9, 0.95]], seen))
     study_dir = tune(tune_config(tmp_path, data, tiny_model, n_trials=4, seed=7))
     rows = json.loads((study_dir / "results.json").read_text())
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
@@ -77,11 +77,11 @@ def test_a_trial_below_the_median_is_pruned_and_the_study_directory_is_written(t
 
 
 def test_an_option_given_to_tune_is_fixed_and_a_range_narrows_the_search(tmp_path, data, tiny_model, monkeypatch):
-    import ragtrain.training.loop
+    import ragtrain.commands.train
     from ragtrain.commands.tune import tune
 
     seen = []
-    monkeypatch.setattr(ragtrain.training.loop, "train", scripted([[0.5]] * 3, seen))
+    monkeypatch.setattr(ragtrain.commands.train, "train", scripted([[0.5]] * 3, seen))
     tune(tune_config(tmp_path, data, tiny_model, epochs=1, lr_range=(3e-5, 4e-5), temperature_range=(0.07, 0.07)))
     assert {c.epochs for c in seen} == {1}
     assert all(3e-5 <= c.learning_rate <= 4e-5 for c in seen) and {c.temperature for c in seen} == {0.07}
@@ -91,12 +91,12 @@ def test_an_option_given_to_tune_is_fixed_and_a_range_narrows_the_search(tmp_pat
 
 def test_a_new_studys_first_trial_is_trains_defaults_for_the_kind_of_triples(tmp_path, data, tiny_model,
                                                                              monkeypatch):
-    import ragtrain.training.loop
+    import ragtrain.commands.train
     from ragtrain.commands.tune import tune
 
     (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))  # beside train.jsonl
     seen = []
-    monkeypatch.setattr(ragtrain.training.loop, "train", scripted([[0.5]] * 3, seen))
+    monkeypatch.setattr(ragtrain.commands.train, "train", scripted([[0.5]] * 3, seen))
     tune(tune_config(tmp_path, data, tiny_model, n_trials=2, seed=3))
     first = seen[0]
     assert {name: getattr(first, name) for name in LABELLED_DEFAULTS} == LABELLED_DEFAULTS
@@ -115,7 +115,7 @@ def test_a_new_studys_first_trial_is_trains_defaults_for_the_kind_of_triples(tmp
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, data, tiny_model, monkeypatch):
-    import ragtrain.training.loop
+    import ragtrain.commands.train
     from ragtrain.commands.tune import tune
 
     calls = []
@@ -127,7 +127,7 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, data, tiny_m
         on_validation(1, {"ndcg@10": 0.4, "recall@10": 0.4})
         return config.output_dir / "final"
 
-    monkeypatch.setattr(ragtrain.training.loop, "train", train)
+    monkeypatch.setattr(ragtrain.commands.train, "train", train)
     tune(tune_config(tmp_path, data, tiny_model, n_trials=2))
     rows = json.loads((tmp_path / "study" / "results.json").read_text())
     assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"] and "diverged" in rows[0]["error"]

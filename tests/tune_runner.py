@@ -45,9 +45,9 @@ def scripted_train(ready: Path, mode: str):
 def main() -> None:
     ready, mode, *rest = sys.argv[1:]
     args = rest[rest.index("--") + 1:]
-    import ragtrain.training.loop
+    import ragtrain.commands.train
 
-    ragtrain.training.loop.train = scripted_train(Path(ready), mode)
+    ragtrain.commands.train.train = scripted_train(Path(ready), mode)
     (Path(ready) / f"ready-{os.getpid()}").write_text("")
     from ragtrain.cli import app
 

@@ -7,34 +7,33 @@ searched exactly (search.py); corpus and query embeddings are cached on disk unl
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from ragtrain.config.commands import DEFAULT_HYBRID_WEIGHT, EvaluateConfig, as_dict
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
-from ragtrain.files.names import BEST, CARD, CHECKPOINT_MODEL, CHECKPOINT_STATE, CHECKPOINTS, FINAL, RUN_CONFIG
+from ragtrain.files.names import CARD
 from ragtrain.messages import tell, warn
 from ragtrain.model.card import add_evaluation, evaluation_entry
-from ragtrain.model.encoder import load_encoder, resolve_model_path, usable_max_length
-from ragtrain.model.lora import ADAPTER_CONFIG
+from ragtrain.model.loading import load_encoder, resolve_model_dir
 from ragtrain.model.matryoshka import truncate
 from ragtrain.model.runtime import Runtime, evaluation_runtime
-from ragtrain.model.textspec import DEFAULT_MAX_LENGTH, RAGTRAIN_CONFIG, describe, with_prompt
+from ragtrain.model.settings import TextOptions, describe
+from ragtrain.model.textspec import RAGTRAIN_CONFIG
 from ragtrain.reporting.evaltable import HYBRID, results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
-from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, default_cache_dir, model_fingerprint
+from ragtrain.retrieval.cache import EmbeddingCache, default_cache_dir
+from ragtrain.retrieval.embedding import DOCUMENTS, QUERIES, embed_parts
 from ragtrain.retrieval.hybrid import HybridScorer, tune_weight
 from ragtrain.retrieval.metrics import average, per_query_metrics
-from ragtrain.retrieval.search import dense_search, embed_texts
+from ragtrain.retrieval.search import dense_search
 
 BM25 = "bm25"
 LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
@@ -48,37 +47,6 @@ class ModelRun:
     scores: np.ndarray  # (queries, depth)
     timings: dict[str, float]
     details: dict  # what was loaded and how: resolved path, similarity, cache use
-
-
-def resolve_model_dir(model: str) -> str:
-    """A model directory from what a user may point at: a run directory (its best/ where validation chose one,
-    else final/), a training checkpoint (its model/), a model directory, or a Hugging Face name (returned
-    resolved, for the hub). best/ first: when fine-tuning made the model worse on validation, best/ is the
-    base model (validated at step 0), so a run never hands back a model worse than the one it started from."""
-    path = Path(resolve_model_path(model))  # a missing path is a UserError here
-    if not path.is_dir():
-        return str(path)  # a Hugging Face name
-    for sub in (CHECKPOINT_MODEL, BEST, FINAL):  # before config.json: a run directory has its own (the training options)
-        if (path / sub / "config.json").is_file() or (path / sub / ADAPTER_CONFIG).is_file():
-            return str(path / sub)
-    if _is_model_config(path / "config.json") or (path / ADAPTER_CONFIG).is_file():
-        return str(path)  # a model directory (the loader says what else may be missing)
-    if (path / CHECKPOINTS).is_dir() or (path / CHECKPOINT_STATE).is_file() or (path / RUN_CONFIG).is_file():
-        raise UserError(f"{model} is a training run or checkpoint with no saved model yet (no final/, best/ or "
-                        "model/ folder); pass one of its checkpoints/step-N that holds model/, or finish the run")
-    raise UserError(f"{model} holds no model (no config.json); pass a model directory, a training run or a checkpoint")
-
-
-def _is_model_config(path: Path) -> bool:
-    """A transformers config.json (it names a model_type), not train's record of its options in a run directory.
-    An unreadable one counts as a model's, so that the loader names its problem."""
-    try:
-        options = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError):
-        return True
-    return not isinstance(options, dict) or "model_type" in options
 
 
 def run_bm25(data: EvalData, depth: int) -> ModelRun:
@@ -130,49 +98,29 @@ def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runt
 def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig, runtime: Runtime,
                 cache: EmbeddingCache) -> tuple[dict[str, np.ndarray], dict, dict[str, float]]:
     """Load a dense model and embed each part's texts (or fetch them from the cache): (embeddings by part,
-    details, timings). Cosine models' embeddings come normalised."""
-    timings, started = {}, time.perf_counter()
+    details, timings). A part whose name ends in "queries" goes through the model's query side. Cosine models'
+    embeddings come normalised, cut to --truncate-dim where given."""
+    started = time.perf_counter()
     model_dir = resolve_model_dir(model)
-    flags = {"max_seq_length": config.max_seq_length, "query_prompt": config.query_prompt,
-             "document_prompt": config.document_prompt}
-    encoder, tokenizer = load_encoder(model_dir, flags=flags, dtype=runtime.weights_dtype)
-    encoder.to(runtime.device)
-    text, precision = encoder.text, runtime.encode_precision
-    max_length = usable_max_length(encoder, tokenizer, text.max_seq_length or DEFAULT_MAX_LENGTH)
-    similarity, dim = text.similarity, encoder.output_size
+    options = TextOptions(max_length=config.max_seq_length, query_prompt=config.query_prompt,
+                          document_prompt=config.document_prompt)
+    encoder = load_encoder(model_dir, options, dtype=runtime.weights_dtype).to(runtime.device)
+    settings, dim = encoder.settings, encoder.output_size
     if config.truncate_dim is not None and config.truncate_dim > dim:
         raise UserError(f"--truncate-dim {config.truncate_dim} is above model {model}'s embedding size {dim}; pass at "
                         f"most {dim}")
-    tell(describe(text, model, max_length, f"{config.truncate_dim or dim} of {dim} dimensions"))
-    timings["load_s"] = time.perf_counter() - started
-    settings = {"max_length": max_length, "pooling": encoder.spec.pooling, "normalize": encoder.spec.normalize,
-                "output_dim": encoder.spec.output_dim, "similarity": similarity, "precision": precision,
-                "query_prompt": text.query_prompt, "document_prompt": text.document_prompt,
-                "lower_case": text.do_lower_case, "dtype": runtime.weights}
-    fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
-    if cache.directory is not None and fingerprint is None:
-        warn(f"{model}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and its "
-             "embeddings are not cached")
-
-    def encode(part: str, texts: list[str]) -> np.ndarray:
-        prompt = text.query_prompt if part.endswith("queries") else text.document_prompt  # "tuning queries" too
-        emb = embed_texts(encoder, tokenizer, with_prompt(texts, prompt), config.batch_size, max_length, runtime, part)
-        return (torch.nn.functional.normalize(emb, dim=-1) if similarity == "cosine" else emb).numpy()
-
-    embedded, statuses = {}, []
-    for part, texts in parts.items():
-        started = time.perf_counter()
-        key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
-        embedded[part], status = cached_or_encoded(part, texts, encode, key, cache, dim)  # whole: any cut reuses it
-        if config.truncate_dim is not None:
-            embedded[part] = truncate(embedded[part], config.truncate_dim, similarity == "cosine")
-        statuses.append(status)
-        timings[f"encode_{part.replace(' ', '_')}_s"] = time.perf_counter() - started
-    summary = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
-    return embedded, {"resolved": model_dir, "similarity": similarity, "max_length": max_length, "precision": precision,
-                      "cache": summary, "dimensions": config.truncate_dim or dim, "query_prompt": text.query_prompt,
-                      "document_prompt": text.document_prompt,
-                      "cache_dir": str(cache.directory) if summary != "off" else None}, timings
+    tell(describe(settings, model, f"{config.truncate_dim or dim} of {dim} dimensions"))
+    timings = {"load_s": time.perf_counter() - started}
+    sides = {part: (QUERIES if part.endswith("queries") else DOCUMENTS, texts) for part, texts in parts.items()}
+    embedded = embed_parts(encoder, model_dir, sides, runtime, cache, config.batch_size)
+    vectors = {part: truncate(emb, config.truncate_dim, settings.normalize) if config.truncate_dim else emb
+               for part, emb in embedded.parts.items()}  # cached whole: any cut reuses the entry
+    timings |= {f"encode_{part.replace(' ', '_')}_s": seconds for part, seconds in embedded.seconds.items()}
+    return vectors, {"resolved": model_dir, "similarity": settings.similarity, "max_length": settings.max_length,
+                     "precision": runtime.encode_precision, "cache": embedded.cache,
+                     "dimensions": config.truncate_dim or dim, "query_prompt": settings.query_prompt,
+                     "document_prompt": settings.document_prompt,
+                     "cache_dir": str(cache.directory) if embedded.cache != "off" else None}, timings
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:

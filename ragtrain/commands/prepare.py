@@ -13,9 +13,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragtrain import __version__
-from ragtrain.config.commands import DEFAULT_MODEL, PrepareConfig, as_dict, parse_strategies
+from ragtrain.config.commands import DEFAULT_MODEL, HYBRID_TEACHER, PrepareConfig, as_dict, parse_strategies
 from ragtrain.config.datakinds import data_kind_of
 from ragtrain.data.beir import document_text
 from ragtrain.data.documents import load_passages
@@ -26,7 +27,12 @@ from ragtrain.data.splits import SPLITS, split_groups
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover
 from ragtrain.files.names import MANIFEST
+from ragtrain.messages import tell
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
+
+if TYPE_CHECKING:  # torch loads only where a stage runs a model
+    from ragtrain.model.runtime import Runtime
+    from ragtrain.retrieval.embedding import Embedder
 
 
 @dataclass
@@ -43,18 +49,21 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
 
         torch.set_num_threads(config.threads)
     counts: Counter = Counter()
-    mining = mining_options(config)
+    runtime = one_runtime(config)
+    dense = dense_model(config, runtime) if needs_dense_model(config) else None
+    mining = MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
+                           config.same_document_negatives, config.seed, dense if config.miner == "dense" else None)
     if config.beir is not None:
         prepared = prepare_beir(config, mining, counts)
     elif config.pairs is not None:
         prepared = prepare_pairs(config, mining, counts)
     else:
-        prepared = prepare_documents(config, mining, counts)
+        prepared = prepare_documents(config, mining, counts, dense if config.filter == "dense" else None)
     if not prepared.train:
         raise UserError("no training triples could be made: the documents are too few or too short for the "
                         "splits asked; add documents or lower --val-fraction/--test-fraction")
     if config.teacher:
-        score_with_teacher(prepared, config, counts)
+        score_with_teacher(prepared, config, counts, runtime, dense)
     counts.update(train_triples=len(prepared.train), val_triples=len(prepared.val), eval_corpus=len(prepared.corpus))
     counts.update({f"eval_queries_{split}": len({q for q, _, _ in rows}) for split, rows in prepared.qrels.items()})
     with atomic_directory(config.output_dir, config.overwrite) as tmp:
@@ -63,19 +72,38 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
     return PrepareSummary(config.output_dir, counts)
 
 
-def mining_options(config: PrepareConfig) -> MiningOptions:
-    """The miner's options, and for the dense miner where it encodes (cuda, then mps, then cpu; fp32)."""
-    runtime = None
-    if config.miner == "dense":
-        from ragtrain.model.runtime import Runtime, resolve_device  # late: torch loads only for the dense miner
-
-        runtime = Runtime(resolve_device("auto"))
-    return MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
-                         config.same_document_negatives, config.seed, config.miner, config.model, runtime,
-                         (config.query_prompt, config.document_prompt))
+def needs_dense_model(config: PrepareConfig) -> bool:
+    """Whether a stage embeds with --model: the dense miner, a dense round trip, the hybrid teacher."""
+    return config.miner == "dense" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter == "dense")
 
 
-def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:
+def one_runtime(config: PrepareConfig) -> Runtime | None:
+    """Where every model of this run computes (cuda, then mps, then cpu; fp32), or None when no stage runs one here
+    (a local generator picks its own --generator-device)."""
+    if not (needs_dense_model(config) or config.teacher):
+        return None
+    from ragtrain.model.runtime import Runtime, resolve_device  # late: a bm25-only run never loads torch
+
+    return Runtime(resolve_device("auto"))
+
+
+def dense_model(config: PrepareConfig, runtime: Runtime) -> Embedder:
+    """--model (default all-MiniLM-L6-v2), loaded once for every stage that embeds, with its own text settings and
+    the prompt flags over them."""
+    from ragtrain.model.loading import load_encoder
+    from ragtrain.model.settings import TextOptions, describe
+    from ragtrain.retrieval.cache import EmbeddingCache
+    from ragtrain.retrieval.embedding import Embedder
+
+    name = config.model or DEFAULT_MODEL
+    encoder = load_encoder(name, TextOptions(query_prompt=config.query_prompt, document_prompt=config.document_prompt),
+                           dtype=runtime.weights_dtype).to(runtime.device)
+    tell("dense model: " + describe(encoder.settings, name))
+    return Embedder(encoder, name, runtime, EmbeddingCache(None))
+
+
+def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter,
+                      dense_filter: Embedder | None = None) -> Prepared:
     passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts)
     split_of = split_groups([p.doc_id for p in passages], config.val_fraction, config.test_fraction, config.seed)
     counts.update(f"documents_{split_of[d]}" for d in {p.doc_id for p in passages})
@@ -85,7 +113,7 @@ def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Coun
     if "llm" in strategies:
         from ragtrain.generation.generated import generated_queries  # late: only the llm strategy needs a generator
 
-        queries += generated_queries(config, passages, split_of, counts)
+        queries += generated_queries(config, passages, split_of, counts, dense_filter)
     by_split: dict[str, list[Query]] = {split: [] for split in SPLITS}
     for query in queries:
         split = split_of[passages[query.positive].doc_id]
@@ -109,15 +137,16 @@ def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Coun
     return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels, texts)
 
 
-def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counter) -> None:
+def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counter, runtime: Runtime,
+                       dense: Embedder | None) -> None:
     """Teacher scores on every train and val triple; the z-scores' corpus is every passage (document mode) or
     the evaluation corpus, with the triples' own texts."""
-    from ragtrain.model.runtime import Runtime, resolve_device  # late: torch loads only for a teacher
+    from ragtrain.model.crossencoder import load_cross_encoder
     from ragtrain.retrieval.teacher import add_teacher_scores
 
     corpus = prepared.passages or [document_text(doc) for doc in prepared.corpus]
-    add_teacher_scores(prepared.train + prepared.val, corpus, config.teacher, config.model or DEFAULT_MODEL,
-                       config.hybrid_weight, Runtime(resolve_device("auto")), counts)
+    teacher = dense if config.teacher == HYBRID_TEACHER else load_cross_encoder(config.teacher, runtime)
+    add_teacher_scores(prepared.train + prepared.val, corpus, teacher, config.hybrid_weight, runtime, counts)
 
 
 def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:

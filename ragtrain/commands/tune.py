@@ -183,7 +183,7 @@ def objective(optuna, trial, config: TuneConfig, space: tuple[Param, ...]) -> fl
         pruned.extend([step] if trial.should_prune() else [])
         return bool(pruned)
 
-    from ragtrain.training.loop import train
+    from ragtrain.commands.train import train
 
     try:
         train(train_config, on_validation=on_validation)

@@ -27,6 +27,7 @@ from ragtrain.files.atomic import check_writable
 from ragtrain.files.names import CHECKPOINTS, METRICS_LOG, STUDY_RESULTS, TRIALS
 from ragtrain.files.outputdir import check_location, check_prepare_output
 from ragtrain.model.modelfiles import looks_like_path
+from ragtrain.model.settings import TextOptions
 from ragtrain.reporting.evaltable import HYBRID
 from ragtrain.training.trackers import BACKENDS, missing_package
 
@@ -38,6 +39,7 @@ MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: b
 STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is the first three (llm needs a generator)
 MIX = ("cloze", "crop", "heading")
 FILTERS = ("bm25", "dense", "none")  # the round-trip filter of generated queries
+HYBRID_TEACHER = "hybrid"  # --teacher hybrid: BM25 and --model fused; any other value names a cross-encoder
 LOSSES = ("infonce", "distill")
 DISTILL_OBJECTIVES = ("margin-mse", "kl")
 DEFAULT_HYBRID_WEIGHT = 0.2  # of BM25's z-score against the dense model's: 0.7419 dev nDCG@10 on SciFact (README)
@@ -322,7 +324,7 @@ class PrepareConfig:
         _check(self.filter in FILTERS, f"--filter must be bm25, dense or none, got {self.filter!r}")
         _check(self.filter_rank >= 1, f"--filter-rank must be at least 1, got {self.filter_rank}")
         _check(self.teacher is None or bool(self.teacher.strip()), "--teacher must be hybrid or a model, got ''")
-        _check(self.teacher in (None, "hybrid") or Path(self.teacher).expanduser().exists()
+        _check(self.teacher in (None, HYBRID_TEACHER) or Path(self.teacher).expanduser().exists()
                or not looks_like_path(self.teacher), f"--teacher {self.teacher} not found; pass 'hybrid' or a "
                "cross-encoder directory or name")
         _check(0 <= self.hybrid_weight <= 1, f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")
@@ -337,7 +339,7 @@ class PrepareConfig:
 # What train's config.json holds beside the options: what the run resolved them to. Read back as --config, they are
 # ignored (the run resolves them again). `defaulted` names the options that took the data kind's default: the file
 # holds their values, so the repeated run is given them and takes no default.
-RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size", "defaulted")
+RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size", "model_settings", "defaulted")
 
 
 @dataclass(frozen=True)
@@ -467,11 +469,10 @@ class TrainConfig:
             object.__setattr__(self, name, values[name])  # frozen: set once, here, before anything reads it
         object.__setattr__(self, "defaulted", tuple(dict.fromkeys(self.defaulted + unset)))
 
-    @property
-    def normalized(self) -> bool:
-        """Whether the loss normalises: --normalize as resolved from the model's files, or, while still unset
-        (a config built without loading the model), cosine, the default."""
-        return self.normalize is not False
+    def text_options(self) -> TextOptions:
+        """What the flags ask of the model's text settings (the model's own files decide the rest when it loads)."""
+        return TextOptions(self.pooling, self.normalize, self.max_seq_length, self.query_prompt, self.document_prompt,
+                           self.matryoshka_dims, self.output_dim)
 
     @property
     def base_lr(self) -> float:

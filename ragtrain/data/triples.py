@@ -11,7 +11,8 @@ import torch
 
 from ragtrain.errors import UserError
 from ragtrain.files.jsonfiles import open_for_reading, read_json, read_numbered_jsonl
-from ragtrain.model.textspec import with_prompt
+from ragtrain.model.encoder import Encoder
+from ragtrain.model.encoding import pad, tokenize_documents, tokenize_queries
 
 GROUP_FACTOR = 50  # batches per length-sorted group: large enough to cut padding, small enough to stay random
 EPOCH_SEED_STRIDE = 100_003  # a prime above any epoch count: each (seed, epoch) gives its own shuffle
@@ -37,6 +38,7 @@ class TokenizedTriples:
     positive_texts: list[str]
     negative_texts: list[tuple[str, ...]]
     scores: list[tuple[float, ...] | None] | None = None  # teacher scores per triple (positive, then negatives)
+    max_length: int | None = None  # the tokens per text they were cut at
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -100,15 +102,13 @@ def _teacher_scores(scores, negatives: int, where: str, required: bool) -> tuple
     return tuple(float(x) for x in scores)
 
 
-def tokenize_triples(triples: list[Triple], tokenizer, max_length: int, query_prompt: str = "",
-                     document_prompt: str = "") -> TokenizedTriples:
-    """Tokenise every distinct text once (truncated to max_length, special tokens added), queries with
-    `query_prompt` in front and passages with `document_prompt`, as the model will see them when searching."""
+def tokenize_triples(triples: list[Triple], encoder: Encoder) -> TokenizedTriples:
+    """Tokenise every distinct text once, as the model reads it when searching (encoding.tokenize_queries and
+    tokenize_documents: its prompts, its length, special tokens added)."""
     queries = sorted({t.query for t in triples})
     docs = sorted({t.positive for t in triples} | {n for t in triples for n in t.negatives})
-    encode = lambda texts, prompt: tokenizer(with_prompt(texts, prompt), truncation=True, max_length=max_length,  # noqa: E731
-                                             padding=False)["input_ids"]
-    query_ids, doc_ids = dict(zip(queries, encode(queries, query_prompt))), dict(zip(docs, encode(docs, document_prompt)))
+    query_ids = dict(zip(queries, tokenize_queries(encoder, queries)))
+    doc_ids = dict(zip(docs, tokenize_documents(encoder, docs)))
     return TokenizedTriples(
         queries=[query_ids[t.query] for t in triples],
         positives=[doc_ids[t.positive] for t in triples],
@@ -117,16 +117,17 @@ def tokenize_triples(triples: list[Triple], tokenizer, max_length: int, query_pr
         positive_texts=[t.positive for t in triples],
         negative_texts=[t.negatives for t in triples],
         scores=[t.scores for t in triples],
+        max_length=encoder.settings.max_length,
     )
 
 
-def require_distinct_passages(data: TokenizedTriples, path: Path, max_length: int) -> None:
+def require_distinct_passages(data: TokenizedTriples, path: Path) -> None:
     """At least two different passages (as token ids): with one, every other candidate is masked as a repeat of
     the positive, the loss is zero and the run would "succeed" without learning anything."""
     passages = {tuple(ids) for ids in data.positives} | {tuple(ids) for negs in data.negatives for ids in negs}
     if len(passages) < 2:
         raise UserError(f"{path} holds a single distinct passage (at --max-seq-length "
-                        f"{max_length}), so there is nothing to contrast it with; add triples with other "
+                        f"{data.max_length}), so there is nothing to contrast it with; add triples with other "
                         "positives or negatives")
 
 
@@ -179,14 +180,6 @@ def micro_batches(batch: list[int], count: int) -> list[list[int]]:
     """Split a global batch into `count` near-equal consecutive micro-batches (gradient accumulation)."""
     size = -(-len(batch) // count)
     return [batch[i : i + size] for i in range(0, len(batch), size)]
-
-
-def pad(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence: input_ids and attention_mask, (n, longest)."""
-    longest = max(len(s) for s in sequences)
-    input_ids = torch.tensor([s + [pad_id] * (longest - len(s)) for s in sequences], dtype=torch.long)
-    attention_mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in sequences], dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def collate(data: TokenizedTriples, batch: list[int], pad_id: int) -> tuple[dict, dict]:

@@ -10,8 +10,9 @@ noise, and one a small generator wrote off-topic is caught here.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from ragtrain.config.commands import DEFAULT_MODEL, PrepareConfig
+from ragtrain.config.commands import PrepareConfig
 from ragtrain.data.documents import Passage
 from ragtrain.data.queries import Query
 from ragtrain.generation.generator import LocalGenerator, Sampling, ServerGenerator, ServerOptions
@@ -26,6 +27,9 @@ from ragtrain.generation.querygen import (
     sample_passages,
 )
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
+
+if TYPE_CHECKING:  # torch loads only for a dense round trip
+    from ragtrain.retrieval.embedding import Embedder
 
 
 def build_generator(config: PrepareConfig):
@@ -42,25 +46,27 @@ def build_generator(config: PrepareConfig):
                           config.generator_batch_size)
 
 
-def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: dict[str, str],
-                      counts: Counter) -> list[Query]:
-    """Cleaned, round-trip-filtered generated queries, each with its passage as positive (and only relevant one)."""
+def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: dict[str, str], counts: Counter,
+                      dense: Embedder | None = None) -> list[Query]:
+    """Cleaned, round-trip-filtered generated queries, each with its passage as positive (and only relevant one);
+    `dense` is the model of a --filter dense round trip."""
     pool = [i for i, p in enumerate(passages) if config.generate_eval_queries or split_of[p.doc_id] == "train"]
     chosen = [pool[n] for n in sample_passages(len(pool), config.generator_max_passages, config.seed)]
-    prompt = read_prompt(config.generator_prompt) if config.generator_prompt else default_prompt()
+    template = read_prompt(config.generator_prompt) if config.generator_prompt else default_prompt()
     generator = build_generator(config)
     cache = QueryCache(config.generator_cache_dir or default_query_cache_dir(), generator.identity)
-    outputs = generate_outputs([(passages[i].title, passages[i].text) for i in chosen], generator, prompt, cache, counts)
-    examples, seen = prompt_examples(prompt), set()
+    outputs = generate_outputs([(passages[i].title, passages[i].text) for i in chosen], generator, template, cache,
+                               counts)
+    examples, seen = prompt_examples(template), set()
     candidates = [(query, i) for i, texts in zip(chosen, outputs)
                   for query in clean_outputs(texts, f"{passages[i].title} {passages[i].text}", examples, seen, counts)]
     counts["llm_queries_cleaned"] += len(candidates)
-    kept = round_trip(candidates, passages, split_of, config, counts)
+    kept = round_trip(candidates, passages, split_of, config, counts, dense)
     return [Query(query, i, passages[i].text, passages[i].text, (i,), "llm") for query, i in kept]
 
 
 def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split_of: dict[str, str],
-               config: PrepareConfig, counts: Counter) -> list[tuple[str, int]]:
+               config: PrepareConfig, counts: Counter, dense: Embedder | None = None) -> list[tuple[str, int]]:
     """The (query, passage index) pairs whose passage ranks within --filter-rank among its split's passages."""
     if config.filter == "none" or not candidates:
         return candidates
@@ -69,25 +75,20 @@ def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split
         allowed = [n for n, p in enumerate(passages) if split_of[p.doc_id] == split]
         local = {index: n for n, index in enumerate(allowed)}
         mine = [(query, i) for query, i in candidates if split_of[passages[i].doc_id] == split]
-        ranks = top_ranked([passages[i].text for i in allowed], [query for query, _ in mine], config)
+        ranks = top_ranked([passages[i].text for i in allowed], [query for query, _ in mine], config.filter_rank, dense)
         kept += [(query, i) for (query, i), top in zip(mine, ranks) if local[i] in top]
     counts["llm_dropped_round_trip"] += len(candidates) - len(kept)
     order = {pair: n for n, pair in enumerate(candidates)}
     return sorted(kept, key=order.__getitem__)  # candidates' order: the output does not depend on the split loop
 
 
-def top_ranked(texts: list[str], queries: list[str], config: PrepareConfig) -> list[set[int]]:
-    """Each query's top --filter-rank texts (indices) by the --filter retriever."""
-    depth = min(config.filter_rank, len(texts))
-    if config.filter == "bm25":
+def top_ranked(texts: list[str], queries: list[str], depth: int, dense: Embedder | None) -> list[set[int]]:
+    """Each query's top `depth` texts (indices), by the dense model where given, else by BM25."""
+    depth = min(depth, len(texts))
+    if dense is None:
         indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
     else:
-        from ragtrain.model.runtime import Runtime, resolve_device
-        from ragtrain.retrieval.negatives import (
-            dense_search_with_positives,  # late: torch loads only for a dense filter
-        )
+        from ragtrain.retrieval.negatives import dense_ranking  # late: torch loads only for a dense filter
 
-        runtime = Runtime(resolve_device("auto"))
-        indices = dense_search_with_positives(texts, queries, [(0,)] * len(queries), depth,
-                                              config.model or DEFAULT_MODEL, runtime).indices
+        indices = dense_ranking(dense, texts, queries, [(0,)] * len(queries), depth).indices
     return [set(row.tolist()) for row in indices]

@@ -88,17 +88,17 @@ def read_prompt(path: Path) -> list[dict]:
     return messages
 
 
-def render(prompt: list[dict], title: str, passage: str) -> list[dict]:
-    """The prompt with this passage (its first PROMPT_PASSAGE_WORDS words) and title filled in."""
+def render(template: list[dict], title: str, passage: str) -> list[dict]:
+    """The prompt's messages (`template`) with this passage (its first PROMPT_PASSAGE_WORDS words) and title filled in."""
     words = passage.split()
     shown = " ".join(words[:PROMPT_PASSAGE_WORDS]) if len(words) > PROMPT_PASSAGE_WORDS else passage
     return [{"role": m["role"], "content": m["content"].replace(TITLE_PLACEHOLDER, title or "(none)")
-             .replace(PLACEHOLDER, shown)} for m in prompt]
+             .replace(PLACEHOLDER, shown)} for m in template]
 
 
-def prompt_examples(prompt: list[dict]) -> list[str]:
+def prompt_examples(template: list[dict]) -> list[str]:
     """The assistant turns of a few-shot prompt: a query that repeats one of them was copied, not written."""
-    return [m["content"] for m in prompt if m["role"] == "assistant"]
+    return [m["content"] for m in template if m["role"] == "assistant"]
 
 
 # -------------------------------------------------------------------------------------------------- cache
@@ -139,10 +139,10 @@ def default_query_cache_dir() -> Path:
     return default_cache_dir().parent / "queries"
 
 
-def generate_outputs(passages: list[tuple[str, str]], generator, prompt: list[dict], cache: QueryCache,
+def generate_outputs(passages: list[tuple[str, str]], generator, template: list[dict], cache: QueryCache,
                      counts: Counter) -> list[list[str]]:
     """Each (title, text) passage's raw completions: from the cache, or generated in batches (and cached)."""
-    conversations = [render(prompt, title, text) for title, text in passages]
+    conversations = [render(template, title, text) for title, text in passages]
     keys = [cache.key(c) for c in conversations]
     missing = list(dict.fromkeys(k for k in keys if k not in cache.entries))
     counts["llm_prompts_cached"] += len(keys) - len(missing)

@@ -46,3 +46,14 @@ def first_line(exc: BaseException, limit: int = 120) -> str:
     """An exception's first line, cut to `limit` characters, for a one-line message."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def hub_snapshot(name: str) -> Path | None:
+    """The hub-cache folder (snapshots/<commit>) that transformers loads `name` from, or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except (ImportError, ValueError):  # no huggingface_hub, or not a valid repository id
+        return None
+    return Path(found).parent if isinstance(found, str) else None

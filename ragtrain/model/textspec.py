@@ -1,4 +1,4 @@
-"""What a model's own files say about turning text into a vector, with the command's flags over them.
+"""What a model's own files say about turning text into a vector (settings.resolve_settings puts the flags over it).
 
 A sentence-transformers model ships its pooling (1_Pooling/config.json), Dense layers and normalisation
 (modules.json), max_seq_length and do_lower_case (sentence_bert_config.json), similarity function and prompts
@@ -10,7 +10,6 @@ A plain transformers directory keeps ragtrain's defaults (mean pooling, cosine; 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,12 @@ ST_POOLING_NAMES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_t
 ST_POOLING_FLAGS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max",
                     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
                     "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "last"}
-POOLINGS = tuple(ST_POOLING_NAMES.values())  # what ragtrain computes (model.pool)
+POOLINGS = tuple(ST_POOLING_NAMES.values())  # what ragtrain computes (encoder.pool)
 QUERY_PROMPT_NAMES = ("query",)  # what sentence-transformers' encode_query picks when no prompt is given
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # encode_document's picks, in its order
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 DEFAULT = "default"
 NO_LENGTH_LIMIT = 1_000_000  # a tokenizer without a limit reports a huge stand-in (int(1e30))
-DEFAULT_MAX_LENGTH = 256  # tokens per text when neither a flag nor the model's files say
 
 
 @dataclass(frozen=True)
@@ -167,46 +165,3 @@ def _json(path: Path) -> dict | list:
 def _set(values: dict, sources: dict, name: str, value, source: str) -> None:
     values[name] = value
     sources[name] = source
-
-
-def with_flags(spec: ModelSpec, model: str, *, pooling: str | None = None, normalize: bool | None = None,
-               max_seq_length: int | None = None, query_prompt: str | None = None, document_prompt: str | None = None,
-               matryoshka_dims: tuple[int, ...] | None = None) -> ModelSpec:
-    """The files' spec with each flag that was given over it. A prompt flag that contradicts the model's own
-    prompt is a UserError: the model was trained with its prompt, and a second one would silently change it."""
-    values, sources = {}, dict(spec.sources)
-    for flag, own, given in (("--query-prompt", spec.query_prompt, query_prompt),
-                             ("--document-prompt", spec.document_prompt, document_prompt)):
-        if given is not None and own and given != own:
-            raise UserError(f"{flag} {given!r} differs from the prompt model {model} defines ({own!r}); drop the flag "
-                            "to use the model's own prompt")
-    flags = {"pooling": (pooling, "--pooling"), "normalize": (normalize, "--normalize"),
-             "max_seq_length": (max_seq_length, "--max-seq-length"), "query_prompt": (query_prompt, "--query-prompt"),
-             "document_prompt": (document_prompt, "--document-prompt"),
-             "matryoshka_dims": (matryoshka_dims or None, "--matryoshka-dims")}
-    for name, (value, flag) in flags.items():
-        if value is not None:
-            values[name], sources[name] = value, flag
-    return dataclasses.replace(spec, **values, sources=tuple(sources.items()))
-
-
-def describe(spec: ModelSpec, model: str, max_length: int, extra: str = "") -> str:
-    """One line: what the command uses for `model` and where each setting came from."""
-    def quoted(text: str) -> str:
-        return repr(text) if text else "none"
-
-    parts = [f"pooling {spec.pooling} ({spec.source('pooling')})",
-             f"{spec.similarity} ({spec.source('normalize')})",
-             f"max length {max_length} ({spec.source('max_seq_length')})",
-             f"query prompt {quoted(spec.query_prompt)} ({spec.source('query_prompt')})",
-             f"document prompt {quoted(spec.document_prompt)} ({spec.source('document_prompt')})"]
-    if spec.do_lower_case:
-        parts.append(f"lower-cased ({spec.source('do_lower_case')})")
-    if spec.matryoshka_dims:
-        parts.append(f"matryoshka dims {','.join(map(str, spec.matryoshka_dims))} ({spec.source('matryoshka_dims')})")
-    return f"model {model}: " + ", ".join(parts) + (f", {extra}" if extra else "")
-
-
-def with_prompt(texts: list[str], prompt: str) -> list[str]:
-    """Each text with the prompt in front, as sentence-transformers prepends it (no separator added)."""
-    return [prompt + text for text in texts] if prompt else list(texts)

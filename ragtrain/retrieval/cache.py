@@ -19,6 +19,7 @@ from ragtrain.files.atomic import atomic_write_with, file_sha256
 from ragtrain.files.diskerrors import DISK_ERRORS, WriteError
 from ragtrain.files.names import CARD, EVALUATIONS
 from ragtrain.messages import warn
+from ragtrain.model.modelfiles import hub_snapshot
 
 CACHE_VERSION = 2  # bump when embedding code changes what it produces (2: entries carry a checksum sidecar)
 KEY_HEX_DIGITS = 32  # 128 bits of the sha256: no collision in reach, and short file names
@@ -61,17 +62,6 @@ def _files_fingerprint(directory: Path) -> list[list]:
                    if p.is_file() and not any(part.startswith(".") for part in p.parts[len(directory.parts):])
                    and p.relative_to(directory).as_posix() not in (CARD, EVALUATIONS))
     return [[str(p.relative_to(directory)), os.path.realpath(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-
-
-def hub_snapshot(name: str) -> Path | None:
-    """The hub-cache folder (snapshots/<commit>) that transformers loads `name` from, or None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(name, "config.json")
-    except (ImportError, ValueError):  # no huggingface_hub, or not a valid repository id
-        return None
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def texts_fingerprint(texts: list[str]) -> str:

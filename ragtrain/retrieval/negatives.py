@@ -18,10 +18,7 @@ from tqdm import tqdm
 from ragtrain.retrieval.bm25 import bm25_scores, build_bm25
 
 if TYPE_CHECKING:  # torch loads only for the dense miner
-    from ragtrain.model.runtime import Runtime
-
-DENSE_BATCH_SIZE = 64  # texts the dense miner encodes at once, as train's --eval-batch-size
-DENSE_MAX_LENGTH = 256  # tokens per text the dense miner keeps, as train's and evaluate's default
+    from ragtrain.retrieval.embedding import Embedder
 
 
 @dataclass(frozen=True)
@@ -31,10 +28,7 @@ class MiningOptions:
     margin: float = 0.95  # drop candidates scoring >= margin * the positive's score
     same_document: bool = False
     seed: int = 42
-    miner: str = "bm25"  # or "dense"
-    model: str | None = None  # the dense miner's encoder
-    runtime: Runtime | None = None  # where (and in what precision) the dense miner encodes
-    prompts: tuple[str | None, str | None] = (None, None)  # --query-prompt, --document-prompt (None: the model's own)
+    dense: Embedder | None = None  # the dense miner's model, loaded once; None: BM25 mines
 
 
 @dataclass(frozen=True)
@@ -66,29 +60,18 @@ def bm25_search_with_positives(texts: list[str], queries: list[str], positives: 
     return Ranking(indices, scores, positive_scores)
 
 
-def dense_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]], depth: int,
-                                model: str, runtime: Runtime, batch_size: int = DENSE_BATCH_SIZE,
-                                max_length: int | None = None,
-                                prompts: tuple[str | None, str | None] = (None, None)) -> Ranking:
-    """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models), each text with
-    the model's prompt (or the flag's) in front, at the model's length (else DENSE_MAX_LENGTH)."""
-    import torch
+def dense_ranking(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+                  depth: int) -> Ranking:
+    """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models), queries and
+    passages as the model reads them (its prompts and length), and each query's score of its own positives."""
+    import torch  # late: a bm25-only run never loads torch
 
-    from ragtrain.messages import tell
-    from ragtrain.model.encoder import load_encoder, usable_max_length  # late: torch and transformers load only here
-    from ragtrain.model.textspec import describe, with_prompt
-    from ragtrain.retrieval.search import QUERY_CHUNK, dense_search, embed_texts
+    from ragtrain.retrieval.embedding import DOCUMENTS, QUERIES
+    from ragtrain.retrieval.search import QUERY_CHUNK, dense_search
 
-    flags = {"query_prompt": prompts[0], "document_prompt": prompts[1], "max_seq_length": max_length}
-    encoder, tokenizer = load_encoder(model, flags=flags, dtype=runtime.weights_dtype)
-    encoder.to(runtime.device)
-    text = encoder.text
-    length = usable_max_length(encoder, tokenizer, text.max_seq_length or DENSE_MAX_LENGTH)
-    tell("dense miner: " + describe(text, model, length))
-    corpus_emb = embed_texts(encoder, tokenizer, with_prompt(texts, text.document_prompt), batch_size, length, runtime,
-                             "mining: passages")  # (C, D)
-    query_emb = embed_texts(encoder, tokenizer, with_prompt(queries, text.query_prompt), batch_size, length, runtime,
-                            "mining: queries")  # (Q, D)
+    embedded = embedder.embed({"mining: passages": (DOCUMENTS, texts), "mining: queries": (QUERIES, queries)})
+    corpus_emb = torch.from_numpy(np.array(embedded.parts["mining: passages"]))  # (C, D)
+    query_emb = torch.from_numpy(np.array(embedded.parts["mining: queries"]))  # (Q, D)
     indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
     scores = np.zeros(indices.shape, dtype=np.float32)
     for start in range(0, len(queries), QUERY_CHUNK):  # (QUERY_CHUNK, depth, D) candidates at a time
@@ -130,9 +113,8 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
     if options.num_negatives == 0 or not queries or not texts:
         return [[] for _ in queries]
     depth = options.rank_range[1]
-    if options.miner == "dense":
-        ranking = dense_search_with_positives(texts, queries, positives, depth, options.model or "", options.runtime,
-                                              prompts=options.prompts)
+    if options.dense is not None:
+        ranking = dense_ranking(options.dense, texts, queries, positives, depth)
     else:
         ranking = bm25_search_with_positives(texts, queries, positives, depth)
     return select_negatives(ranking, positives, doc_ids, options, counts)

@@ -1,42 +1,12 @@
-"""Dense search: embed texts (length-sorted batches) and find each query's exact top k in bounded memory."""
+"""Dense search: each query's exact top k by dot product over a corpus of embeddings, in bounded memory."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-from ragtrain.data.triples import pad
-from ragtrain.model.encoder import Encoder
-from ragtrain.model.runtime import Runtime
 
 QUERY_CHUNK = 1024  # queries scored at once
 CORPUS_CHUNK = 16384  # documents scored at once: the score matrix is at most (1024, 16384) floats, 64 MiB
-
-
-@torch.inference_mode()
-def embed_texts(encoder: Encoder, tokenizer, texts: list[str], batch_size: int, max_length: int, runtime: Runtime,
-                desc: str) -> torch.Tensor:
-    """(len(texts), dim) float32 embeddings on the CPU, in the order of `texts`.
-
-    Texts are encoded longest first (a too-long batch fails at once, not at the end), each batch padded to
-    its own longest text, so little compute goes to padding. The runtime's encode precision bf16/fp16 runs the
-    transformer under autocast (matrix products in half precision, normalisation and softmax in fp32).
-    """
-    encoder.eval()
-    token_ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: -len(token_ids[i]))  # stable: equal lengths keep input order
-    pad_id = tokenizer.pad_token_id or 0
-    out: torch.Tensor | None = None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-        index = order[start : start + batch_size]
-        batch = {k: v.to(runtime.device) for k, v in pad([token_ids[i] for i in index], pad_id).items()}
-        with runtime.encode_autocast():
-            emb = encoder(**batch).float().cpu()  # (batch, dim)
-        if out is None:
-            out = torch.empty(len(texts), emb.size(1))
-        out[torch.tensor(index)] = emb
-    return out if out is not None else torch.empty(0, 0)
 
 
 def dense_search(query_emb: torch.Tensor, corpus_emb: torch.Tensor | np.ndarray, depth: int,

@@ -29,17 +29,19 @@ import torch
 from ragtrain.config.commands import TrainConfig, as_dict
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover_names, temp_name
-from ragtrain.files.names import CHECKPOINT_STATE, CHECKPOINTS, RUN_CONFIG
-from ragtrain.model.encoder import Encoder, save_encoder
+from ragtrain.files.names import CHECKPOINT_MODEL, CHECKPOINT_STATE, CHECKPOINTS, RUN_CONFIG
+from ragtrain.model.encoder import Encoder
 from ragtrain.model.lora import ADAPTER_DIR, is_lora, save_adapter
 from ragtrain.model.runtime import device_rng_state, set_device_rng_state
+from ragtrain.model.saving import save_encoder
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
 MAY_CHANGE = {"average_last", "device", "threads", "eval_steps", "eval_batch_size", "log_steps", "save_steps", "keep_last",
               "early_stopping_patience", "val_data", "eval_data", "eval_split", "metric", "report_to"}
 NOT_COMPARED = {"resume", "overwrite", "output_dir", "defaulted"}
-# unset (None), these are the model's own: the checkpoint's resolved value is kept without a warning
+# unset (None), these are the model's own; a checkpoint of ragtrain 0.1 recorded the model's resolved value here, which
+# is kept without a warning
 FROM_MODEL = {"pooling", "normalize", "max_seq_length", "query_prompt", "document_prompt"}
 # Every file a checkpoint needs; the weights are model/model.safetensors or, for a sharded save, its index.
 CHECKPOINT_FILES = (CHECKPOINT_STATE, RUN_CONFIG, "optimizer.pt", "scaler.pt", "rng.pt", "model/config.json",
@@ -72,15 +74,15 @@ class Checkpoint:
         return self.path / "model"
 
 
-def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, tokenizer, optimizer, scaler,
-                    config: TrainConfig, rng_by_rank: list[dict] | None = None) -> Path:
+def save_checkpoint(run_dir: Path, state: TrainState, encoder: Encoder, optimizer, scaler, config: TrainConfig,
+                    rng_by_rank: list[dict] | None = None) -> Path:
     """Write checkpoints/step-N atomically (a crash leaves the previous checkpoints intact), then prune.
 
     rng_by_rank: every rank's `rng_states`, in rank order (default: this process's alone).
     """
     final = run_dir / CHECKPOINTS / f"step-{state.step}"
     with atomic_directory(final, overwrite=True) as tmp:
-        save_encoder(encoder, tokenizer, tmp / "model", config.max_seq_length)
+        save_encoder(encoder, tmp / CHECKPOINT_MODEL)
         if is_lora(encoder.transformer):  # --resume puts this adapter back on the base model, not on model/'s merge
             save_adapter(encoder.transformer, tmp / ADAPTER_DIR)
         _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -228,22 +230,28 @@ def reconcile_config(config: TrainConfig, saved: dict) -> tuple[TrainConfig, lis
     Options in MAY_CHANGE take the new value; the others keep the checkpoint's (changing the batch size or
     the schedule half-way would not be "the same run, continued"), and the warning says so.
     """
-    current, kept, warnings = as_dict(config), {}, []
-    for name, new in current.items():
-        if name in NOT_COMPARED or name not in saved or saved[name] == new:
+    kept, warnings = {}, []
+    for name, new in as_dict(config).items():
+        if name in NOT_COMPARED or name not in saved:
+            continue
+        old = _typed(getattr(config, name), saved[name])
+        if old == getattr(config, name):
             continue
         if new is None and name in FROM_MODEL:
-            kept[name] = saved[name]
-            continue
-        if name in MAY_CHANGE:
+            kept[name] = old
+        elif name in MAY_CHANGE:
             warnings.append(f"--{name.replace('_', '-')} differs from the checkpoint ({saved[name]!r}); using {new!r}")
         else:
-            kept[name] = _typed(getattr(config, name), saved[name])
+            kept[name] = old
             warnings.append(f"--{name.replace('_', '-')} {new!r} differs from the checkpoint; keeping the "
                             f"checkpoint's {saved[name]!r} (it must not change within a run)")
     return dataclasses.replace(config, **kept), warnings
 
 
 def _typed(example, value):
-    """A JSON value back in the config's type (paths were saved as strings)."""
-    return Path(value) if isinstance(example, Path) and value is not None else value
+    """A JSON value back in the config's type: paths were saved as strings, tuples as lists."""
+    if isinstance(example, Path) and value is not None:
+        return Path(value)
+    if isinstance(example, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value

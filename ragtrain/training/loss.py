@@ -7,6 +7,8 @@ gathered embeddings, laid out as one process would lay out the combined batch, w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,29 @@ EP_POINTS = 33
 ISOTROPY_DIRECTIONS = 256  # random unit directions per step; SIGReg's default order of magnitude
 STEP_SEED_STRIDE = 1_000_003  # a prime above any step count: each (seed, step) draws its own directions
 SEED_MODULUS = 2**63 - 1  # torch generators take a seed that fits in a signed 64-bit integer
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """What the training loss computes, fixed for a run: the options, and from the model its normalisation and
+    Matryoshka dimensions (the encoder's settings, so the loss scores as the saved model will)."""
+
+    kind: str = "infonce"  # or "distill": learn the teacher scores the triples carry
+    temperature: float = 0.05
+    normalize: bool = True  # cosine scores; False: dot products of raw embeddings
+    symmetric: bool = False  # add the documents -> queries direction
+    isotropy_weight: float = 0.0
+    matryoshka_dims: tuple[int, ...] = ()
+    distill_objective: str = "margin-mse"
+    teacher_temperature: float = 1.0
+    infonce_weight: float = 0.0  # under distillation: this times the InfoNCE loss is added
+
+    def part_names(self) -> list[str]:
+        """The loss parts a step reports besides the total (an empty slice reports them as 0)."""
+        if self.kind == "distill":
+            return ["loss_distill"] + ["loss_q2d"] * (self.infonce_weight > 0)
+        return ([f"loss_dim{d}" for d in self.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * self.symmetric
+                + ["loss_isotropy"] * (self.isotropy_weight > 0))
 
 
 def info_nce(query_emb: torch.Tensor, doc_emb: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:

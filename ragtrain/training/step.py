@@ -14,12 +14,14 @@ from ragtrain.config.commands import TrainConfig
 from ragtrain.data.triples import TokenizedTriples, collate, distill_targets, false_negative_mask, micro_batches
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.runtime import Runtime
+from ragtrain.model.settings import TextSettings
 from ragtrain.training import distributed
 from ragtrain.training.diagnostics import DIAGNOSTICS, embedding_diagnostics
 from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.gradcache import grad_cache_step
 from ragtrain.training.loss import (
     ISOTROPY_DIRECTIONS,
+    LossOptions,
     contrastive_loss,
     distill_loss,
     isotropy_generator,
@@ -95,7 +97,7 @@ def step_directions(config: TrainConfig, encoder: Encoder, step: int, device: to
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               batches: list[MicroBatch], config: TrainConfig, runtime: Runtime,
+               batches: list[MicroBatch], config: TrainConfig, runtime: Runtime, loss: LossOptions,
                directions: torch.Tensor | None = None, world: WorldInfo = WorldInfo()) -> StepResult:
     """Accumulate gradients over the micro-batches (each loss / count), clip, and step the optimizer.
 
@@ -111,7 +113,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce once, after the last one
     for n, batch in enumerate(batches):
         with no_sync() if n < len(batches) - 1 else contextlib.nullcontext():
-            parts = _micro_step(model, scaler, batch, config, runtime, directions, world, len(batches))
+            parts = _micro_step(model, scaler, batch, config, runtime, loss, directions, world, len(batches))
         for name, value in parts.items():
             totals[name] = totals.get(name, 0.0) + value / len(batches)
     if world.is_distributed and not config.gather_negatives:  # each rank's share-weighted part, summed
@@ -130,7 +132,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
 
 
 def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatch, config: TrainConfig,
-                runtime: Runtime, directions: torch.Tensor | None, world: WorldInfo, count: int) -> dict[str, float]:
+                runtime: Runtime, loss: LossOptions, directions: torch.Tensor | None, world: WorldInfo,
+                count: int) -> dict[str, float]:
     """Backward of one micro-batch's loss (scaled for DDP's average and the accumulation); its loss parts.
 
     Without gathering, each rank's parts are weighted by its share of the micro-batch (times the number of
@@ -140,33 +143,32 @@ def _micro_step(model: nn.Module, scaler: torch.amp.GradScaler, batch: MicroBatc
     docs = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.docs.items()}
     gather = config.gather_negatives and world.is_distributed
     targets = tuple(t.to(runtime.device) for t in batch.distill) if batch.distill is not None else None
-    loss_fn = partial(_loss, mask=batch.mask.to(runtime.device), config=config, directions=directions,
+    loss_fn = partial(_loss, mask=batch.mask.to(runtime.device), loss=loss, directions=directions,
                       world=world if gather else WorldInfo(), distill=targets)
     scale = distributed.loss_scale(world, batch.rows, batch.global_size, gather)
 
-    def backward(loss: torch.Tensor) -> None:
-        scaler.scale(loss * scale / count).backward()  # frees this micro-batch's graph before the next
+    def backward(total: torch.Tensor) -> None:
+        scaler.scale(total * scale / count).backward()  # frees this micro-batch's graph before the next
 
     if config.grad_cache and batch.rows:
         parts = grad_cache_step(model, queries, docs, loss_fn, config.mini_batch_size, backward, runtime.train_autocast)
     else:
         query_emb, doc_emb = embed(model, queries, docs, runtime)  # (b, D), (b + n, D)
         kept = slice(None) if batch.rows else slice(0, 0)  # a stand-in's rows are embedded, never scored
-        loss, parts = loss_fn(query_emb[kept], doc_emb[kept])
-        backward(loss)
+        total, parts = loss_fn(query_emb[kept], doc_emb[kept])
+        backward(total)
     weight = 1.0 if gather or not world.is_distributed else scale
     return {name: value * weight for name, value in parts.items()}
 
 
-def loss_part_names(config: TrainConfig) -> list[str]:
-    """The loss parts a step reports besides the total, by the options (an empty slice reports them as 0)."""
-    if config.loss == "distill":
-        return ["loss_distill"] + ["loss_q2d"] * (config.distill_infonce_weight > 0)
-    return ([f"loss_dim{d}" for d in config.matryoshka_dims] + ["loss_q2d"] + ["loss_d2q"] * config.symmetric
-            + ["loss_isotropy"] * (config.isotropy_weight > 0))
+def loss_options(config: TrainConfig, settings: TextSettings) -> LossOptions:
+    """The run's loss: its options, with the normalisation and Matryoshka dimensions of the model it trains."""
+    return LossOptions(config.loss, config.temperature, settings.normalize, config.symmetric, config.isotropy_weight,
+                       settings.matryoshka_dims, config.distill_objective, config.teacher_temperature,
+                       config.distill_infonce_weight)
 
 
-def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, config: TrainConfig,
+def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, loss: LossOptions,
           directions: torch.Tensor | None, world: WorldInfo,
           distill: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of this rank's embeddings, over the whole micro-batch of all ranks when `world` has several.
@@ -177,12 +179,11 @@ def _loss(query_emb: torch.Tensor, doc_emb: torch.Tensor, mask: torch.Tensor, co
     query_emb, doc_emb = distributed.gather_embeddings(query_emb, doc_emb, world)  # (B, D), (B + N, D)
     if query_emb.size(0) == 0:
         zero = (query_emb.sum() + doc_emb.sum()) * 0.0
-        names = loss_part_names(config)
-        return zero, dict.fromkeys([*names, "loss", *DIAGNOSTICS], 0.0)
+        return zero, dict.fromkeys([*loss.part_names(), "loss", *DIAGNOSTICS], 0.0)
     if distill is not None:
-        loss, parts = distill_loss(query_emb, doc_emb, *distill, config.distill_objective, config.temperature,
-                                   config.teacher_temperature, config.normalized, config.distill_infonce_weight, mask)
+        total, parts = distill_loss(query_emb, doc_emb, *distill, loss.distill_objective, loss.temperature,
+                                    loss.teacher_temperature, loss.normalize, loss.infonce_weight, mask)
     else:
-        loss, parts = contrastive_loss(query_emb, doc_emb, config.temperature, config.normalized, config.symmetric,
-                                       config.isotropy_weight, directions, mask, config.matryoshka_dims)
-    return loss, parts | embedding_diagnostics(query_emb, doc_emb, mask)  # read without gradient
+        total, parts = contrastive_loss(query_emb, doc_emb, loss.temperature, loss.normalize, loss.symmetric,
+                                        loss.isotropy_weight, directions, mask, loss.matryoshka_dims)
+    return total, parts | embedding_diagnostics(query_emb, doc_emb, mask)  # read without gradient

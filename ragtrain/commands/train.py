@@ -1,0 +1,56 @@
+"""train(config) -> path of the final model: the run's options checked, its processes and device, its directory
+locked, then setup -> loop -> finish (the training wing). One process, or one rank of a torchrun job (then only
+rank 0 writes and prints)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ragtrain.config.commands import TrainConfig
+from ragtrain.config.datakinds import defaults_line
+from ragtrain.model.runtime import (
+    check_precision,
+    check_weights_dtype,
+    resolve_device,
+    return_freed_memory_to_os,
+    training_runtime,
+)
+from ragtrain.training import distributed
+from ragtrain.training.finish import finish
+from ragtrain.training.loop import loop, run_log
+from ragtrain.training.rundir import resume_config, resume_point, run_directory
+from ragtrain.training.setup import setup
+
+
+def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None = None) -> Path:
+    """Train and return final/. `on_validation(step, figures)`, if given, sees every validation (rank 0's figures,
+    on every rank); when it returns True the run stops at that step as if stopped early: a checkpoint and final/
+    are written (tune's pruning)."""
+    config.validate()
+    world = distributed.world_from_env()
+    device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
+    check_precision(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here, before any work
+    check_weights_dtype(device, config.dtype)
+    distributed.setup(world, device)
+    try:
+        with run_directory(config.output_dir, world):
+            resume_from = resume_point(config)
+            if resume_from is not None:  # the checkpoint's options where they shape the run, its precision too
+                config = resume_config(config, resume_from, world.is_main)
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            if device.type == "cpu":
+                return_freed_memory_to_os()
+            runtime = training_runtime(device, config.mixed_precision, config.precision, config.dtype)
+            notes = [line] if (line := defaults_line(config.defaulted, config.train_data)) else []
+            run, state = setup(config, world, runtime, resume_from, on_validation, tuple(notes))
+            started = time.perf_counter()
+            with run_log(run, state.step) as log:
+                state, rates = loop(run, state, log)
+            return finish(run, state, rates, time.perf_counter() - started)
+    finally:
+        distributed.cleanup(world)

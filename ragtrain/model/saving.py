@@ -1,0 +1,64 @@
+"""Saving an Encoder as one model directory that loads three ways with the same embeddings: ragtrain's
+load_encoder (ragtrain.json), transformers' AutoModel (the transformer and tokenizer) and sentence-transformers'
+SentenceTransformer (modules.json, 1_Pooling/, N_Dense/ for the head, Normalize, its prompts and similarity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtrain.files.atomic import atomic_directory, atomic_write_json
+from ragtrain.files.names import CARD
+from ragtrain.model.encoder import Encoder
+from ragtrain.model.lora import is_lora, merged_copy, save_adapter
+from ragtrain.model.projection import write_dense_modules
+from ragtrain.model.textspec import RAGTRAIN_CONFIG, ST_CONFIG, ST_POOLING_FLAGS, ST_TRANSFORMER_CONFIG
+
+
+def save_encoder(encoder: Encoder, directory: Path, lora_save: str = "merged", card: str | None = None) -> None:
+    """Write the model directory atomically (safetensors weights, its tokenizer, ragtrain's and sentence-transformers'
+    configs from its settings, and `card` as its README.md, the model card). A LoRA-wrapped transformer is saved
+    merged, or with lora_save="adapter" as its adapter alone."""
+    with atomic_directory(directory, overwrite=True) as tmp:
+        if card is not None:
+            (tmp / CARD).write_text(card, encoding="utf-8")
+        transformer = encoder.transformer
+        if is_lora(transformer) and lora_save == "adapter":
+            save_adapter(transformer, tmp)
+        else:
+            (merged_copy(transformer) if is_lora(transformer) else transformer).save_pretrained(tmp, safe_serialization=True)
+        encoder.tokenizer.save_pretrained(tmp)
+        settings = encoder.settings
+        atomic_write_json(tmp / RAGTRAIN_CONFIG, {"pooling": settings.pooling, "normalize": settings.normalize,
+                                                  "output_dim": encoder.output_dim, "max_seq_length": settings.max_length,
+                                                  "query_prompt": settings.query_prompt,
+                                                  "document_prompt": settings.document_prompt,
+                                                  "matryoshka_dims": list(settings.matryoshka_dims)})
+        _write_sentence_transformers_files(encoder, tmp)
+
+
+def _write_sentence_transformers_files(encoder: Encoder, directory: Path) -> None:
+    """modules.json and each module's folder; the prompts that encode_query / encode_document prepend; the
+    similarity that sentence-transformers scores with (dot for a model trained without normalisation)."""
+    settings, hidden = encoder.settings, encoder.hidden_size
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    atomic_write_json(directory / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": hidden,
+        **{flag: settings.pooling == mode for flag, mode in ST_POOLING_FLAGS.items()},
+        "include_prompt": True,
+    })
+    if encoder.projection is not None:
+        modules += write_dense_modules(encoder.projection, directory, first_index=2)
+    if settings.normalize:
+        n = len(modules)
+        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (directory / f"{n}_Normalize").mkdir()
+    atomic_write_json(directory / "modules.json", modules)
+    atomic_write_json(directory / ST_TRANSFORMER_CONFIG, {"max_seq_length": settings.max_length,
+                                                          "do_lower_case": settings.lower_case})
+    prompts = {name: prompt for name, prompt in (("query", settings.query_prompt), ("document", settings.document_prompt)) if prompt}
+    config = {"model_type": "SentenceTransformer", "prompts": prompts, "default_prompt_name": None,
+              "similarity_fn_name": "cosine" if settings.normalize else "dot"}
+    if settings.matryoshka_dims:  # ragtrain's record; sentence-transformers' truncate_dim=N then keeps a trained prefix
+        config["matryoshka_dims"] = list(settings.matryoshka_dims)
+    atomic_write_json(directory / ST_CONFIG, config)

@@ -1,0 +1,79 @@
+"""A model's embeddings of the texts a search needs (a corpus, its queries), through the model's one encode pair
+(model.encoding) and the embedding cache (cache.py): an unchanged model, text list and settings encode once.
+evaluate's dense and hybrid rows, the dense miner, the hybrid teacher and the round-trip filter embed here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ragtrain.messages import warn
+from ragtrain.model.encoder import Encoder
+from ragtrain.model.encoding import ENCODE_BATCH_SIZE, encode_documents, encode_queries
+from ragtrain.model.runtime import Runtime
+from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, model_fingerprint
+
+QUERIES, DOCUMENTS = "queries", "documents"  # which side of the model's encode pair a part goes through
+
+
+@dataclass
+class Embedded:
+    """Each part's (rows, dim) float32 embeddings (normalised where the model scores by cosine), and how they came."""
+
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    cache: str = "off"  # hit, miss, partial (some of each) or off
+    seconds: dict[str, float] = field(default_factory=dict)  # per part
+
+
+@dataclass(frozen=True)
+class Embedder:
+    """A loaded model, where it computes and where its embeddings are cached: what embeds for a search. A command
+    loads it once (prepare-data's dense miner, round-trip filter and hybrid teacher share one)."""
+
+    encoder: Encoder
+    model_dir: str  # a directory or a hub name: identifies the weights for the cache
+    runtime: Runtime
+    cache: EmbeddingCache
+    batch_size: int = ENCODE_BATCH_SIZE
+
+    def embed(self, parts: dict[str, tuple[str, list[str]]]) -> Embedded:
+        """Embed each named part, `{name: (QUERIES or DOCUMENTS, texts)}`, or fetch it from the cache."""
+        return embed_parts(self.encoder, self.model_dir, parts, self.runtime, self.cache, self.batch_size)
+
+
+def embed_parts(encoder: Encoder, model_dir: str, parts: dict[str, tuple[str, list[str]]], runtime: Runtime,
+                cache: EmbeddingCache, batch_size: int) -> Embedded:
+    """Embed each named part, `{name: (QUERIES or DOCUMENTS, texts)}`, or fetch it from the cache. `model_dir`
+    (a directory or a hub name) identifies the weights for the cache; a model whose revision cannot be known is
+    not cached (with one warning)."""
+    fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
+    if cache.directory is not None and fingerprint is None:
+        warn(f"{model_dir}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and "
+             "its embeddings are not cached")
+    settings = cache_settings(encoder, runtime)
+    encoders = {QUERIES: encode_queries, DOCUMENTS: encode_documents}
+    result, statuses = Embedded(), []
+    for name, (side, texts) in parts.items():
+        started = time.perf_counter()
+        key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
+
+        def encode(part: str, texts: list[str], side: str = side) -> np.ndarray:
+            return encoders[side](encoder, texts, runtime, batch_size, part).numpy()
+
+        result.parts[name], status = cached_or_encoded(name, texts, encode, key, cache, encoder.output_size)
+        statuses.append(status)
+        result.seconds[name] = time.perf_counter() - started
+    result.cache = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"
+    return result
+
+
+def cache_settings(encoder: Encoder, runtime: Runtime) -> dict:
+    """Everything beyond the weights and the texts that decides the embeddings: the model's text settings, its
+    head, and the precision and dtype the runtime encodes in."""
+    settings = encoder.settings
+    return {"max_length": settings.max_length, "pooling": settings.pooling, "normalize": settings.normalize,
+            "output_dim": encoder.output_dim, "similarity": settings.similarity, "precision": runtime.encode_precision,
+            "query_prompt": settings.query_prompt, "document_prompt": settings.document_prompt,
+            "lower_case": settings.lower_case, "dtype": runtime.weights}
