@@ -17,17 +17,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtrain.config.commands import (
-    RUN_RECORD_KEYS,
-    EvaluateConfig,
-    MergeConfig,
-    PrepareConfig,
-    ReportConfig,
-    TrainConfig,
-    TuneConfig,
-)
+from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.config.file import read_config_file
+from ragtrain.config.merge import MergeConfig
 from ragtrain.config.options import Flag, build, flags_of
+from ragtrain.config.prepare import PrepareConfig
+from ragtrain.config.report import ReportConfig
+from ragtrain.config.train import RUN_RECORD_KEYS, TrainConfig
+from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.files.diskerrors import os_error_line
 

@@ -27,7 +27,7 @@ PRECISIONS = {"cpu": ["fp32", "bf16"], "cuda": ["fp32", "fp16", "bf16"]}
 def run_one(precision: str, args: argparse.Namespace) -> dict:
     """In the child: train, then read the rates, memory and losses back from metrics.jsonl."""
     from ragtrain.commands.train import train
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
 
     run_dir = args.workdir / f"run-{precision}"
     train(TrainConfig(train_data=args.workdir / "triples.jsonl", model=MODEL, output_dir=run_dir,

@@ -45,7 +45,7 @@ def run_ragtrain(split: str, max_length: int, cache_dir: str, precision: str) ->
     from rich.console import Console
 
     from ragtrain.commands.evaluate import evaluate
-    from ragtrain.config.commands import EvaluateConfig
+    from ragtrain.config.evaluate import EvaluateConfig
 
     config = EvaluateConfig(models=(MODEL,), eval_data=SCIFACT, split=split, k_values=(1, 10, 100),
                             max_seq_length=max_length, device="cpu", cache_dir=Path(cache_dir), precision=precision)

@@ -20,7 +20,7 @@ from benchlib import MODEL, SCIFACT, Stopwatch, peak_rss_mib, print_result, requ
 def measure(args: argparse.Namespace, rank: int) -> dict:
     import torch
 
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
     from ragtrain.model.loading import load_encoder
     from ragtrain.model.lora import add_lora

@@ -29,7 +29,7 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
     import torch
 
     from ragtrain.commands.train import train
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
 
     torch.set_num_threads(threads)
     options = CONFIGS[name]

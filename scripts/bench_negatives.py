@@ -28,7 +28,7 @@ from ragtrain.files.jsonfiles import jsonl_text, read_jsonl
 def run_one(triples: Path, out: Path, steps: int, threads: int, eval_dir: Path | None) -> dict:
     """In the child: one train run; its seconds per step and peak RSS (and best validation nDCG@10)."""
     from ragtrain.commands.train import train
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
 
     stopwatch = Stopwatch()
     options = {"epochs": 1} if steps else {}  # a slice: the triples file holds `steps` batches

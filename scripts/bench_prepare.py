@@ -16,7 +16,7 @@ from pathlib import Path
 from benchlib import SHARED_DATA, Stopwatch, peak_rss_mib, require
 
 from ragtrain.commands.prepare import prepare
-from ragtrain.config.commands import PrepareConfig
+from ragtrain.config.prepare import PrepareConfig
 
 DATASETS = {"scifact": (SHARED_DATA / "scifact" / "corpus.jsonl", 60), "peps": (SHARED_DATA / "peps", 120)}
 

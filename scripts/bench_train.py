@@ -43,7 +43,7 @@ def build_triples(count: int, seed: int = 0) -> list[dict]:
 def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False, device_name: str = "cpu") -> dict:
     import torch
 
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
     from ragtrain.model.loading import load_encoder
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime

@@ -205,7 +205,7 @@ def user_error(args: list[str]) -> str:
 
 def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
     """An evaluation of `models` at k = 1 and 10 on the CPU, with its embedding cache under `tmp_path`."""
-    from ragtrain.config.commands import EvaluateConfig
+    from ragtrain.config.evaluate import EvaluateConfig
 
     return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), device="cpu",
                           cache_dir=tmp_path / "cache", **options)
@@ -213,7 +213,7 @@ def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
 
 def prepare_config(inputs, out: Path, **options):
     """prepare-data on small inputs: 30-word passages, a fifth each for val and test, negatives from ranks 1-50."""
-    from ragtrain.config.commands import PrepareConfig
+    from ragtrain.config.prepare import PrepareConfig
 
     options = {"max_words": 30, "overlap": 4, "val_fraction": 0.2, "test_fraction": 0.2,
                "negative_range": (1, 50)} | options

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ragtrain.config.commands import TrainConfig, as_dict
+from ragtrain.config.common import as_dict
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.settings import TextOptions

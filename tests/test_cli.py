@@ -14,8 +14,11 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.commands.prepare import PrepareSummary
-from ragtrain.config.commands import EvaluateConfig, PrepareConfig, ReportConfig, TrainConfig
+from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.config.options import Flag, flags_of
+from ragtrain.config.prepare import PrepareConfig
+from ragtrain.config.report import ReportConfig
+from ragtrain.config.train import TrainConfig
 from tests.conftest import user_error, write_beir_folder
 
 runner = CliRunner()

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.config.commands import (
-    EvaluateConfig,
-    PrepareConfig,
-    TrainConfig,
-    as_dict,
-    parse_k,
-    parse_range,
-    parse_strategies,
-)
+from ragtrain.config.common import as_dict
+from ragtrain.config.evaluate import EvaluateConfig, parse_k
+from ragtrain.config.prepare import PrepareConfig, parse_range, parse_strategies
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.config.commands import as_dict
+from ragtrain.config.common import as_dict
 from ragtrain.config.options import flags_of
 from tests.conftest import user_error, write_triples
 from tests.test_cli import COMMANDS, PARSED, captured_config, non_default

@@ -26,7 +26,7 @@ import pytest
 from safetensors.torch import load_file
 
 from ragtrain.commands.prepare import prepare
-from ragtrain.config.commands import PrepareConfig
+from ragtrain.config.prepare import PrepareConfig
 from ragtrain.files.atomic import recover
 from ragtrain.files.names import LOCK_NAME
 from ragtrain.training.checkpoint import missing_files

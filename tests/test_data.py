@@ -64,7 +64,7 @@ def test_repeated_passages_do_not_shrink_batches(encoders, group_by_length):
 def test_the_sample_corpus_gives_full_batches_of_64(tmp_path, encoders):
     """data/sample's popular passages used to defer triples: batch 64 gave a median of 16 triples, and batches of 1."""
     from ragtrain.commands.prepare import prepare
-    from ragtrain.config.commands import PrepareConfig
+    from ragtrain.config.prepare import PrepareConfig
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     prepare(PrepareConfig(inputs=(sample,), output_dir=tmp_path / "prepared"))

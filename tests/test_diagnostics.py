@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import Triple, tokenize_triples
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
@@ -78,7 +78,7 @@ def test_a_training_step_reports_the_diagnostics_of_its_embeddings(tiny_model):
     triples = [Triple("cat query", "a cat sat on the mat", ("a dog ran",)), Triple("moon query", "the moon", ()),
                Triple("mat query", "A cat  sat on the mat", ("the moon",))]
     data = tokenize_triples(triples, encoder)
-    cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0)
+    cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0, temperature=0.05)
     (batch,) = step_batches(data, [0, 1, 2], cfg, WorldInfo(), 0)
     with torch.no_grad():
         expected = embedding_diagnostics(encoder.embed(**batch.queries), encoder.embed(**batch.docs), batch.mask)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TOPICS, encoder_at, jsonl_rows, user_error, write_triples
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import collate, distill_targets, load_triples, tokenize_triples
 from ragtrain.errors import UserError
 from ragtrain.training.loss import candidate_scores, distill_kl, distill_loss, margin_mse

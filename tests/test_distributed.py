@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from ragtrain.commands.train import train
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import Triple, false_negative_mask, tokenize_triples
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime

@@ -123,3 +123,84 @@ def test_no_module_hands_on_what_it_imports(name):
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
                 assert bound in used, f"{name} imports {bound} and never uses it"
+
+
+# ---- wings: which may import which. Data flows cli -> config -> commands -> the wings -> files on disk; a wing
+# imports only those below it, so each can be read (and tested) with what it stands on.
+FOUNDATION = {"__init__", "errors", "messages"}  # any module may import these; they import no other ragtrain module
+MAY_IMPORT = {
+    "files": set(),
+    "model": {"files"},
+    "retrieval": {"files", "model"},
+    "config": {"files", "model", "retrieval"},  # the choices and defaults its options name
+    "data": {"files", "model", "retrieval", "config"},
+    "generation": {"files", "model", "retrieval", "config", "data"},
+    "training": {"files", "model", "retrieval", "config", "data"},
+    "tuning": {"files", "config", "data"},  # the kind of the triples decides the first trial
+    "reporting": {"files", "config", "retrieval", "tuning"},
+    "commands": {"files", "model", "retrieval", "config", "data", "generation", "training", "tuning", "reporting"},
+    "cli": {"config", "commands", "files"},
+    "__main__": {"cli"},
+}
+# a command may run another's steps only where they are that command's: tune's trials are train runs
+COMMAND_IMPORTS = {"tune": {"train", "preflight"}, "preflight": set()}
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def wing_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_wing_is_a_package_that_says_what_it_does():
+    for wing in MAY_IMPORT:
+        if (PACKAGE / wing).is_dir():
+            doc = ast.get_docstring(tree(PACKAGE / wing / "__init__.py"))
+            assert doc and len(doc.split()) >= 15, f"{wing}/__init__.py needs a paragraph saying what the wing does"
+    loose = {name for name in MODULES if "." not in name} - FOUNDATION - set(MAY_IMPORT)
+    assert not loose, f"modules outside every wing: {sorted(loose)}"
+
+
+def test_wings_import_only_the_wings_below_them():
+    for name, targets in edges().items():
+        for target in targets:
+            source_wing, target_wing = wing_of(name), wing_of(target)
+            if source_wing == target_wing or target_wing in FOUNDATION:
+                continue
+            assert source_wing not in FOUNDATION, f"{name} is a foundation module and imports {target}"
+            assert target_wing in MAY_IMPORT[source_wing], f"{name} ({source_wing}) imports {target} ({target_wing})"
+
+
+def test_a_command_imports_no_other_command_but_what_it_is_built_on():
+    for name, targets in edges().items():
+        if wing_of(name) != "commands":
+            continue
+        command = name.split(".")[1]
+        others = {t.split(".")[1] for t in targets if wing_of(t) == "commands"}
+        allowed = COMMAND_IMPORTS.get(command, {"preflight"})
+        assert others <= allowed, f"{name} imports the command(s) {sorted(others - allowed)}"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_modules_and_functions_are_short(name):
+    source = SOURCES[name]
+    assert len(source.read_text().splitlines()) <= MAX_MODULE_LINES, f"{name} is over {MAX_MODULE_LINES} lines; split it"
+    for node in ast.walk(tree(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            assert node.end_lineno - start + 1 <= MAX_FUNCTION_LINES, f"{name}.{node.name} is over {MAX_FUNCTION_LINES} lines"
+
+
+TEXT_CONTRACT_PARAMETERS = {"max_length", "max_seq_length", "query_prompt", "document_prompt", "prompt", "prompts"}
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if wing_of(m) != "model"])
+def test_only_the_model_wing_takes_a_length_or_a_prompt(name):
+    """How text becomes a vector is the encoder's to say (model.settings): nothing outside the model wing is handed a
+    length or a prompt to embed with, so no caller can embed otherwise than the model does."""
+    for node in ast.walk(tree(SOURCES[name])):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+            taken = names & TEXT_CONTRACT_PARAMETERS
+            assert not taken, f"{name}.{getattr(node, 'name', 'lambda')} takes {sorted(taken)}"

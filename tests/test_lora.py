@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from ragtrain.commands.train import train
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.model.encoding import encode_documents
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.lora import add_lora

@@ -12,7 +12,7 @@ import torch
 
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.commands.train import train
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.model.encoding import encode_queries
 from ragtrain.model.loading import load_encoder
@@ -117,3 +117,18 @@ def test_truncate_dim_above_the_embedding_is_one_line(beir, tiny_model):
     line = user_error(["evaluate", str(tiny_model), "--eval-data", str(beir), "--device", "cpu", "--no-cache",
                        "--truncate-dim", "64"])
     assert "--truncate-dim 64 is above model" in line and "embedding size 32" in line
+
+
+def test_resuming_with_the_same_flags_warns_of_nothing(tmp_path, triples_file, tiny_model, monkeypatch, capsys):
+    """The checkpoint records the flags as given (Matryoshka dimensions, prompts, an unset pooling), not what the model
+    resolved them to, so the same flags on --resume match it: no "differs from the checkpoint" line."""
+    from tests.conftest import train_interrupted
+
+    options = dict(train_data=triples_file, model=str(tiny_model), output_dir=tmp_path / "run", batch_size=8, epochs=2,
+                   max_seq_length=32, device="cpu", matryoshka_dims=(16, 8), query_prompt="query: ",
+                   learning_rate=1e-3, save_steps=1)
+    train_interrupted(monkeypatch, TrainConfig(**options), at_call=3)
+    capsys.readouterr()
+    train(TrainConfig(**options, resume="latest"))
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "differs from the checkpoint" not in err

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from ragtrain.commands.merge import merge
-from ragtrain.config.commands import MergeConfig
+from ragtrain.config.merge import MergeConfig
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.merging import merge_weights
 from tests.conftest import build_tiny_model, user_error

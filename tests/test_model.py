@@ -149,7 +149,7 @@ def test_trained_minilm_matches_sentence_transformers(tmp_path, output_dim):
     from sentence_transformers import SentenceTransformer
 
     from ragtrain.commands.train import train
-    from ragtrain.config.commands import TrainConfig
+    from ragtrain.config.train import TrainConfig
     from tests.conftest import write_triples
 
     name = "sentence-transformers/all-MiniLM-L6-v2"

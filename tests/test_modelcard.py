@@ -13,7 +13,7 @@ import yaml
 
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.commands.train import train
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.model.card import (
     BEGIN,
     END,

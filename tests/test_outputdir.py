@@ -15,7 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from ragtrain.cli import app
-from ragtrain.config.commands import TrainConfig
+from ragtrain.commands.preflight import train_inputs
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files import atomic
 from ragtrain.files.names import LOCK_NAME
@@ -121,10 +122,10 @@ def test_train_resume_from_its_own_checkpoint_is_no_input_overlap(tmp_path, tiny
     run = tmp_path / "run"
     config = dict(train_data=tmp_path / "t.jsonl", output_dir=run, model=str(tiny_model))
     own = TrainConfig(**config, resume=str(run / "checkpoints" / "step-4"))
-    check_location(run, own.inputs())  # the run's own checkpoint: allowed
+    check_location(run, train_inputs(own))  # the run's own checkpoint: allowed
     elsewhere = TrainConfig(**config, resume=str(run / "saved" / "step-4"))
     with pytest.raises(UserError, match="holds the input"):
-        check_location(run, elsewhere.inputs())
+        check_location(run, train_inputs(elsewhere))
 
 
 def test_train_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, triples_file, tiny_model):

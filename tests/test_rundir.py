@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.config.commands import TrainConfig, as_dict
+from ragtrain.config.common import as_dict
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files.names import LOCK_NAME
 from ragtrain.training.checkpoint import Checkpoint, TrainState

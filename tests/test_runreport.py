@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.commands.report import report
-from ragtrain.config.commands import ReportConfig
+from ragtrain.config.report import ReportConfig
 from tests.conftest import user_error
 from tests.test_reportdata import RUN_A, RUN_B
 

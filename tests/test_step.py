@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ragtrain.training.step as step_module
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import Triple, load_triples, tokenize_triples
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
@@ -95,7 +95,7 @@ def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model
     """The fp16 path's scaler logic, on CPU (torch's GradScaler works there), with and without GradCache: a
     finite scale gives the unscaled gradient norm and an update; an overflowing scale skips the update."""
     encoder, data = small_batch(tiny_model)
-    cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0, grad_cache=grad_cache, mini_batch_size=2)
+    cfg = TrainConfig(train_data=tiny_model, max_grad_norm=0.0, grad_cache=grad_cache, mini_batch_size=2, temperature=0.05)
     batch = one_process_batches(data, [0, 1, 2, 3], cfg)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.1)
     before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
@@ -120,7 +120,7 @@ def test_a_scaled_step_unscales_before_clipping_and_skips_on_overflow(tiny_model
 @pytest.mark.parametrize("what", ["loss", "gradient"])
 def test_a_step_with_a_non_finite_loss_or_gradient_is_skipped(tiny_model, monkeypatch, what):
     encoder, data = small_batch(tiny_model)
-    cfg = TrainConfig(train_data=tiny_model)
+    cfg = TrainConfig(train_data=tiny_model, temperature=0.05)
     batch = one_process_batches(data, [0, 1, 2, 3], cfg)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=0.1)
     before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
@@ -141,7 +141,7 @@ def test_isotropy_directions_follow_a_saved_head(tiny_model, tmp_path):
     save_encoder(encoder, tmp_path / "with-head")
     encoder = load_encoder(str(tmp_path / "with-head"), TextOptions())
     assert encoder.projection.out_features == 8
-    cfg = TrainConfig(train_data=tiny_model, isotropy_weight=0.1)
+    cfg = TrainConfig(train_data=tiny_model, isotropy_weight=0.1, temperature=0.05)
     directions = step_directions(cfg, encoder, 0, CPU)
     assert directions.shape == (8, 256)
     data = tokenize_triples(load_triples(write_triples(tmp_path / "t.jsonl", count=4)), with_length(encoder, 32))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.summary import training_table
 

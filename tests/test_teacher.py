@@ -82,3 +82,30 @@ def test_a_teacher_that_is_no_cross_encoder_is_one_line(docs_dir, tmp_path):
     line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--teacher", "./no/such/teacher"])
     assert "--teacher ./no/such/teacher not found" in line  # before any passage is read
     assert not (tmp_path / "out").exists()
+
+
+def test_the_hybrid_teacher_embeds_a_prompted_model_as_evaluates_hybrid_row(tmp_path, tiny_model):
+    """One model with its own prompts: the teacher's fused scores are those computed from the embeddings evaluate's
+    hybrid:MODEL row uses (prompts and length the model's own), and the prompts change them."""
+    from ragtrain.commands.evaluate import embed_dense
+    from ragtrain.config.evaluate import EvaluateConfig
+    from ragtrain.model.saving import save_encoder
+    from ragtrain.model.settings import TextOptions
+
+    prompted = tmp_path / "prompted"
+    save_encoder(load_encoder(str(tiny_model), TextOptions(query_prompt="query: ", document_prompt="passage: ")), prompted)
+    rows = [dict(r) for r in ROWS]
+    texts = CORPUS + ["a dog in the city"]
+    add_teacher_scores(rows, CORPUS, Embedder(load_encoder(str(prompted)), str(prompted), CPU, EmbeddingCache(None)),
+                       0.3, CPU, Counter())
+    config = EvaluateConfig(models=(f"hybrid:{prompted}",), eval_data=tmp_path, use_cache=False, batch_size=8)
+    row, _, _ = embed_dense(str(prompted), {"corpus": texts, "queries": ["cat tree", "planet orbit"]}, config, CPU,
+                            EmbeddingCache(None))
+    bm25 = bm25_matrix(build_bm25(texts), ["cat tree", "planet orbit"], len(texts))
+    fused = 0.3 * zscores(bm25) + 0.7 * zscores(row["queries"] @ row["corpus"].T)
+    assert rows[0]["scores"] == pytest.approx(fused[0, [0, 1, 4]].tolist(), abs=1e-5)
+    assert rows[1]["scores"] == pytest.approx(fused[1, [2, 3]].tolist(), abs=1e-5)
+    plain = [dict(r) for r in ROWS]
+    add_teacher_scores(plain, CORPUS, Embedder(load_encoder(str(tiny_model)), str(tiny_model), CPU, EmbeddingCache(None)),
+                       0.3, CPU, Counter())
+    assert plain[0]["scores"] != pytest.approx(rows[0]["scores"], abs=1e-3)  # the prompts are really used

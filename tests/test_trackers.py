@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ragtrain.commands.train import train
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.files.names import TENSORBOARD_DIR
 from ragtrain.training.trackers import open_trackers, scalars
 from tests.conftest import user_error, write_triples

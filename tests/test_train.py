@@ -16,7 +16,8 @@ import ragtrain.training.step as step_module
 from ragtrain.cli import app
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.commands.train import train
-from ragtrain.config.commands import EvaluateConfig, TrainConfig
+from ragtrain.config.evaluate import EvaluateConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
 from ragtrain.errors import UserError
 from ragtrain.model.loading import load_encoder

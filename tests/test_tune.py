@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ragtrain.config.commands import TuneConfig
 from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS
+from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
 from tests.conftest import user_error, write_beir_folder, write_triples
 

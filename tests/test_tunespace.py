@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrain.config.commands import TuneConfig
+from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.tuning.space import DEFAULT_SPACE, Param, read_space_file, search_space, suggest
 from tests.conftest import write_triples

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ragtrain.commands.evaluate import evaluate
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.evaldata import load_eval_data
 from ragtrain.data.triples import Triple, collate, epoch_batches, false_negative_mask, tokenize_triples
 from ragtrain.model.loading import load_encoder

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from ragtrain.config.commands import DEFAULT_HYBRID_WEIGHT, EvaluateConfig, as_dict
+from ragtrain.commands.preflight import check_evaluate
+from ragtrain.config.common import DEFAULT_HYBRID_WEIGHT, as_dict
+from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
@@ -25,13 +27,13 @@ from ragtrain.model.card import add_evaluation, evaluation_entry
 from ragtrain.model.loading import load_encoder, resolve_model_dir
 from ragtrain.model.matryoshka import truncate
 from ragtrain.model.runtime import Runtime, evaluation_runtime
-from ragtrain.model.settings import TextOptions, describe
+from ragtrain.model.settings import describe
 from ragtrain.model.textspec import RAGTRAIN_CONFIG
-from ragtrain.reporting.evaltable import HYBRID, results_table, run_file_paths, run_tag, trec_run_text
+from ragtrain.reporting.evaltable import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 from ragtrain.retrieval.cache import EmbeddingCache, default_cache_dir
 from ragtrain.retrieval.embedding import DOCUMENTS, QUERIES, embed_parts
-from ragtrain.retrieval.hybrid import HybridScorer, tune_weight
+from ragtrain.retrieval.hybrid import HYBRID_PREFIX, HybridScorer, tune_weight
 from ragtrain.retrieval.metrics import average, per_query_metrics
 from ragtrain.retrieval.search import dense_search
 
@@ -80,7 +82,7 @@ def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runt
             raise UserError(f"--hybrid-tune-split {config.hybrid_tune_split} reads another corpus; tune on a split of "
                             "the same evaluation data")
         parts["tuning queries"] = tune.query_texts
-    embedded, details, timings = embed_dense(model[len(HYBRID):], parts, config, runtime, cache)
+    embedded, details, timings = embed_dense(model[len(HYBRID_PREFIX):], parts, config, runtime, cache)
     started = time.perf_counter()
     scorer = HybridScorer(data.corpus_texts, embedded["corpus"])
     weight = DEFAULT_HYBRID_WEIGHT if config.hybrid_weight is None else config.hybrid_weight
@@ -102,9 +104,7 @@ def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig,
     embeddings come normalised, cut to --truncate-dim where given."""
     started = time.perf_counter()
     model_dir = resolve_model_dir(model)
-    options = TextOptions(max_length=config.max_seq_length, query_prompt=config.query_prompt,
-                          document_prompt=config.document_prompt)
-    encoder = load_encoder(model_dir, options, dtype=runtime.weights_dtype).to(runtime.device)
+    encoder = load_encoder(model_dir, config.text_options(), dtype=runtime.weights_dtype).to(runtime.device)
     settings, dim = encoder.settings, encoder.output_size
     if config.truncate_dim is not None and config.truncate_dim > dim:
         raise UserError(f"--truncate-dim {config.truncate_dim} is above model {model}'s embedding size {dim}; pass at "
@@ -125,6 +125,7 @@ def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig,
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     config.validate()
+    check_evaluate(config)
     console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
     data = load_eval_data(config.eval_data, config.split)
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
@@ -134,7 +135,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
                                                                                    config.dtype)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
         if model != BM25:
-            resolve_model_dir(model.removeprefix(HYBRID))
+            resolve_model_dir(model.removeprefix(HYBRID_PREFIX))
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
                         "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
@@ -145,7 +146,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
         run = (run_bm25(data, max(config.k_values)) if model == BM25
-               else run_hybrid(model, data, config, runtime, cache) if model.startswith(HYBRID)
+               else run_hybrid(model, data, config, runtime, cache) if model.startswith(HYBRID_PREFIX)
                else run_dense(model, data, config, runtime, cache))
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
         per_query = per_query_metrics(rankings, data.qrels, config.k_values)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragtrain.config.commands import MergeConfig
+from ragtrain.commands.preflight import check_merge
+from ragtrain.config.merge import MergeConfig
 from ragtrain.messages import tell
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.merging import average_state_dicts, merge_weights, require_same_architecture
@@ -16,6 +17,7 @@ def merge(config: MergeConfig) -> Path:
     """Load every model (and the base), check they share one architecture, average, save to --output-dir with the
     first model's tokenizer and text settings."""
     config.validate()
+    check_merge(config)
     names = list(config.models) + ([config.base] if config.base else [])
     encoders = [load_encoder(name) for name in names]
     require_same_architecture(encoders, names)

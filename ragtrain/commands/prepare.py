@@ -8,25 +8,24 @@ Evaluation queries come only from held-out documents; the evaluation corpus hold
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragtrain import __version__
-from ragtrain.config.commands import DEFAULT_MODEL, HYBRID_TEACHER, PrepareConfig, as_dict, parse_strategies
-from ragtrain.config.datakinds import data_kind_of
+from ragtrain.commands.preflight import check_prepare
+from ragtrain.config.common import DEFAULT_MODEL
+from ragtrain.config.prepare import HYBRID_TEACHER, PrepareConfig, parse_strategies
 from ragtrain.data.beir import document_text
 from ragtrain.data.documents import load_passages
 from ragtrain.data.labelled import prepare_beir, prepare_pairs
-from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries, write_prepared
+from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries, write_manifest, write_prepared
 from ragtrain.data.queries import Query, make_queries
+from ragtrain.data.readers import Fields
 from ragtrain.data.splits import SPLITS, split_groups
 from ragtrain.errors import UserError
-from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover
-from ragtrain.files.names import MANIFEST
+from ragtrain.files.atomic import atomic_directory, recover
 from ragtrain.messages import tell
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
@@ -44,6 +43,7 @@ class PrepareSummary:
 def prepare(config: PrepareConfig) -> PrepareSummary:
     recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
     config.validate()
+    check_prepare(config)
     if config.threads:
         import torch  # late: a bm25-only run never loads torch
 
@@ -91,20 +91,19 @@ def dense_model(config: PrepareConfig, runtime: Runtime) -> Embedder:
     """--model (default all-MiniLM-L6-v2), loaded once for every stage that embeds, with its own text settings and
     the prompt flags over them."""
     from ragtrain.model.loading import load_encoder
-    from ragtrain.model.settings import TextOptions, describe
+    from ragtrain.model.settings import describe
     from ragtrain.retrieval.cache import EmbeddingCache
     from ragtrain.retrieval.embedding import Embedder
 
     name = config.model or DEFAULT_MODEL
-    encoder = load_encoder(name, TextOptions(query_prompt=config.query_prompt, document_prompt=config.document_prompt),
-                           dtype=runtime.weights_dtype).to(runtime.device)
+    encoder = load_encoder(name, config.text_options(), dtype=runtime.weights_dtype).to(runtime.device)
     tell("dense model: " + describe(encoder.settings, name))
     return Embedder(encoder, name, runtime, EmbeddingCache(None))
 
 
 def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Counter,
                       dense_filter: Embedder | None = None) -> Prepared:
-    passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts)
+    passages = load_passages(config.inputs, Fields.of(config), config.max_words, config.overlap, counts)
     split_of = split_groups([p.doc_id for p in passages], config.val_fraction, config.test_fraction, config.seed)
     counts.update(f"documents_{split_of[d]}" for d in {p.doc_id for p in passages})
     strategies = parse_strategies(config.query_strategy)
@@ -147,19 +146,6 @@ def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counte
     corpus = prepared.passages or [document_text(doc) for doc in prepared.corpus]
     teacher = dense if config.teacher == HYBRID_TEACHER else load_cross_encoder(config.teacher, runtime)
     add_teacher_scores(prepared.train + prepared.val, corpus, teacher, config.hybrid_weight, runtime, counts)
-
-
-def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:
-    """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
-    outputs = sorted(p for p in directory.rglob("*") if p.is_file())
-    atomic_write_json(directory / MANIFEST, {
-        "ragtrain_version": __version__,
-        "inputs": [str(p) for p in config.inputs],
-        "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)
-        "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},
-        "counts": dict(sorted(counts.items())),
-        "sha256": {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs},
-    })
 
 
 def counts_table(summary: PrepareSummary):

@@ -1,48 +1,31 @@
-"""report(config): training runs and evaluation results as one self-contained HTML page, its plots beside it.
-
-The page holds, in order: the runs' training curves (loss parts, learning rates, gradient norm, throughput, memory),
-their step diagnostics, their validation metrics (runs overlaid in each), a chart per metric of each evaluated model
-with its change against the first, the evaluation figures as a table, and the runs' options side by side with the
-differences marked. Each plot is a PNG in <output stem>_plots/ and embedded in the page as base64, so the page
-alone can be mailed or archived. Other parts (a tuning study's plot) join as extra (title, PNG file) sections.
-"""
+"""report(config): training runs, evaluation results and tune studies as one self-contained HTML page, its plots
+beside it (the reporting wing draws them)."""
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from ragtrain.config.commands import ReportConfig
+from ragtrain.commands.preflight import check_report
+from ragtrain.config.report import ReportConfig
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_text
-from ragtrain.files.jsonfiles import read_json
-from ragtrain.files.names import METRICS_LOG, RUN_CONFIG, TRIALS
-from ragtrain.reporting.pagedata import (
-    DIAGNOSTIC_PANELS,
-    TRAINING_PANELS,
-    eval_bars,
-    eval_metrics,
-    options_table,
-    panels,
+from ragtrain.reporting.page import (
+    Figure,
+    check_plots_dir,
+    eval_figures,
+    page,
+    read_metrics,
+    read_results,
+    read_run_config,
+    run_figures,
+    study_sections,
 )
-from ragtrain.reporting.plots import curves_png, eval_png
-from ragtrain.tuning.studyplots import write_study_plots
-
-
-@dataclass(frozen=True)
-class Figure:
-    title: str
-    file_name: str  # in the plots folder
-    png: bytes
-    caption: str = ""
 
 
 def report(config: ReportConfig, extra: list[tuple[str, Path]] = ()) -> Path:
     """Write the page (and its PNGs); return its path. `extra`: more (title, PNG file) sections, after the rest."""
     config.validate()
+    check_report(config)
     runs = {str(run): read_metrics(run) for run in config.runs}
     configs = {str(run): read_run_config(run) for run in config.runs}
     results = [read_results(path) for path in config.evals]
@@ -51,149 +34,9 @@ def report(config: ReportConfig, extra: list[tuple[str, Path]] = ()) -> Path:
         if not path.is_file():
             raise UserError(f"extra figure {path} not found")
         figures.append(Figure(title, f"extra-{n + 1}-{path.name}", path.read_bytes()))
-    _check_plots_dir(config.plots_dir)
+    check_plots_dir(config.plots_dir)
     with atomic_directory(config.plots_dir, overwrite=True) as tmp:
         for figure in figures:
             (tmp / figure.file_name).write_bytes(figure.png)
     atomic_write_text(config.output, page(config.title, figures, results, [p.stem for p in config.evals], configs))
     return config.output
-
-
-# ------------------------------------------------------------------------------------------------------ inputs
-def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
-    """Each tune study's plots, drawn afresh from its results.json, as (title, PNG) sections; a study whose trials
-    chose by validation loss is minimised."""
-    sections = []
-    for study in studies:
-        trial_configs = sorted((study / TRIALS).glob(f"trial-*/{RUN_CONFIG}"))
-        metric = read_json(trial_configs[0]).get("metric") if trial_configs else None
-        plots = write_study_plots(study, maximize=metric != "val_loss")
-        sections += [(f"{title} ({study})", path) for path, title in plots]
-    return sections
-
-
-def read_metrics(run: Path) -> list[dict]:
-    """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line is the user's to fix."""
-    lines = (run / METRICS_LOG).read_text(encoding="utf-8").splitlines()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            if number == len(lines):
-                continue
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: not valid JSON; is this a ragtrain run?") from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: a row without a step; is this a ragtrain run?")
-        rows.append(row)
-    return rows
-
-
-def read_run_config(run: Path) -> dict:
-    path = run / RUN_CONFIG
-    config = read_json(path) if path.is_file() else {}
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: not a JSON object of options; is this a ragtrain run?")
-    return config
-
-
-def read_results(path: Path) -> dict:
-    results = read_json(path)
-    models = results.get("models") if isinstance(results, dict) else None
-    if not isinstance(models, dict) or not all(isinstance(m, dict) and isinstance(m.get("metrics"), dict)
-                                               for m in models.values()):
-        raise UserError(f"--eval {path}: no models with metrics in it; pass a file 'ragtrain evaluate --output' wrote")
-    return results
-
-
-def _check_plots_dir(plots_dir: Path) -> None:
-    """The plots folder is replaced whole, so it may hold only what a report put there."""
-    if plots_dir.is_dir() and any(p.suffix != ".png" or p.is_dir() for p in plots_dir.iterdir()):
-        raise UserError(f"{plots_dir} holds files that are not a report's plots; move them or choose another --output")
-
-
-# ----------------------------------------------------------------------------------------------------- figures
-def run_figures(runs: dict[str, list[dict]]) -> list[Figure]:
-    """Training curves, diagnostics and validation metrics, each figure only when some run logged its numbers."""
-    order = list(runs)
-    groups = [
-        ("Training curves", "training.png", panels(runs, wanted=TRAINING_PANELS),
-         "Each logged step: the loss and its parts, the learning rate of each parameter group, the gradient norm "
-         "before clipping, throughput and peak memory."),
-        ("Embedding diagnostics", "diagnostics.png", panels(runs, wanted=DIAGNOSTIC_PANELS),
-         "Read from each logged step's embeddings: positives' and hardest negatives' cosine (their gap is the "
-         "margin learned), the spread of the normalised embeddings, and their mean pairwise cosine (0: spread "
-         "evenly; 1: all alike)."),
-        ("Validation", "validation.png", panels(runs, validation=True),
-         "Each validation, step 0 being the base model."),
-    ]
-    return [Figure(title, name, curves_png(found, title, order), caption)
-            for title, name, found, caption in groups if found]
-
-
-def eval_figures(results: list[dict], labels: list[str]) -> list[Figure]:
-    if not results or not eval_metrics(results):
-        return []
-    chart = eval_bars(results, labels)
-    return [Figure("Evaluation", "evaluation.png", eval_png(chart, "Evaluation"),
-                   "Each metric per model; under each value, its change against the first model of its evaluation "
-                   "(green: better or equal, red: worse).")]
-
-
-# -------------------------------------------------------------------------------------------------------- page
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}img{max-width:100%;border:1px solid #eee}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}tr.differs{background:#fff3c4}.up{color:#17801f}.down{color:#c0262d}
-p.caption{color:#555;font-size:.9em}"""
-
-
-def page(title: str, figures: list[Figure], results: list[dict], labels: list[str], configs: dict[str, dict]) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
-    if configs:
-        parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(name)}</code>" for name in configs) + "</p>")
-    for figure in figures:
-        data = base64.b64encode(figure.png).decode("ascii")
-        parts.append(f"<h2>{html.escape(figure.title)}</h2><p class='caption'>{html.escape(figure.caption)}</p>"
-                     f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>")
-    for label, result in zip(labels, results):
-        parts.append(eval_table(label, result))
-    if configs:
-        parts.append(options_html(configs))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def eval_table(label: str, result: dict) -> str:
-    """The evaluation's charted metrics per model, each with its change against the first model."""
-    metrics = eval_metrics([result])
-    models = list(result["models"].items())
-    first = models[0][1]["metrics"] if models else {}
-    data = result.get("data", {})
-    rows = [f"<h2>Evaluation: {html.escape(label)}</h2><p class='caption'>{html.escape(str(data.get('eval_data', '')))}"
-            f", split {html.escape(str(data.get('split', '')))}: {data.get('queries', '?')} queries, "
-            f"{data.get('corpus', '?')} documents</p><table><tr><th>model</th>"
-            + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
-    for n, (model, measured) in enumerate(models):
-        cells = []
-        for metric in metrics:
-            value = measured["metrics"].get(metric)
-            change = "" if n == 0 or value is None or metric not in first else value - first[metric]
-            note = "" if change == "" else f" <span class='{'up' if change >= 0 else 'down'}'>{change:+.4f}</span>"
-            cells.append(f"<td class='num'>{'' if value is None else f'{value:.4f}'}{note}</td>")
-        rows.append(f"<tr><td>{html.escape(model)}</td>{''.join(cells)}</tr>")
-    return "".join(rows) + "</table>"
-
-
-def options_html(configs: dict[str, dict]) -> str:
-    """Every option of every run, side by side; rows where the runs differ are marked."""
-    table = options_table(configs)
-    differing = sum(differs for _, _, differs in table)
-    rows = ["<h2>Options</h2>", f"<p class='caption'>{differing} option(s) differ between the runs (marked)</p>"
-            if len(configs) > 1 else "", "<table><tr><th>option</th>"
-            + "".join(f"<th>{html.escape(name)}</th>" for name in configs) + "</tr>"]
-    for name, values, differs in table:
-        cells = "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in values)
-        rows.append(f"<tr{' class=differs' if differs else ''}><td>{html.escape(name)}</td>{cells}</tr>")
-    return "".join(rows) + "</table>"

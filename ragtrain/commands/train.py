@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ragtrain.config.commands import TrainConfig
-from ragtrain.config.datakinds import defaults_line
+from ragtrain.commands.preflight import check_train
+from ragtrain.config.datakinds import defaults_line, with_kind_defaults
+from ragtrain.config.train import TrainConfig
+from ragtrain.data.manifest import read_data_kind
 from ragtrain.model.runtime import (
     check_precision,
     check_weights_dtype,
@@ -30,7 +32,10 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
     """Train and return final/. `on_validation(step, figures)`, if given, sees every validation (rank 0's figures,
     on every rank); when it returns True the run stops at that step as if stopped early: a checkpoint and final/
     are written (tune's pruning)."""
+    kind = read_data_kind(config.train_data)  # once: which defaults the options left unset take
+    config = with_kind_defaults(config, kind)
     config.validate()
+    check_train(config)
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
     check_precision(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here, before any work
@@ -46,7 +51,7 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
             if device.type == "cpu":
                 return_freed_memory_to_os()
             runtime = training_runtime(device, config.mixed_precision, config.precision, config.dtype)
-            notes = [line] if (line := defaults_line(config.defaulted, config.train_data)) else []
+            notes = [line] if (line := defaults_line(config.defaulted, kind)) else []
             run, state = setup(config, world, runtime, resume_from, on_validation, tuple(notes))
             started = time.perf_counter()
             with run_log(run, state.step) as log:

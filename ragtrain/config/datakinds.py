@@ -1,14 +1,13 @@
 """Train's defaults by the kind of triples it is given: labelled (prepare-data --pairs or --beir: queries a person
 wrote, judged relevant) or label-free (made from documents alone). prepare-data's manifest.json, beside the triples
-file, says which; the sets below are where the figures behind them come from.
+file, says which (data.manifest reads it); the sets below are where the figures behind them come from. Filling a
+config's unset options in is pure: the command reads the manifest once and hands the kind in.
 """
+
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-
-from ragtrain.files.names import MANIFEST
 
 LABELLED, LABEL_FREE = "labelled", "label-free"
 SEARCHED = ("learning_rate", "epochs", "temperature", "warmup_ratio")  # what the defaults below set
@@ -23,10 +22,15 @@ LABELLED_DEFAULTS = {"learning_rate": 8e-5, "epochs": 2, "temperature": 0.05, "w
 
 
 @dataclass(frozen=True)
-class DataDefaults:
-    kind: str | None  # LABELLED, LABEL_FREE, or None when no manifest says
-    values: dict  # option name -> default
-    source: str  # where the kind was read, for the line train prints
+class DataKind:
+    """The kind of a triples file, and where that was read (for the line train prints)."""
+
+    kind: str | None  # LABELLED, LABEL_FREE, or None when no manifest says (the label-free set then applies)
+    source: str
+
+    @property
+    def defaults(self) -> dict:
+        return LABELLED_DEFAULTS if self.kind == LABELLED else LABEL_FREE_DEFAULTS
 
 
 def data_kind_of(options: dict) -> str:
@@ -34,29 +38,21 @@ def data_kind_of(options: dict) -> str:
     return LABELLED if options.get("pairs") or options.get("beir") else LABEL_FREE
 
 
-def defaults_for(train_data: Path) -> DataDefaults:
-    """The default set for a triples file, by the `data_kind` of the manifest.json beside it (a manifest written
-    before that field existed: by its options); without a readable manifest, the label-free set."""
-    manifest = Path(train_data).parent / MANIFEST
-    try:
-        content = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return DataDefaults(None, LABEL_FREE_DEFAULTS, f"no readable {manifest}")
-    if not isinstance(content, dict):
-        return DataDefaults(None, LABEL_FREE_DEFAULTS, f"{manifest} is not a prepare-data manifest")
-    kind = content.get("data_kind")
-    if kind not in (LABELLED, LABEL_FREE):
-        kind = data_kind_of(content.get("options") if isinstance(content.get("options"), dict) else {})
-    values = LABELLED_DEFAULTS if kind == LABELLED else LABEL_FREE_DEFAULTS
-    return DataDefaults(kind, values, str(manifest))
+def with_kind_defaults(config, kind: DataKind):
+    """`config` (a TrainConfig, or tune's) with each option of SEARCHED left unset (None) set to the kind's default,
+    and `defaulted` naming them."""
+    unset = tuple(name for name in SEARCHED if getattr(config, name) is None)
+    if not unset:
+        return config
+    return dataclasses.replace(config, **{name: kind.defaults[name] for name in unset},
+                               defaulted=tuple(dict.fromkeys(config.defaulted + unset)))
 
 
-def defaults_line(defaulted: tuple[str, ...], train_data: Path) -> str | None:
+def defaults_line(defaulted: tuple[str, ...], kind: DataKind) -> str | None:
     """The line train prints: which set gave the options left unset, and why; None when every one was given."""
     if not defaulted:
         return None
-    found = defaults_for(train_data)
-    values = ", ".join(f"--{name.replace('_', '-')} {found.values[name]:g}" for name in defaulted)
-    if found.kind is None:
-        return f"defaults: {values} (today's label-free set: {found.source} says what kind the triples are)"
-    return f"defaults for {found.kind} triples ({found.source}): {values}"
+    values = ", ".join(f"--{name.replace('_', '-')} {kind.defaults[name]:g}" for name in defaulted)
+    if kind.kind is None:
+        return f"defaults: {values} (today's label-free set: {kind.source} says what kind the triples are)"
+    return f"defaults for {kind.kind} triples ({kind.source}): {values}"

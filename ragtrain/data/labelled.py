@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from ragtrain.config.commands import PrepareConfig
+from ragtrain.config.prepare import PrepareConfig
 from ragtrain.data.beir import document_text, read_beir
 from ragtrain.data.documents import load_passages
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries
+from ragtrain.data.readers import Fields
 from ragtrain.data.splits import split_groups, text_groups
 from ragtrain.errors import UserError
 from ragtrain.files.jsonfiles import read_jsonl
@@ -95,7 +96,7 @@ def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter)
 
     positives = [tuple(add(p) for p in pos) for _, pos, _ in queries]
     given = [tuple(add(n) for n in negs) for _, _, negs in queries]
-    passages = load_passages(config.inputs, config.fields, config.max_words, config.overlap, counts) if config.inputs else []
+    passages = load_passages(config.inputs, Fields.of(config), config.max_words, config.overlap, counts) if config.inputs else []
     for passage in passages:
         add(passage.text, passage.passage_id, passage.doc_id, passage.title)
     groups = [str(g) for g in text_groups([(q, *pos) for q, pos, _ in queries])]

@@ -3,13 +3,20 @@ triples, and an evaluation set in BEIR form whose corpus holds every passage; an
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragtrain import __version__
+from ragtrain.config.common import as_dict
+from ragtrain.config.datakinds import data_kind_of
+from ragtrain.config.prepare import PrepareConfig
 from ragtrain.data.beir import write_beir
-from ragtrain.files.atomic import atomic_write_text
+from ragtrain.files.atomic import atomic_write_json, atomic_write_text
 from ragtrain.files.jsonfiles import jsonl_text
+from ragtrain.files.names import MANIFEST
 
 HELD_OUT = ("val", "test")  # the splits whose queries are evaluation queries
 
@@ -45,3 +52,16 @@ def write_prepared(directory: Path, prepared: Prepared) -> None:
     atomic_write_text(directory / "train.jsonl", jsonl_text(prepared.train))
     atomic_write_text(directory / "val.jsonl", jsonl_text(prepared.val))
     write_beir(directory / "eval", prepared.corpus, prepared.queries, prepared.qrels)
+
+
+def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> None:
+    """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
+    outputs = sorted(p for p in directory.rglob("*") if p.is_file())
+    atomic_write_json(directory / MANIFEST, {
+        "ragtrain_version": __version__,
+        "inputs": [str(p) for p in config.inputs],
+        "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)
+        "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},
+        "counts": dict(sorted(counts.items())),
+        "sha256": {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs},
+    })

@@ -42,6 +42,11 @@ class Fields:
     title: str = "title"
     id: str = "_id"
 
+    @classmethod
+    def of(cls, options) -> "Fields":
+        """The JSON fields or CSV columns that prepare-data's --text-field, --title-field and --id-field name."""
+        return cls(options.text_field, options.title_field, options.id_field)
+
 
 def find_files(inputs: tuple[Path, ...]) -> list[tuple[Path, str]]:
     """(file, name) for every supported file under the inputs, folders recursively, sorted.

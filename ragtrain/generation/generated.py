@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ragtrain.config.commands import PrepareConfig
+from ragtrain.config.prepare import PrepareConfig
 from ragtrain.data.documents import Passage
 from ragtrain.data.queries import Query
 from ragtrain.generation.generator import LocalGenerator, Sampling, ServerGenerator, ServerOptions

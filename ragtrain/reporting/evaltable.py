@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from ragtrain.retrieval.hybrid import HYBRID_PREFIX
+
 HEADLINE_K = 10  # the cut-off papers report nDCG and MRR at
 
 
@@ -39,13 +41,12 @@ def results_table(results: dict, k_values: tuple[int, ...]) -> Table:
     return table
 
 
-HYBRID = "hybrid:"  # evaluate's hybrid:MODEL row, labelled so it is not mistaken for MODEL's own row
 
 
 def display_name(model: str) -> str:
     """A short label: a hub name's model part, or a path's last two parts (run/final); hybrid:MODEL keeps its prefix."""
-    if model.startswith(HYBRID):
-        return HYBRID + display_name(model[len(HYBRID):])
+    if model.startswith(HYBRID_PREFIX):
+        return HYBRID_PREFIX + display_name(model[len(HYBRID_PREFIX):])
     parts = Path(model.rstrip("/")).parts
     return "/".join(parts[-2:]) if len(parts) > 1 and Path(model).exists() else parts[-1] if parts else model
 
@@ -53,8 +54,8 @@ def display_name(model: str) -> str:
 def run_tag(model: str) -> str:
     """A TREC run tag: the model's last path part, with anything but letters, digits, '.', '_', '-' as '_'
     (hybrid:MODEL: hybrid_ and MODEL's tag)."""
-    if model.startswith(HYBRID):
-        return "hybrid_" + run_tag(model[len(HYBRID):])
+    if model.startswith(HYBRID_PREFIX):
+        return "hybrid_" + run_tag(model[len(HYBRID_PREFIX):])
     name = Path(model.rstrip("/")).name or model
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "run"
 

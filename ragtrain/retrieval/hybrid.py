@@ -13,6 +13,7 @@ import numpy as np
 from ragtrain.retrieval.bm25 import bm25_scores, build_bm25
 from ragtrain.retrieval.metrics import per_query_metrics
 
+HYBRID_PREFIX = "hybrid:"  # evaluate's hybrid:MODEL row, labelled so it is not mistaken for MODEL's own row
 QUERY_CHUNK = 256  # queries fused at once: (256, corpus) float32 matrices
 TUNE_WEIGHTS = tuple(round(0.05 * n, 2) for n in range(21))  # 0, 0.05, ..., 1
 STD_FLOOR = 1e-12  # a query that scores every document alike (no indexed word): all its z-scores are 0

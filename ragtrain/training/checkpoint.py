@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ragtrain.config.commands import TrainConfig, as_dict
+from ragtrain.config.common import as_dict
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover_names, temp_name
 from ragtrain.files.names import CHECKPOINT_MODEL, CHECKPOINT_STATE, CHECKPOINTS, RUN_CONFIG

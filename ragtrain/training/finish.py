@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_text
 from ragtrain.files.names import BEST, CARD, FINAL, METRICS_LOG

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files import outputdir, runlock
 from ragtrain.messages import tell, warn

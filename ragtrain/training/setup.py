@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragtrain.config.commands import TrainConfig, as_dict
+from ragtrain.config.common import as_dict
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.data.triples import TokenizedTriples, load_triples, require_distinct_passages, tokenize_triples
 from ragtrain.files import outputdir

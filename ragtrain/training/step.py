@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.data.triples import TokenizedTriples, collate, distill_targets, false_negative_mask, micro_batches
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.runtime import Runtime

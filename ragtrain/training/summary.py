@@ -6,7 +6,7 @@ import statistics
 
 from rich.table import Table
 
-from ragtrain.config.commands import TrainConfig
+from ragtrain.config.train import TrainConfig
 from ragtrain.files.names import BEST, FINAL
 from ragtrain.training.checkpoint import TrainState
 

@@ -21,8 +21,6 @@ from typing import Protocol
 
 from ragtrain.files.names import TENSORBOARD_DIR
 
-BACKENDS = ("tensorboard", "wandb", "mlflow")
-
 
 class Tracker(Protocol):
     def log(self, step: int, scalars: dict[str, float]) -> None: ...

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ragtrain.config.commands import TuneConfig
+from ragtrain.config.tune import TuneConfig
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from ragtrain.files.names import AVERAGED, BEST, CHECKPOINTS, FINAL, STUDY_RESULTS, STUDY_TABLE, TRIALS
 from ragtrain.messages import tell, warn

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtrain.config.commands import RANGE_FLAGS, TUNE_NOT_FROM_TRAIN, TrainConfig
+from ragtrain.config.train import TrainConfig
+from ragtrain.config.tune import RANGE_FLAGS, TUNE_NOT_FROM_TRAIN
 from ragtrain.errors import UserError
 
 TYPES = ("float", "int", "categorical")

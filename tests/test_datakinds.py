@@ -6,9 +6,21 @@ from __future__ import annotations
 import json
 
 from ragtrain.commands.prepare import prepare
-from ragtrain.config.commands import TrainConfig
-from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS, defaults_for, defaults_line
+from ragtrain.config.datakinds import (
+    LABEL_FREE_DEFAULTS,
+    LABELLED_DEFAULTS,
+    DataKind,
+    defaults_line,
+    with_kind_defaults,
+)
+from ragtrain.config.train import TrainConfig
+from ragtrain.data.manifest import read_data_kind
 from tests.conftest import prepare_config, write_triples
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """What train does first: the kind read from the manifest beside the triples, its defaults for what is unset."""
+    return with_kind_defaults(config, read_data_kind(config.train_data))
 
 
 def with_manifest(tmp_path, content) -> TrainConfig:
@@ -16,7 +28,15 @@ def with_manifest(tmp_path, content) -> TrainConfig:
     triples = write_triples(tmp_path / "train.jsonl")
     if content is not None:
         (tmp_path / "manifest.json").write_text(json.dumps(content))
-    return TrainConfig(train_data=triples, output_dir=tmp_path / "run")
+    return resolved(TrainConfig(train_data=triples, output_dir=tmp_path / "run"))
+
+
+def test_building_a_config_reads_no_manifest_and_leaves_the_kind_options_unset(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))
+    config = TrainConfig(train_data=tmp_path / "train.jsonl", output_dir=tmp_path / "run")
+    assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio, config.defaulted) == \
+        (None, None, None, None, ())
+    config.validate()  # unset options wait for the kind's defaults; validation reads no disk
 
 
 def test_labelled_triples_take_the_labelled_set(tmp_path):
@@ -24,7 +44,7 @@ def test_labelled_triples_take_the_labelled_set(tmp_path):
     assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio) == \
         tuple(LABELLED_DEFAULTS[k] for k in ("learning_rate", "epochs", "temperature", "warmup_ratio"))
     assert config.defaulted == ("learning_rate", "epochs", "temperature", "warmup_ratio")
-    assert defaults_line(config.defaulted, config.train_data).startswith("defaults for labelled triples (")
+    assert defaults_line(config.defaulted, read_data_kind(config.train_data)).startswith("defaults for labelled triples (")
 
 
 def test_label_free_triples_and_triples_without_a_manifest_take_the_label_free_set(tmp_path):
@@ -33,19 +53,21 @@ def test_label_free_triples_and_triples_without_a_manifest_take_the_label_free_s
     for config in (free, bare):
         assert (config.learning_rate, config.epochs, config.temperature) == (2e-5, 1, 0.05)
     assert LABEL_FREE_DEFAULTS["learning_rate"] == 2e-5
-    assert "no readable" in defaults_line(bare.defaulted, bare.train_data)
+    assert "no readable" in defaults_line(bare.defaulted, read_data_kind(bare.train_data))
 
 
 def test_an_older_manifest_is_read_by_its_options_and_a_given_option_wins(tmp_path):
     config = with_manifest(tmp_path, {"options": {"beir": "scifact", "pairs": None}})
-    assert defaults_for(config.train_data).kind == "labelled"
-    given = TrainConfig(train_data=config.train_data, output_dir=tmp_path / "run", learning_rate=3e-5, epochs=5)
+    kind = read_data_kind(config.train_data)
+    assert kind.kind == "labelled"
+    given = resolved(TrainConfig(train_data=config.train_data, output_dir=tmp_path / "run", learning_rate=3e-5, epochs=5))
     assert (given.learning_rate, given.epochs, given.temperature) == (3e-5, 5, LABELLED_DEFAULTS["temperature"])
     assert given.defaulted == ("temperature", "warmup_ratio")
-    assert "--learning-rate" not in defaults_line(given.defaulted, given.train_data)
-    everything = TrainConfig(train_data=config.train_data, output_dir=tmp_path / "r", learning_rate=3e-5, epochs=5,
-                             temperature=0.1, warmup_ratio=0.0)
-    assert everything.defaulted == () and defaults_line(everything.defaulted, everything.train_data) is None
+    assert "--learning-rate" not in defaults_line(given.defaulted, kind)
+    everything = with_kind_defaults(TrainConfig(train_data=config.train_data, output_dir=tmp_path / "r",
+                                                learning_rate=3e-5, epochs=5, temperature=0.1, warmup_ratio=0.0), kind)
+    assert everything.defaulted == () and defaults_line(everything.defaulted, kind) is None
+    assert DataKind(None, "x").defaults == LABEL_FREE_DEFAULTS
 
 
 def test_prepare_data_writes_the_kind_into_its_manifest(tmp_path, docs_dir):
@@ -56,8 +78,7 @@ def test_prepare_data_writes_the_kind_into_its_manifest(tmp_path, docs_dir):
     prepare(prepare_config([], tmp_path / "labelled", pairs=pairs, negatives=0))
     assert json.loads((tmp_path / "free" / "manifest.json").read_text())["data_kind"] == "label-free"
     assert json.loads((tmp_path / "labelled" / "manifest.json").read_text())["data_kind"] == "labelled"
-    assert TrainConfig(train_data=tmp_path / "labelled" / "train.jsonl", output_dir=tmp_path / "run").learning_rate \
-        == LABELLED_DEFAULTS["learning_rate"]
+    assert read_data_kind(tmp_path / "labelled" / "train.jsonl").kind == "labelled"
 
 
 def test_train_prints_which_set_it_used(tmp_path, tiny_model, capsys):

@@ -1,0 +1,134 @@
+"""Pre-flight checks: what a command's options say about the disk, the installed packages and the environment,
+checked before any work starts (a config's own validate() reads none of these). Each problem is one UserError
+naming the option and the fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from ragtrain.config.common import require
+from ragtrain.config.evaluate import EvaluateConfig
+from ragtrain.config.merge import MergeConfig
+from ragtrain.config.prepare import HYBRID_TEACHER, PrepareConfig
+from ragtrain.config.report import ReportConfig
+from ragtrain.config.train import TrainConfig
+from ragtrain.config.tune import TuneConfig
+from ragtrain.files.atomic import check_writable
+from ragtrain.files.names import CHECKPOINTS, METRICS_LOG, STUDY_RESULTS
+from ragtrain.files.outputdir import check_location, check_prepare_output
+from ragtrain.model.modelfiles import looks_like_path
+from ragtrain.training.trackers import missing_package
+
+
+def check_prepare(config: PrepareConfig) -> None:
+    for path in config.inputs:
+        require(path.exists(), f"input {path} not found; check the path")
+    require(config.pairs is None or config.pairs.is_file(), f"--pairs file {config.pairs} not found; check the path")
+    require(config.beir is None or (config.beir / "corpus.jsonl").is_file(),
+            f"--beir {config.beir} has no corpus.jsonl; pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    if config.uses_generator:
+        _check_generator(config)
+    require(config.teacher in (None, HYBRID_TEACHER) or Path(config.teacher).expanduser().exists()
+            or not looks_like_path(config.teacher), f"--teacher {config.teacher} not found; pass 'hybrid' or a "
+            "cross-encoder directory or name")
+    check_location(config.output_dir, [*config.inputs, config.pairs, config.beir])
+    check_prepare_output(config.output_dir, config.overwrite)
+    check_writable(config.output_dir.parent, "--output-dir")  # the new output is built beside the old
+
+
+def _check_generator(config: PrepareConfig) -> None:
+    """The generator's file, its key in the environment, and the prompt file."""
+    from ragtrain.generation.generator import require_gguf, resolve_generator_path  # stdlib only: nothing loads
+    from ragtrain.generation.querygen import read_prompt
+
+    if config.generator is not None:
+        require_gguf(resolve_generator_path(config.generator)[1])
+    require(not config.generator_api_key_env or bool(os.environ.get(config.generator_api_key_env)),
+            f"--generator-api-key-env names {config.generator_api_key_env}, which is not set; export the key in that "
+            "variable or drop the flag")
+    if config.generator_prompt is not None:
+        read_prompt(config.generator_prompt)
+
+
+def check_train(config: TrainConfig) -> None:
+    for flag, path in (("--train-data", config.train_data), ("--val-data", config.val_data)):
+        require(path is None or not path.is_dir(), f"{flag} {path} is a folder; pass a triples file such as "
+                "train.jsonl or val.jsonl from 'ragtrain prepare-data'")
+    require(config.train_data.is_file(), f"train file {config.train_data} not found; run 'ragtrain prepare-data' first")
+    require(config.val_data is None or config.val_data.is_file(),
+            f"validation file {config.val_data} not found; check --val-data")
+    require(config.eval_data is None or config.eval_data.exists(),  # a BEIR folder, or a JSON file as evaluate reads
+            f"evaluation set {config.eval_data} not found; pass the eval/ folder from 'ragtrain prepare-data' to "
+            "--eval-data")
+    for backend in config.report_to:
+        missing = missing_package(backend)  # before any model loads, not after a run's setup
+        require(missing is None, missing or "")
+    require(not config.output_dir.is_file(), f"--output-dir {config.output_dir} is a file; choose a directory")
+    check_location(config.output_dir, train_inputs(config))
+    check_writable(config.output_dir, "--output-dir")
+
+
+def train_inputs(config: TrainConfig) -> list[Path | None]:
+    """What the run reads: its output directory must neither hold nor sit inside any of these. The run's own
+    checkpoints (--resume-from RUN/checkpoints/step-N) are no input in that sense."""
+    paths = [config.train_data, config.val_data, config.eval_data]
+    if not config.resume and Path(config.model).exists():  # a resumed run loads the checkpoint's model instead
+        paths.append(Path(config.model))
+    if config.resume and config.resume != "latest":
+        own = (config.output_dir / CHECKPOINTS).resolve()
+        if not Path(config.resume).resolve().is_relative_to(own):
+            paths.append(Path(config.resume))
+    return paths
+
+
+def check_evaluate(config: EvaluateConfig) -> None:
+    require(config.eval_data.exists(), f"evaluation data {config.eval_data} not found; pass the eval/ folder from "
+            "'ragtrain prepare-data', a BEIR directory or a JSON file")
+    require(config.eval_data.is_dir() or config.hybrid_tune_split is None,
+            "--hybrid-tune-split needs a BEIR directory with that qrels split, not a JSON file")
+    for flag, path in (("--output", config.output), ("--run-file", config.run_file)):
+        require(path is None or not path.is_dir(), f"{flag} {path} is a directory; give a file name")
+        # a device or pipe (/dev/full, a FIFO) would be replaced by the rename of a regular file
+        require(path is None or not path.exists() or path.is_file(),
+                f"{flag} {path} exists and is not a regular file; give a file name")
+    require(config.cache_dir is None or not config.cache_dir.is_file(),
+            f"--cache-dir {config.cache_dir} is a file; give a directory")
+    for flag, path in (("--output", config.output), ("--run-file", config.run_file)):
+        if path is not None:
+            check_writable(path.parent, flag)
+    # no probe of --cache-dir: a cache that cannot be written only warns (the run goes on without it)
+
+
+def check_report(config: ReportConfig) -> None:
+    for study in config.studies:
+        require((study / STUDY_RESULTS).is_file(), f"--study {study} has no {STUDY_RESULTS}; pass a directory "
+                "'ragtrain tune' wrote (its --output-dir)")
+    for run in config.runs:
+        require(run.is_dir(), f"run directory {run} not found; pass a directory 'ragtrain train' wrote")
+        require((run / METRICS_LOG).is_file(), f"{run} has no {METRICS_LOG}; pass a directory 'ragtrain train' wrote "
+                "(its --output-dir)")
+    for path in config.evals:
+        require(path.is_file(), f"--eval {path} not found; pass a file written by 'ragtrain evaluate --output'")
+    require(not config.output.is_dir(), f"--output {config.output} is a directory; give a file name such as report.html")
+    require(not config.plots_dir.is_file(), f"{config.plots_dir} (where the plots go) is a file; move it or choose "
+            "another --output")
+    require(importlib.util.find_spec("matplotlib") is not None, "ragtrain report draws with matplotlib, which is not "
+            "installed; install it with pip install 'ragtrain[report]'")
+    check_writable(config.output.parent, "--output")
+
+
+def check_tune(config: TuneConfig) -> None:
+    require(config.space is None or config.space.is_file(), f"search space file {config.space} not found; check --space")
+    require(not config.output_dir.is_file(), f"--output-dir {config.output_dir} is a file; choose a directory")
+    check_writable(config.output_dir, "--output-dir")
+    check_train(config.trial_config())  # every trial's files, checked once here
+
+
+def check_merge(config: MergeConfig) -> None:
+    require(not config.output_dir.is_file(), f"--output-dir {config.output_dir} is a file; choose a directory")
+    require(config.overwrite or not config.output_dir.exists() or not any(config.output_dir.iterdir()),
+            f"--output-dir {config.output_dir} is not empty; pass --overwrite to replace it, or choose another folder")
+    check_location(config.output_dir, [Path(m) for m in (*config.models, config.base) if m and Path(m).exists()])
+    check_writable(config.output_dir, "--output-dir")
