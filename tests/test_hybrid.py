@@ -7,7 +7,7 @@ import pytest
 from conftest import DOCS, QUERIES, evaluate_config, quiet_console, user_error, write_beir_folder
 
 from ragtrain.commands.evaluate import evaluate
-from ragtrain.retrieval.hybrid import HybridScorer, fuse, top_k, tune_weight, zscores
+from ragtrain.retrieval.hybrid import HybridScorer, fuse, tune_weight, zscores
 
 
 def test_zscores_by_hand():
@@ -23,11 +23,6 @@ def test_fuse_by_hand():
     assert np.allclose(fused, [[0.25 * -0.70711 + 0.75 * 1.22474, 0.25 * -0.70711 - 0.75 * 1.22474, 0.25 * 1.41421]],
                        atol=1e-4)
     assert np.allclose(fuse(bm25, dense, 1.0), zscores(bm25)) and np.allclose(fuse(bm25, dense, 0.0), zscores(dense))
-
-
-def test_top_k_breaks_ties_by_index():
-    indices, scores = top_k(np.array([[0.5, 0.9, 0.5, 0.9]]), 3)
-    assert indices.tolist() == [[1, 3, 0]] and scores.tolist() == [[0.9, 0.9, 0.5]]
 
 
 def test_tuning_picks_the_weight_that_ranks_best():

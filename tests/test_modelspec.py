@@ -173,12 +173,12 @@ def test_the_bundled_model_is_read_from_its_older_files_and_described_in_one_lin
 def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_model):
     from ragtrain.retrieval.cache import EmbeddingCache
     from ragtrain.retrieval.embedding import Embedder
-    from ragtrain.retrieval.negatives import dense_ranking
+    from ragtrain.retrieval.negatives import dense_search_with_positives
 
     passages, queries = TEXTS, ["cat tree", "sun orbit"]
     prompts = {"query_prompt": "query: ", "document_prompt": "passage: "}
     embedder = Embedder(load_encoder(str(tiny_model), TextOptions(**prompts)), str(tiny_model), CPU, EmbeddingCache(None))
-    ranking = dense_ranking(embedder, passages, queries, [(0,), (2,)], 4)
+    ranking = dense_search_with_positives(embedder, passages, queries, [(0,), (2,)], 4)
     query_emb = ours(str(tiny_model), queries, "queries", **prompts)
     doc_emb = ours(str(tiny_model), passages, "documents", **prompts)
     expected = query_emb @ doc_emb.T  # (2, 4)

@@ -11,7 +11,7 @@ from ragtrain.model.encoding import encode_documents
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.saving import save_encoder
-from ragtrain.retrieval.search import dense_search
+from ragtrain.retrieval.search import dense_search, top_k
 from tests.conftest import QUERIES, evaluate_config, quiet_console
 
 
@@ -48,3 +48,14 @@ def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, 
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
     results = evaluate(evaluate_config(beir, tmp_path, str(model_dir)), console=quiet_console())
     assert results["models"][str(model_dir)]["similarity"] == "cosine"
+
+
+def test_top_k_breaks_ties_by_index_also_at_the_cut():
+    indices, scores = top_k(np.array([[0.5, 0.9, 0.5, 0.9]]), 3)
+    assert indices.tolist() == [[1, 3, 0]] and scores.tolist() == [[0.9, 0.9, 0.5]]
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 4, size=(50, 200)).astype(np.float32)  # four values: ties straddle every cut
+    for depth in (1, 7, 60, 200, 300):
+        indices, scores = top_k(many, depth)
+        expected = np.argsort(-many, axis=1, kind="stable")[:, :depth]  # by score, then by index
+        assert np.array_equal(indices, expected) and np.array_equal(scores, np.take_along_axis(many, expected, 1))

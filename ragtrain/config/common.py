@@ -14,7 +14,7 @@ SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: below it little meaning is left
 DEFAULT_HYBRID_WEIGHT = 0.2  # of BM25's z-score against the dense model's: 0.7419 dev nDCG@10 on SciFact (README)
-DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
+WEIGHT_DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
 
 
 def require(condition: bool, message: str) -> None:
@@ -45,7 +45,7 @@ def check_text_options(options: TextOptions, dtype: str = "fp32") -> None:
         require(prompt is None or "\n" not in prompt, f"{flag} holds a line break; pass the prompt on one line")
     require(options.max_length is None or options.max_length >= MIN_LENGTH,
             f"--max-seq-length must be at least {MIN_LENGTH}, got {options.max_length}")
-    require(dtype in DTYPES, f"--dtype must be fp32, bf16 or fp16, got {dtype!r}")
+    require(dtype in WEIGHT_DTYPES, f"--dtype must be fp32, bf16 or fp16, got {dtype!r}")
 
 
 QUERY_PROMPT_HELP = ("Text put before every query, e.g. 'query: ' for e5 (default: the model's own 'query' prompt "

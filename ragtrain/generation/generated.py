@@ -75,20 +75,20 @@ def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split
         allowed = [n for n, p in enumerate(passages) if split_of[p.doc_id] == split]
         local = {index: n for n, index in enumerate(allowed)}
         mine = [(query, i) for query, i in candidates if split_of[passages[i].doc_id] == split]
-        ranks = top_ranked([passages[i].text for i in allowed], [query for query, _ in mine], config.filter_rank, dense)
+        ranks = top_passages([passages[i].text for i in allowed], [query for query, _ in mine], config.filter_rank, dense)
         kept += [(query, i) for (query, i), top in zip(mine, ranks) if local[i] in top]
     counts["llm_dropped_round_trip"] += len(candidates) - len(kept)
     order = {pair: n for n, pair in enumerate(candidates)}
     return sorted(kept, key=order.__getitem__)  # candidates' order: the output does not depend on the split loop
 
 
-def top_ranked(texts: list[str], queries: list[str], depth: int, dense: Embedder | None) -> list[set[int]]:
+def top_passages(texts: list[str], queries: list[str], depth: int, dense: Embedder | None) -> list[set[int]]:
     """Each query's top `depth` texts (indices), by the dense model where given, else by BM25."""
     depth = min(depth, len(texts))
     if dense is None:
         indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
     else:
-        from ragtrain.retrieval.negatives import dense_ranking  # late: torch loads only for a dense filter
+        from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
 
-        indices = dense_ranking(dense, texts, queries, [(0,)] * len(queries), depth).indices
+        indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
     return [set(row.tolist()) for row in indices]

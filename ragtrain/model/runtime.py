@@ -10,7 +10,7 @@ import torch
 
 from ragtrain.errors import UserError
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter: allocations above the threshold are served by mmap
 MMAP_THRESHOLD_BYTES = 4 << 20  # 4 MiB: activations go back to the OS when freed, small objects stay on the heap
 
@@ -33,7 +33,7 @@ class Runtime:
     @property
     def weights_dtype(self) -> torch.dtype | None:
         """What `from_pretrained(dtype=...)` gets: None for fp32, the checkpoint-independent default."""
-        return DTYPES.get(self.weights)
+        return TORCH_DTYPES.get(self.weights)
 
     def train_autocast(self):
         """The context training's forward passes run in."""
@@ -111,7 +111,7 @@ def _autocast(device: torch.device, precision: str):
     """`torch.autocast` in bf16 or fp16; a no-op context for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=TORCH_DTYPES[precision])
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ragtrain.retrieval.bm25 import bm25_scores, build_bm25
 from ragtrain.retrieval.metrics import per_query_metrics
+from ragtrain.retrieval.search import top_k
 
 HYBRID_PREFIX = "hybrid:"  # evaluate's hybrid:MODEL row, labelled so it is not mistaken for MODEL's own row
 QUERY_CHUNK = 256  # queries fused at once: (256, corpus) float32 matrices
@@ -43,13 +44,6 @@ def bm25_matrix(index, queries: list[str], corpus_size: int) -> np.ndarray:
     return out
 
 
-def top_k(scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, scores), each (Q, min(depth, C)), best first; equal scores by corpus index."""
-    depth = min(depth, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-    return order, np.take_along_axis(scores, order, axis=1)
-
-
 class HybridScorer:
     """A corpus indexed for BM25 plus its (C, D) embeddings: fused score rows for queries given their embeddings."""
 
@@ -57,7 +51,7 @@ class HybridScorer:
         self.index = build_bm25(corpus_texts)
         self.corpus_emb = np.asarray(corpus_emb, dtype=np.float32)  # (C, D)
 
-    def rows(self, queries: list[str], query_emb: np.ndarray, weight: float) -> np.ndarray:
+    def scores(self, queries: list[str], query_emb: np.ndarray, weight: float) -> np.ndarray:
         """(Q, C) fused scores of every corpus text for each query (query_emb: (Q, D))."""
         bm25 = bm25_matrix(self.index, queries, len(self.corpus_emb))
         return fuse(bm25, np.asarray(query_emb, dtype=np.float32) @ self.corpus_emb.T, weight)
@@ -65,7 +59,7 @@ class HybridScorer:
     def search(self, queries: list[str], query_emb: np.ndarray, weight: float,
                depth: int) -> tuple[np.ndarray, np.ndarray]:
         """Each query's top `depth` by fused score, QUERY_CHUNK queries at a time: (indices, scores)."""
-        parts = [top_k(self.rows(queries[s : s + QUERY_CHUNK], query_emb[s : s + QUERY_CHUNK], weight), depth)
+        parts = [top_k(self.scores(queries[s : s + QUERY_CHUNK], query_emb[s : s + QUERY_CHUNK], weight), depth)
                  for s in range(0, len(queries), QUERY_CHUNK)]
         if not parts:
             depth = min(depth, len(self.corpus_emb))

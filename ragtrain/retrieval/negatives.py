@@ -54,13 +54,13 @@ def bm25_search_with_positives(texts: list[str], queries: list[str], positives: 
         if all_scores is None:
             continue
         top = np.argpartition(-all_scores, depth - 1)[:depth]
-        top = top[np.lexsort((top, -all_scores[top]))]  # by score, ties by index: deterministic
+        top = top[np.lexsort((top, -all_scores[top]))]  # by score, ties by index (which of the tied at the cut: numpy's)
         indices[row], scores[row] = top, all_scores[top]
         positive_scores[row] = all_scores[list(positive)].max()
     return Ranking(indices, scores, positive_scores)
 
 
-def dense_ranking(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+def dense_search_with_positives(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
                   depth: int) -> Ranking:
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models), queries and
     passages as the model reads them (its prompts and length), and each query's score of its own positives."""
@@ -114,7 +114,7 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
         return [[] for _ in queries]
     depth = options.rank_range[1]
     if options.dense is not None:
-        ranking = dense_ranking(options.dense, texts, queries, positives, depth)
+        ranking = dense_search_with_positives(options.dense, texts, queries, positives, depth)
     else:
         ranking = bm25_search_with_positives(texts, queries, positives, depth)
     return select_negatives(ranking, positives, doc_ids, options, counts)

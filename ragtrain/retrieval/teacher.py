@@ -50,7 +50,7 @@ def hybrid_scores(rows: list[dict], corpus_texts: list[str], embedder: Embedder,
     scores = []
     for start in range(0, len(rows), QUERY_CHUNK):
         chunk = rows[start : start + QUERY_CHUNK]
-        fused = scorer.rows([r["query"] for r in chunk], query_emb[start : start + QUERY_CHUNK], weight)
+        fused = scorer.scores([r["query"] for r in chunk], query_emb[start : start + QUERY_CHUNK], weight)
         scores += [fused[n, [position[t] for t in candidates_of(row)]].tolist() for n, row in enumerate(chunk)]
     return scores
 
