@@ -27,27 +27,26 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
     from ragtrain.training.distributed import WorldInfo
     from ragtrain.training.optim import build_optimizer
-    from ragtrain.training.step import step_batches, train_step
+    from ragtrain.training.step import loss_options, step_batches, train_step
 
     torch.set_num_threads(args.threads)
     return_freed_memory_to_os()  # as train() does on CPU
     torch.manual_seed(0)
-    config = TrainConfig(train_data=args.data, model=MODEL, batch_size=args.batch_size,
-                         max_seq_length=args.max_seq_length, device="cpu", lora_rank=rank)
-    encoder = load_encoder(MODEL, attention_dropout=config.attention_dropout)
-    tokenizer = encoder.tokenizer
+    config = TrainConfig(train_data=args.data, model=MODEL, batch_size=args.batch_size, learning_rate=2e-5,
+                         temperature=0.05, max_seq_length=args.max_seq_length, device="cpu", lora_rank=rank)
+    encoder = load_encoder(MODEL, config.text_options(), attention_dropout=config.attention_dropout)
     if rank:
         encoder.transformer = add_lora(encoder.transformer, rank, config.lora_alpha, config.lora_dropout, None)
     encoder.train()
-    data = tokenize_triples(load_triples(args.data), tokenizer, args.max_seq_length)
+    data = tokenize_triples(load_triples(args.data), encoder)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     runtime = training_runtime(torch.device("cpu"), False, "bf16")
     scaler = runtime.grad_scaler()
     rates = []
     for batch in epoch_batches(data, args.batch_size, config.seed, 0)[: args.warmup + args.steps]:
         stopwatch = Stopwatch()
-        train_step(encoder, optimizer, scaler, step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id),
-                   config, runtime)
+        train_step(encoder, optimizer, scaler, step_batches(data, batch, config, WorldInfo(), encoder.pad_id),
+                   config, runtime, loss_options(config, encoder.settings))
         rates.append(len(batch) / stopwatch.seconds())
     return {"trainable": sum(p.numel() for p in encoder.parameters() if p.requires_grad),
             "total": sum(p.numel() for p in encoder.parameters()), "peak_rss_mb": peak_rss_mib(),

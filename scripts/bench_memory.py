@@ -37,10 +37,9 @@ def run_one(name: str, steps: int, threads: int, workdir: Path) -> dict:
     if not options:  # the floor: model loaded, data tokenised, no step
         from ragtrain.data.triples import load_triples, tokenize_triples
         from ragtrain.model.loading import load_encoder
+        from ragtrain.model.settings import TextOptions
 
-        encoder = load_encoder(MODEL)
-        tokenizer = encoder.tokenizer
-        tokenize_triples(load_triples(workdir / "triples.jsonl"), tokenizer, 128)
+        tokenize_triples(load_triples(workdir / "triples.jsonl"), load_encoder(MODEL, TextOptions(max_length=128)))
     else:
         triples = scifact_triples(workdir / f"triples-{options['batch_size']}.jsonl", options["batch_size"] * steps)
         train(TrainConfig(train_data=triples, model=MODEL, output_dir=workdir / "run", max_seq_length=128,

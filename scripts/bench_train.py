@@ -47,21 +47,19 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
     from ragtrain.model.loading import load_encoder
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
-    from ragtrain.model.settings import TextOptions
     from ragtrain.training.distributed import WorldInfo
     from ragtrain.training.optim import build_optimizer
-    from ragtrain.training.step import step_batches, train_step
+    from ragtrain.training.step import loss_options, step_batches, train_step
 
     torch.set_num_threads(THREADS)
     return_freed_memory_to_os()  # as train() does on CPU
     torch.manual_seed(0)
     config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN,
-                         device=device_name, mixed_precision=bf16, precision="bf16")
+                         device=device_name, mixed_precision=bf16, precision="bf16", learning_rate=2e-5, temperature=0.05)
     device = torch.device(device_name)
-    encoder = load_encoder(MODEL, TextOptions(), attention_dropout=config.attention_dropout)
-    tokenizer = encoder.tokenizer
+    encoder = load_encoder(MODEL, config.text_options(), attention_dropout=config.attention_dropout)
     encoder.to(device).train()
-    data = tokenize_triples(load_triples(triples_path), tokenizer, MAX_LEN)  # what train() does, once
+    data = tokenize_triples(load_triples(triples_path), encoder)  # what train() does, once
     batches = epoch_batches(data, BATCH, config.seed, 0)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
     runtime = training_runtime(device, bf16, "bf16")  # as train() decides it
@@ -69,8 +67,8 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:
         stopwatch = Stopwatch()
-        parts = step_batches(data, batch, config, WorldInfo(), tokenizer.pad_token_id)
-        result = train_step(encoder, optimizer, scaler, parts, config, runtime)
+        parts = step_batches(data, batch, config, WorldInfo(), encoder.pad_id)
+        result = train_step(encoder, optimizer, scaler, parts, config, runtime, loss_options(config, encoder.settings))
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the step's kernels have run, not only been queued
         seconds = stopwatch.seconds()
