@@ -35,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a field of that name
+CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a flag of that name
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -73,7 +73,7 @@ def command(name: str, config_class: type, ignored: tuple[str, ...] = ()) -> Cal
             # typer ships its own copy of click: its ParameterSource is compared by name
             given = frozenset(name for name in values
                               if getattr(context.get_parameter_source(name), "name", None) == "COMMANDLINE")
-            return run(build(config_class, values, from_file, given))
+            return run(build(config_class, values, from_file, given, config_file))
 
         context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         from_flags.__signature__ = inspect.Signature([context] + [_parameter(flag) for field in flags_of(config_class)

@@ -62,5 +62,5 @@ def test_models_of_different_shapes_or_a_bad_request_are_one_line(tmp_path):
         ["merge", str(small), str(small), "--weights", "1", "-o", str(tmp_path / "o")])
     assert "--base-weight must be in [0, 1]" in user_error(
         ["merge", str(small), "--base", str(small), "--base-weight", "1.5", "-o", str(tmp_path / "o")])
-    assert "holds the input" in user_error(["merge", str(small), str(small), "-o", str(small), "--overwrite"])
+    assert "is the input" in user_error(["merge", str(small), str(small), "-o", str(small), "--overwrite"])
     assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()

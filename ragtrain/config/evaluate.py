@@ -74,6 +74,7 @@ class EvaluateConfig:
         "or chosen by --hybrid-tune-split).", show_default=False)
     hybrid_tune_split: str | None = option(None, "Choose the hybrid weight (0 to 1 in steps of 0.05, best nDCG@10) "
         "on this other qrels split of --eval-data, e.g. train; never on --split itself.")
+    config_file: Path | None = option(None, cli=False)  # the --config file read, an input (options.build sets it)
 
     def text_options(self) -> TextOptions:
         """What the flags ask of every dense model's text settings (each model's own files decide the rest)."""

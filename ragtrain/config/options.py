@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError
@@ -71,12 +72,16 @@ def flags_of(config_class: type) -> list[FieldFlags]:
     return result
 
 
+CONFIG_FILE_FIELD = "config_file"  # a config with this field (cli=False) records the --config file it was read from
+
+
 def build(config_class: type, values: dict[str, Any], from_file: dict[str, Any] | None = None,
-          given: frozenset[str] = frozenset()) -> Any:
+          given: frozenset[str] = frozenset(), config_file: Path | None = None) -> Any:
     """The config from what the command line read: `values` holds each parameter's value by name. A field set in
     `from_file` (a --config file, by field name) takes that value unless one of its parameters is in `given` (typed
     on the command line). A required parameter (default MISSING) reads None when not typed: it must come from
-    one or the other."""
+    one or the other. `config_file` (the --config file) goes into the CONFIG_FILE_FIELD of a config that has one:
+    an input of that command, which no output of it may replace."""
     from_file = from_file or {}
     fields = {}
     for f in flags_of(config_class):
@@ -88,6 +93,8 @@ def build(config_class: type, values: dict[str, Any], from_file: dict[str, Any] 
             if flag.default is MISSING and value in (None, [], ()):
                 raise UserError(f"missing {flag_label(flag)}; give it on the command line or in --config FILE")
         fields[f.field] = f.parse(*read)
+    if config_file is not None and any(f.name == CONFIG_FILE_FIELD for f in dataclasses.fields(config_class)):
+        fields[CONFIG_FILE_FIELD] = config_file
     return config_class(**fields)
 
 

@@ -34,6 +34,8 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}img{max-widt
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}tr.differs{background:#fff3c4}.up{color:#17801f}.down{color:#c0262d}
 p.caption{color:#555;font-size:.9em}"""
+GENERATOR = "<meta name='generator' content='ragtrain report'>"  # how a later report knows the page is one of its own
+OLD_PAGE_START = "<style>body{font-family:system-ui,sans-serif;"  # pages written before GENERATOR was added
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,16 @@ def check_plots_dir(plots_dir: Path) -> None:
         raise UserError(f"{plots_dir} holds files that are not a report's plots; move them or choose another --output")
 
 
+def is_report_page(path: Path) -> bool:
+    """Whether `path` is a page `ragtrain report` wrote (which a new report may replace)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and (GENERATOR in head or OLD_PAGE_START in head)
+
+
 # ----------------------------------------------------------------------------------------------------- figures
 def run_figures(runs: dict[str, list[dict]]) -> list[Figure]:
     """Training curves, diagnostics and validation metrics, each figure only when some run logged its numbers."""
@@ -126,7 +138,7 @@ def eval_figures(results: list[dict], labels: list[str]) -> list[Figure]:
 
 
 def page(title: str, figures: list[Figure], results: list[dict], labels: list[str], configs: dict[str, dict]) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     if configs:
         parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(name)}</code>" for name in configs) + "</p>")
