@@ -223,7 +223,9 @@ def nan_from_step(monkeypatch, first: int, last: int = 10**9) -> None:
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_model, monkeypatch):
     nan_from_step(monkeypatch, 3, 4)
     cfg = config(tmp_path, tiny_model, save_steps=1, keep_last=10)
-    train(cfg)
+    with pytest.raises(UserError, match="2 of 6 steps were skipped"):  # a third of the run: it failed (below)
+        train(cfg)
+    assert not (cfg.output_dir / "final").exists()
     steps = [r for r in rows(cfg.output_dir) if "loss" in r]
     assert [r["skipped_steps"] for r in steps] == [0, 0, 1, 2, 2, 2]
     weights = [load_file(cfg.output_dir / "checkpoints" / f"step-{s}" / "model" / "model.safetensors") for s in (2, 4, 5)]
@@ -252,6 +254,50 @@ def test_ten_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny
     kept = load_file(run / "checkpoints" / "step-10" / "model" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in kept.values())
     assert [r["skipped_steps"] for r in rows(run) if "loss" in r] == [0, 0, *range(1, 11)]
+
+
+def test_one_skipped_step_in_ten_is_tolerated_and_one_more_fails_the_run(tmp_path, tiny_model, monkeypatch):
+    """More than 10% of the steps skipped as non-finite fails the run; 10% (1 of 10) does not."""
+    write_triples(tmp_path / "train.jsonl", count=40)  # 10 steps of 4
+    nan_from_step(monkeypatch, 3, 3)
+    assert train(config(tmp_path, tiny_model)).is_dir()  # 1 of 10: final/ written
+    nan_from_step(monkeypatch, 3, 4)
+    with pytest.raises(UserError, match="2 of 10 steps were skipped") as error:
+        train(config(tmp_path, tiny_model, output_dir=tmp_path / "two"))
+    assert "final/ was not written" in str(error.value) and not (tmp_path / "two" / "final").exists()
+
+
+def test_the_issues_learning_rate_of_1e30_fails_the_run_with_one_line(tmp_path, tiny_model):
+    """7 of 8 steps skipped and finite weights 1e30 off used to exit 0 with 'trained model saved'."""
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--train-data", str(write_triples(tmp_path / "t.jsonl", count=32)),
+                                      "--model", str(tiny_model), "-o", str(run), "--batch-size", "4", "--max-seq-length",
+                                      "32", "--device", "cpu", "--learning-rate", "1e30"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "trained model saved" not in result.output
+    (line,) = [line for line in result.output.splitlines() if "error" in line]
+    skipped = [r["skipped_steps"] for r in rows(run) if "loss" in r][-1]
+    assert skipped > 0 and f"{skipped} of 8 steps were skipped" in line
+    assert "final/ was not written" in line and str(run / "checkpoints" / "step-8") in line
+    assert not (run / "final").exists()
+
+
+@pytest.mark.parametrize("metric, first, last, failed", [
+    ("ndcg@10", 0.112, 0.0, True),  # the issue's case: from 0.112 untrained to 0.0
+    ("ndcg@10", 0.112, 0.0111, True),  # below 10% of the start
+    ("ndcg@10", 0.112, 0.0113, False),  # just above 10% of it: low, but no collapse
+    ("ndcg@10", 0.0, 0.0, False),  # nothing to fall from
+    ("val_loss", 2.0, 30.0, False),  # a loss that grows is early stopping's business, not a failure
+    ("val_loss", 2.0, math.nan, True),
+])
+def test_a_run_whose_watched_metric_collapsed_failed(tmp_path, metric, first, last, failed):
+    from ragtrain.training.checkpoint import TrainState
+    from ragtrain.training.finish import run_failure
+
+    cfg = TrainConfig(train_data=tmp_path / "t.jsonl", val_data=tmp_path / "v.jsonl", eval_data=tmp_path / "eval",
+                      metric=metric)
+    failure = run_failure(cfg, TrainState(step=8, first_metric=first, last_metric=last))
+    assert (failure is not None) == failed, failure
 
 
 @pytest.mark.slow
