@@ -27,6 +27,7 @@ from ragtrain.reporting.evaltable import run_file_paths
 from ragtrain.reporting.page import is_report_page
 from ragtrain.retrieval.hybrid import HYBRID_PREFIX
 from ragtrain.training.trackers import missing_package
+from ragtrain.tuning.study import require_journal
 
 
 def check_prepare(config: PrepareConfig) -> None:
@@ -164,6 +165,8 @@ def check_tune(config: TuneConfig) -> None:
     require(not config.output_dir.is_file(), f"--output-dir {config.output_dir} is a file; choose a directory")
     trial = config.trial_config()
     check_folder_output(config.output_dir, [*train_inputs(trial), ("--space", config.space)])
+    if config.storage and "://" not in config.storage:  # a journal file: before the study directory is made
+        require_journal(Path(config.storage).expanduser())
     check_writable(config.output_dir, "--output-dir")
     check_train(trial)  # every trial's files, checked once here
 
