@@ -56,6 +56,19 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, tiny_model, monkeypatc
     assert losses(tmp_path / "run") == pytest.approx(losses(tmp_path / "straight"), abs=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["max", "mean_sqrt_len", "weightedmean"])
+def test_a_run_with_any_offered_pooling_finishes_and_resumes_with_its_card(tmp_path, tiny_model, monkeypatch, pooling):
+    """These poolings crashed in the model card after the whole run had trained, and again on --resume."""
+    from ragtrain.model.card import POOLING_CODE
+
+    options = dict(pooling=pooling, save_steps=2)
+    train_interrupted(monkeypatch, config(tmp_path, tiny_model, **options), at_call=4)
+    final = train(config(tmp_path, tiny_model, resume="latest", **options))
+    card = (final / "README.md").read_text()
+    assert f"{pooling} pooling" in card and POOLING_CODE[pooling].splitlines()[-1] in card
+    assert load_encoder(str(final)).settings.pooling == pooling
+
+
 @pytest.mark.slow
 def test_resume_with_other_options_keeps_the_checkpoints_and_warns(tmp_path, tiny_model, capsys):
     train(config(tmp_path, tiny_model))
