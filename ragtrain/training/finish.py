@@ -31,7 +31,6 @@ from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.setup import Run, run_record
 from ragtrain.training.summary import base_model_note, training_table
 
-
 MAX_DIVERGED_SHARE = 0.1  # of a run's steps that may be skipped as non-finite before the run counts as failed
 COLLAPSED_SHARE = 0.1  # a retrieval metric that ends below this share of its step-0 value has collapsed
 
