@@ -11,6 +11,7 @@ from chat_server import ChatServer
 from conftest import TOPICS, file_bytes, jsonl_rows, prepare_config, user_error
 
 from ragtrain.commands.prepare import prepare
+from ragtrain.errors import UserError
 
 GENERIC = "What is the answer to this question?"
 
@@ -129,6 +130,14 @@ def test_a_server_that_never_gives_text_is_one_line(docs_dir, tmp_path):
                            str(tmp_path / "cache"), "--generator-batch-size", "4"])
     assert "gave no usable reply to any of the first 4 prompts" in line
     assert "no choices[0].message.content" in line and not (tmp_path / "out").exists()
+
+
+def test_a_generator_whose_queries_are_all_dropped_says_so(docs_dir, tmp_path):
+    """Empty generated queries were reported as 'the documents are too few or too short'."""
+    with ChatServer(lambda messages, body: "") as server, pytest.raises(UserError) as error:
+        prepare(llm_config(docs_dir, tmp_path / "out", server.url, tmp_path / "cache"))
+    line = str(error.value)
+    assert f"no query survived (generated: dropped empty {len(server.bodies)})" in line and "too few" not in line
 
 
 def test_a_prompt_file_that_is_not_text_is_one_line(docs_dir, tmp_path):
