@@ -43,15 +43,18 @@ class FieldFlags:
 
 def option(default: Any = MISSING, help: str = "", *, decls: tuple[str, ...] = (), argument: bool = False,
            show_default: bool = True, cli_type: Any = None, cli_default: Any = MISSING,
-           parse: Callable[..., Any] | None = None, flags: tuple[Flag, ...] = (), cli: bool = True) -> Any:
+           parse: Callable[..., Any] | None = None, flags: tuple[Flag, ...] = (), cli: bool = True,
+           recorded: bool = True) -> Any:
     """A config field with its default and help. On the command line it is one parameter named after the field,
     of the field's type and default, unless told otherwise: `decls`, `argument`, `show_default`, `cli_type` and
     `cli_default` (what the command line reads and shows, e.g. "10-100" for (10, 100)) change that parameter;
     `flags` replaces it with several. `parse` turns what the parameters read into the field's value. cli=False:
-    no parameter at all (the config sets the field itself)."""
+    no parameter at all (the config sets the field itself). recorded=False: where the options came from rather
+    than an option, so neither written with them (common.as_dict) nor compared."""
     metadata = {"help": help, "decls": decls, "argument": argument, "show_default": show_default,
-                "cli_type": cli_type, "cli_default": cli_default, "parse": parse, "flags": flags, "cli": cli}
-    return dataclasses.field(default=default, metadata=metadata)
+                "cli_type": cli_type, "cli_default": cli_default, "parse": parse, "flags": flags, "cli": cli,
+                "recorded": recorded}
+    return dataclasses.field(default=default, metadata=metadata, compare=recorded)
 
 
 def flags_of(config_class: type) -> list[FieldFlags]:

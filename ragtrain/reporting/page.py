@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtrain.errors import UserError
+from ragtrain.errors import UserError, quoted
 from ragtrain.files.jsonfiles import read_json
 from ragtrain.files.names import METRICS_LOG, RUN_CONFIG, TRIALS
+from ragtrain.messages import warn
 from ragtrain.reporting.pagedata import (
     DIAGNOSTIC_PANELS,
     TRAINING_PANELS,
@@ -60,19 +63,32 @@ def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
 
 
 def read_metrics(run: Path) -> list[dict]:
-    """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line is the user's to fix."""
-    lines = (run / METRICS_LOG).read_text(encoding="utf-8").splitlines()
-    rows = []
+    """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line (or value that is not a
+    number) is the user's to fix, and a log without a row is one line too. NaN and infinite values (a skipped
+    step's loss) are kept, drawn as gaps, and counted in a warning."""
+    path = run / METRICS_LOG
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows, not_finite = [], Counter()
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
         except ValueError:
             if number == len(lines):
                 continue
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: not valid JSON; is this a ragtrain run?") from None
+            raise UserError(f"{path}:{number}: not valid JSON; is this a ragtrain run?") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: a row without a step; is this a ragtrain run?")
+            raise UserError(f"{path}:{number}: a row without a step; is this a ragtrain run?")
+        for key, value in row.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UserError(f"{path}:{number}: {key} is {quoted(value)}, not a number; is this a ragtrain run?")
+            if isinstance(value, float) and not math.isfinite(value):
+                not_finite[key] += 1
         rows.append(row)
+    if not rows:
+        raise UserError(f"{path} holds no row; pass a run that has logged at least its first validation or step")
+    if not_finite:
+        warn(f"{path}: {sum(not_finite.values())} values are not finite ("
+             + ", ".join(f"{key} {n}" for key, n in sorted(not_finite.items())) + "); they are gaps in the plots")
     return rows
 
 
@@ -85,11 +101,18 @@ def read_run_config(run: Path) -> dict:
 
 
 def read_results(path: Path) -> dict:
+    """An evaluate --output file: its models, each with a map of metric -> number (checked, so that a value that is
+    not one is one line instead of a traceback while drawing)."""
     results = read_json(path)
     models = results.get("models") if isinstance(results, dict) else None
     if not isinstance(models, dict) or not all(isinstance(m, dict) and isinstance(m.get("metrics"), dict)
                                                for m in models.values()):
         raise UserError(f"--eval {path}: no models with metrics in it; pass a file 'ragtrain evaluate --output' wrote")
+    for model, measured in models.items():
+        for metric, value in measured["metrics"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"--eval {path}: model {quoted(model)} has {metric} {quoted(value)}, not a finite "
+                                "number; pass a file 'ragtrain evaluate --output' wrote")
     return results
 
 
