@@ -295,6 +295,23 @@ def test_the_issues_learning_rate_of_1e30_fails_the_run_with_one_line(tmp_path, 
     assert not (run / "final").exists()
 
 
+@pytest.mark.parametrize("scaler, loss, diverged", [(False, math.nan, 1), (False, 2.0, 1), (True, math.nan, 1),
+                                                    (True, 2.0, 0)])
+def test_an_fp16_scalers_overflow_of_a_finite_loss_is_calibration_not_divergence(scaler, loss, diverged):
+    """GradScaler skips the first steps of an fp16 run while it finds its scale (gradient inf, loss finite): those do
+    not count against the run's share of diverged steps; a loss that is not finite always does."""
+    from types import SimpleNamespace
+
+    from ragtrain.training.checkpoint import TrainState
+    from ragtrain.training.step import StepResult
+
+    run = SimpleNamespace(scaler=torch.amp.GradScaler("cpu", enabled=scaler), total_steps=100,
+                          config=SimpleNamespace(log_steps=1000, output_dir=None))
+    result = StepResult({"loss": loss}, math.inf, True, 10, 4, 0)
+    state = train_module._after_step(run, TrainState(), result, None, 0, 1.0)
+    assert (state.skipped_steps, state.diverged_steps, state.skipped_in_a_row) == (1, diverged, 1)
+
+
 @pytest.mark.parametrize("metric, first, last, failed", [
     ("ndcg@10", 0.112, 0.0, True),  # the issue's case: from 0.112 untrained to 0.0
     ("ndcg@10", 0.112, 0.0111, True),  # below 10% of the start
