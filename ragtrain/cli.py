@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.config.file import read_config_file
