@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import MISSING
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.config.file import read_config_file
@@ -27,15 +29,43 @@ from ragtrain.config.train import RUN_RECORD_KEYS, TrainConfig
 from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.files.diskerrors import os_error_line
+from ragtrain.messages import library_noise
+
+
+class OneLineUsageErrors(TyperGroup):
+    """A usage error (an unknown option, a value of the wrong type, a missing command) is one red line with exit code
+    2, as every other mistake is, instead of click's box of usage, hint and message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            err.print("Aborted!")
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's ClickException (typer ships its own copy of click)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `ragtrain` alone: its help, as before
+                exc.show()
+            else:
+                where = getattr(getattr(exc, "ctx", None), "command_path", None)
+                hint = f"; see '{where} --help'" if where else ""
+                message = " ".join(exc.format_message().split()).rstrip(".")
+                err.print(f"[red]error:[/red] {escape(message)}{escape(hint)}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     help="Fine-tune text embedding models for retrieval: prepare data, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
 )
 err = Console(stderr=True)
-CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a field of that name
+CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a flag of that name
+VERBOSE = "verbose"  # the parameter --verbose sets
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -68,16 +98,18 @@ def command(name: str, config_class: type, ignored: tuple[str, ...] = ()) -> Cal
 
     def register(run: Callable) -> Callable:
         def from_flags(context: typer.Context, **values):
-            config_file = values.pop(CONFIG_FILE)
+            config_file, verbose = values.pop(CONFIG_FILE), values.pop(VERBOSE)
             from_file = read_config_file(config_file, config_class, ignored) if config_file else {}
             # typer ships its own copy of click: its ParameterSource is compared by name
             given = frozenset(name for name in values
                               if getattr(context.get_parameter_source(name), "name", None) == "COMMANDLINE")
-            return run(build(config_class, values, from_file, given))
+            with library_noise(shown=verbose):  # process-wide, decided once: here, as the command starts
+                return run(build(config_class, values, from_file, given, config_file))
 
         context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         from_flags.__signature__ = inspect.Signature([context] + [_parameter(flag) for field in flags_of(config_class)
-                                                                  for flag in field.flags] + [_config_parameter()])
+                                                                  for flag in field.flags]
+                                                     + [_config_parameter(), _verbose_parameter()])
         from_flags.__name__, from_flags.__doc__ = run.__name__, run.__doc__
         app.command(name)(reports_user_errors(from_flags))
         return run
@@ -97,6 +129,12 @@ def _parameter(flag: Flag) -> inspect.Parameter:
     kind = Optional[flag.type] if required else flag.type
     return inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, default=None if required else flag.default,
                              annotation=Annotated[kind, info])
+
+
+def _verbose_parameter() -> inspect.Parameter:
+    info = typer.Option("--verbose", help="Also show what the libraries print: their warnings and log lines (e.g. "
+                        "transformers' report of weights a model lacks, Optuna's traceback of a failed trial).")
+    return inspect.Parameter(VERBOSE, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, info])
 
 
 def _config_parameter() -> inspect.Parameter:

@@ -204,11 +204,12 @@ def user_error(args: list[str]) -> str:
 
 
 def evaluate_config(eval_data: Path, tmp_path: Path, *models: str, **options):
-    """An evaluation of `models` at k = 1 and 10 on the CPU, with its embedding cache under `tmp_path`."""
+    """An evaluation of `models` at k = 1 and 10 on the CPU, with its embedding cache under `tmp_path` (BM25 alone
+    takes neither option)."""
     from ragtrain.config.evaluate import EvaluateConfig
 
-    return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), device="cpu",
-                          cache_dir=tmp_path / "cache", **options)
+    dense = {"device": "cpu", "cache_dir": tmp_path / "cache"} if set(models) != {"bm25"} else {}
+    return EvaluateConfig(models=models, eval_data=eval_data, k_values=(1, 10), **(dense | options))
 
 
 def prepare_config(inputs, out: Path, **options):

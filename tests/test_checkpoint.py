@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from ragtrain.cli import app
 from ragtrain.config.common import as_dict
 from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
@@ -27,6 +30,7 @@ from ragtrain.training.checkpoint import (
     rng_states,
     set_rng_states,
 )
+from tests.conftest import write_triples
 
 
 def make_steps(run, steps):
@@ -165,3 +169,22 @@ def test_the_note_names_the_checkpoint_a_stopped_run_leaves(tmp_path):
     assert last_checkpoint_note(tmp_path) == "no checkpoint was saved"
     make_steps(tmp_path, [2, 10, 4])
     assert last_checkpoint_note(tmp_path) == f"the last good checkpoint is kept: {tmp_path / 'checkpoints' / 'step-10'}"
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", "pickle"])
+def test_a_checkpoint_file_torch_will_not_load_safely_is_one_line(tmp_path, tiny_model, content):
+    """A pickle of other objects in optimizer.pt printed torch's page of weights-only advice; a damaged one a
+    traceback. Resuming from either is one line naming the file."""
+    run = tmp_path / "run"
+    args = ["train", "--train-data", str(write_triples(tmp_path / "t.jsonl", count=8)), "--model", str(tiny_model),
+            "-o", str(run), "--batch-size", "4", "--max-seq-length", "32", "--device", "cpu", "--learning-rate", "1e-4"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    optimizer = run / "checkpoints" / "step-2" / "optimizer.pt"
+    if content == "pickle":
+        torch.save({"state": {}, "note": Path("an object torch's weights-only loader refuses")}, optimizer)
+    else:
+        optimizer.write_bytes(content)
+    result = CliRunner().invoke(app, [*args, "--resume-from", str(optimizer.parent)])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "weights_only" not in result.output
+    (line,) = [line for line in result.output.splitlines() if "error" in line]  # after the resume's progress lines
+    assert f"checkpoint file {optimizer} cannot be loaded safely" in line

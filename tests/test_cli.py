@@ -36,7 +36,7 @@ PARSED = {
     ("prepare-data", "negative_range"): (["--negative-range", "3-9"], (3, 9)),
     ("train", "resume"): (["--resume-from", "run/checkpoints/step-4"], "run/checkpoints/step-4"),
     ("train", "report_to"): (["--report-to", "wandb,tensorboard,wandb"], ("wandb", "tensorboard")),
-    ("train", "matryoshka_dims"): (["--matryoshka-dims", "64,256,64"], (256, 64)),
+    ("train", "matryoshka_dims"): (["--matryoshka-dims", "256,64"], (256, 64)),
     ("evaluate", "models"): (["bm25", "some/model"], ("bm25", "some/model")),
     ("evaluate", "k_values"): (["--k", "10,2,10"], (2, 10)),
     ("report", "runs"): (["runs/a", "runs/b"], (Path("runs/a"), Path("runs/b"))),
@@ -297,3 +297,35 @@ def test_a_message_quoting_line_breaks_or_brackets_stays_one_literal_line(tmp_pa
     (docs / "we[ird]\nname.json").write_text(json.dumps({"a\u001eb": "x", "c\nd": "y"}))  # found by the fuzz campaign
     line = user_error(["prepare-data", str(docs), "-o", str(tmp_path / "out")])
     assert "we[ird] name.json has no field 'text'" in line and "'a\\x1eb'" in line
+
+
+@pytest.mark.parametrize("args, words", [
+    (["evaluate", "bm25", "--eval-data", "eval", "--truncate-dim", "abc"],
+     "error: Invalid value for '--truncate-dim': Input should be a valid integer"),
+    (["train", "--train-data", "t.jsonl", "--no-such-flag"], "error: No such option: --no-such-flag"),
+    (["trian"], "error: No such command 'trian'"),
+])
+def test_a_usage_error_is_one_line_not_clicks_box(args, words):
+    """A value of the wrong type printed click's multi-line box of usage, hint and message."""
+    line = user_error(args)
+    assert line.startswith(words) and line.endswith("--help'") and "╭" not in line
+
+
+def test_ragtrain_alone_still_shows_its_help():
+    result = CliRunner().invoke(app, [])
+    assert "prepare-data" in result.output and "error" not in result.output
+
+
+@pytest.mark.slow
+def test_verbose_shows_the_library_warnings_a_command_hides(tmp_path, triples_file, tiny_model):
+    """peft and transformers warn of their own deprecations during a LoRA run: hidden, unless --verbose."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("peft")
+    args = [sys.executable, "-W", "default", "-m", "ragtrain", "train", "--train-data", str(triples_file), "--model",
+            str(tiny_model), "--batch-size", "8", "--max-seq-length", "32", "--device", "cpu", "--lora-rank", "2"]
+    quiet = subprocess.run([*args, "-o", str(tmp_path / "quiet")], capture_output=True, text=True)
+    verbose = subprocess.run([*args, "-o", str(tmp_path / "verbose"), "--verbose"], capture_output=True, text=True)
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "Warning" not in quiet.stderr and "Warning:" in verbose.stderr

@@ -61,3 +61,35 @@ def test_as_dict_writes_paths_as_text_and_tuples_as_lists():
     saved = as_dict(EvaluateConfig(models=("bm25",), eval_data=Path("eval"), k_values=(1, 10)))
     assert saved["models"] == ["bm25"] and saved["eval_data"] == "eval" and saved["k_values"] == [1, 10]
     assert saved["output"] is None and list(saved)[:3] == ["models", "eval_data", "split"]
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"lora_target_modules": "query,value"}, "--lora-target-modules shapes LoRA adapters, which only --lora-rank N"),
+    ({"lora_dropout": 0.1, "lora_save": "adapter"}, "--lora-dropout, --lora-save shape LoRA adapters"),
+    ({"precision": "fp16"}, "--precision fp16 is the autocast precision of --mixed-precision, which is off"),
+    ({"matryoshka_dims": (8, 16)}, "largest first, each once, such as 16,8; got 8,16"),  # as a --config list gives it
+    ({"matryoshka_dims": (16, 16, 8)}, "such as 16,8; got 16,16,8"),
+    ({"matryoshka_dims": (16, 0)}, "--matryoshka-dims must be positive, got 16,0"),
+])
+def test_train_options_that_would_be_ignored_or_misread_are_refused(options, words):
+    with pytest.raises(UserError, match=words.replace("(", r"\(")):
+        TrainConfig(train_data=Path("t.jsonl"), **options).validate()
+
+
+def test_what_the_refused_train_options_become_valid_with():
+    TrainConfig(train_data=Path("t.jsonl"), lora_rank=4, lora_target_modules="query", lora_save="adapter").validate()
+    TrainConfig(train_data=Path("t.jsonl"), mixed_precision=True, precision="fp16").validate()
+    TrainConfig(train_data=Path("t.jsonl"), matryoshka_dims=(16, 8)).validate()
+
+
+@pytest.mark.parametrize("options, flags", [
+    ({"truncate_dim": 8}, "--truncate-dim applies"),
+    ({"query_prompt": "q: ", "document_prompt": "d: "}, "--query-prompt, --document-prompt apply"),
+    ({"use_cache": False, "update_card": True}, "--no-cache, --update-card apply"),
+    ({"dtype": "bf16", "precision": "fp32", "batch_size": 8, "max_seq_length": 64}, "--max-seq-length, --dtype, "
+     "--precision, --batch-size apply"),
+])
+def test_dense_options_with_bm25_alone_are_refused_and_accepted_beside_a_model(options, flags):
+    with pytest.raises(UserError, match=f"{flags} to dense models, and only bm25 is evaluated"):
+        EvaluateConfig(models=("bm25",), eval_data=Path("eval"), **options).validate()
+    EvaluateConfig(models=("bm25", "some/model"), eval_data=Path("eval"), **options).validate()

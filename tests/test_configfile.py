@@ -115,3 +115,9 @@ def test_a_run_directory_config_json_repeats_the_run(tmp_path, tiny_model):
     # without -o, the file's own output directory: a finished run there, refused as ever
     assert "holds a run" in user_error(["train", "--config", str(first / "config.json")])
 
+
+
+def test_a_config_that_is_a_directory_says_so(tmp_path):
+    """`--config DIR` said 'not found' of a folder that is there."""
+    line = user_error(["train", "--config", str(tmp_path)])
+    assert f"--config {tmp_path} is a directory; pass the options file itself" in line

@@ -11,6 +11,7 @@ from chat_server import ChatServer
 from conftest import TOPICS, file_bytes, jsonl_rows, prepare_config, user_error
 
 from ragtrain.commands.prepare import prepare
+from ragtrain.errors import UserError
 
 GENERIC = "What is the answer to this question?"
 
@@ -104,6 +105,57 @@ def test_a_server_failing_mid_run_is_one_line_and_keeps_the_cache(docs_dir, tmp_
     assert len(cached) == 4  # the first batch of four
 
 
+def test_replies_without_text_are_counted_and_asked_again_on_a_rerun(docs_dir, tmp_path):
+    """A reply whose content is a number (or a list, or missing) was a traceback in cleaning; now each is counted
+    (llm_unusable_replies), left out of the cache, and the run goes on with the others."""
+
+    def every_third_a_number(messages, body):
+        return 3 if "Detail 2." in messages[-1]["content"] else topic_question(messages, body)
+
+    with ChatServer(every_third_a_number) as server:
+        counts = prepare(llm_config(docs_dir, tmp_path / "a", server.url, tmp_path / "cache")).counts
+    numbers = sum("Detail 2." in body["messages"][-1]["content"] for body in server.bodies)
+    assert numbers > 0 and counts["llm_unusable_replies"] == numbers
+    assert counts["queries_llm"] > 0
+    with ChatServer(topic_question) as server:  # the rerun asks for those alone
+        again = prepare(llm_config(docs_dir, tmp_path / "b", server.url, tmp_path / "cache")).counts
+    assert again["llm_prompts_generated"] == len(server.bodies) == numbers and again["llm_unusable_replies"] == 0
+
+
+def test_a_server_that_never_gives_text_is_one_line(docs_dir, tmp_path):
+    legacy = {"choices": [{"text": "a completions API's reply"}]}  # no message.content
+    with ChatServer(topic_question, reply=legacy) as server:
+        line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--query-strategy", "llm",
+                           "--generator-url", server.url, "--generator-model", "m", "--generator-cache-dir",
+                           str(tmp_path / "cache"), "--generator-batch-size", "4"])
+    assert "gave no usable reply to any of the first 4 prompts" in line
+    assert "no choices[0].message.content" in line and not (tmp_path / "out").exists()
+
+
+def test_a_generator_whose_queries_are_all_dropped_says_so(docs_dir, tmp_path):
+    """Empty generated queries were reported as 'the documents are too few or too short'."""
+    with ChatServer(lambda messages, body: "") as server, pytest.raises(UserError) as error:
+        prepare(llm_config(docs_dir, tmp_path / "out", server.url, tmp_path / "cache"))
+    line = str(error.value)
+    assert f"no query survived (generated: dropped empty {len(server.bodies)})" in line and "too few" not in line
+
+
+def test_a_prompt_file_that_is_not_text_is_one_line(docs_dir, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_bytes(b"\x93\xff\x00{passage}")
+    line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--query-strategy", "llm",
+                       "--generator-url", "http://127.0.0.1:9/v1", "--generator-model", "m", "--generator-prompt",
+                       str(prompt)])
+    assert f"--generator-prompt {prompt} is not a UTF-8 text file" in line
+
+
+def test_a_gguf_file_that_is_not_gguf_is_one_line_before_any_work(docs_dir, tmp_path):
+    (tmp_path / "model.gguf").write_text("a text file renamed")
+    line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--query-strategy", "llm",
+                       "--generator", str(tmp_path / "model.gguf")])
+    assert f"generator {tmp_path / 'model.gguf'} is not a GGUF file" in line
+
+
 def test_a_local_tiny_model_writes_through_prepare(docs_dir, tmp_path, tiny_lm):
     config = prepare_config([docs_dir], tmp_path / "out", query_strategy="llm,heading", generator=str(tiny_lm),
                             generator_cache_dir=tmp_path / "cache", max_new_tokens=4, generator_max_passages=3,
@@ -122,6 +174,12 @@ def test_a_local_tiny_model_writes_through_prepare(docs_dir, tmp_path, tiny_lm):
     (["--query-strategy", "llm", "--generator-url", "http://x/v1", "--generator-model", "m", "--queries-per-passage",
       "2"], "needs sampling; set --generator-temperature"),
     (["--filter", "cosine"], "--filter must be bm25, dense or none"),
+    (["--query-strategy", "llm", "--generator-url", "127.0.0.1:8000/v1", "--generator-model", "m"],
+     "--generator-url must be an http:// or https:// URL with a host"),
+    (["--query-strategy", "llm", "--generator-url", "localhost:8000", "--generator-model", "m"],
+     "--generator-url must be an http:// or https:// URL"),
+    (["--query-strategy", "llm", "--generator-url", "http://127.0.0.1:port/v1", "--generator-model", "m"],
+     "--generator-url must be an http:// or https:// URL"),
     (["--query-strategy", "llm", "--generator-url", "http://x/v1", "--generator-model", "m", "--generator-api-key-env",
       "RAGTRAIN_TEST_UNSET_KEY"], "--generator-api-key-env names RAGTRAIN_TEST_UNSET_KEY, which is not set"),
 ])

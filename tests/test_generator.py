@@ -16,6 +16,7 @@ from ragtrain.generation.generator import (
     Sampling,
     ServerGenerator,
     ServerOptions,
+    UnusableReply,
     chat_completions_url,
     resolve_generator_path,
 )
@@ -116,11 +117,75 @@ def test_server_errors_are_one_line(fast_backoff):
             client.generate(CONVERSATIONS[:1])
     with ChatServer(echo, delay_s=1.0) as server:
         client = ServerGenerator(ServerOptions(server.url, "m", retries=1, timeout_s=0.2), Sampling())
-        with pytest.raises(UserError, match=r"could not be reached \(timed out, 2 tries\)"):
+        with pytest.raises(UserError, match=r"could not be reached \(timed out: .* 0.2 s, 2 tries\)"):
             client.generate(CONVERSATIONS[:1])
     url = server.url  # closed now: nothing listens on its port
     with pytest.raises(UserError, match="could not be reached"):
         ServerGenerator(ServerOptions(url, "m", retries=0), Sampling()).generate(CONVERSATIONS[:1])
+
+
+def finishes(call, within_s: float = 60.0):
+    """`call()` run in a thread that must end (a hang detector, not a timing assertion): what it raised."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(within_s)
+    assert not thread.is_alive(), "the request never ended"
+    return outcome.get("error")
+
+
+def test_a_server_trickling_its_reply_is_cut_at_the_timeout_not_waited_for_forever():
+    """Headers, then a byte every half second: each read succeeded within the socket timeout, so a request with
+    --generator-timeout 2 hung prepare-data for ever. The deadline is per request, wall clock."""
+    with ChatServer(echo, mode="trickle") as server:
+        client = ServerGenerator(ServerOptions(server.url, "m", retries=1, timeout_s=1.0), Sampling())
+        error = finishes(lambda: client.generate(CONVERSATIONS[:1]))
+    assert isinstance(error, UserError) and "timed out: no complete reply within --generator-timeout 1 s, 2 tries" in \
+        str(error)
+
+
+@pytest.mark.parametrize("mode, words", [("not-http", "a reply that is not HTTP"),
+                                         ("short", "a reply shorter than it announced")])
+def test_a_broken_reply_is_retried_then_one_line(fast_backoff, mode, words):
+    """A non-HTTP answer or a body cut short were tracebacks."""
+    with ChatServer(echo, mode=mode) as server:
+        client = ServerGenerator(ServerOptions(server.url, "m", retries=1, timeout_s=5.0), Sampling())
+        with pytest.raises(UserError, match=f"could not be reached \\({words}.*2 tries\\)"):
+            client.generate(CONVERSATIONS[:1])
+    assert len(server.bodies) == 2
+
+
+@pytest.mark.parametrize("content, expected", [
+    (7, UnusableReply("content that is int, not text")),
+    (None, UnusableReply("content that is null, not text")),
+    (["a", "b"], UnusableReply("content that is list, not text")),
+    ({"text": "x"}, UnusableReply("content that is dict, not text")),
+    ([{"type": "text", "text": "how do "}, {"type": "text", "text": "moons lock?"}], "how do moons lock?"),  # parts
+])
+def test_a_reply_of_any_shape_is_text_or_an_unusable_reply(content, expected):
+    """A number or a list as content crashed later, in cleaning, with a traceback."""
+    with ChatServer(lambda messages, body: content) as server:
+        client = ServerGenerator(ServerOptions(server.url, "m", retries=0), Sampling())
+        assert client.generate(CONVERSATIONS[:1]) == [[expected]]
+
+
+@pytest.mark.parametrize("reply, reason", [({"choices": []}, "no choices[0].message.content"),
+                                           ({"choices": [{"message": {}}]}, "no choices[0].message.content"),
+                                           (["not", "an", "object"], "no choices[0].message.content")])
+def test_a_reply_without_content_is_an_unusable_reply(reply, reason):
+    with ChatServer(echo, reply=reply) as server:
+        client = ServerGenerator(ServerOptions(server.url, "m", retries=0), Sampling())
+        (got,) = client.generate(CONVERSATIONS[:1])[0]
+    assert got == UnusableReply(reason)
 
 
 def test_server_around_a_local_model_answers_what_the_model_writes(tiny_lm):

@@ -79,3 +79,11 @@ def test_a_model_peft_cannot_wrap_is_one_line(tmp_path, triples_file, tiny_model
                        "--device", "cpu", "--lora-rank", "4", "--lora-target-modules", "no_such_layer"])
     assert line.startswith("error: --lora-rank: peft cannot wrap this bert model") and "--lora-target-modules" in line
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_a_rank_above_the_hidden_size_is_one_line(tmp_path, triples_file, tiny_model):
+    """--lora-rank 4096 on a 32-wide model was accepted without a word: a full-rank 'adapter' bigger than the model."""
+    line = user_error(["train", "--train-data", str(triples_file), "--model", str(tiny_model), "-o", str(tmp_path / "run"),
+                       "--device", "cpu", "--lora-rank", "4096"])
+    assert "--lora-rank 4096 is above the model's hidden size 32" in line and "pass at most 32" in line
+    add_lora(load_encoder(str(tiny_model)).transformer, rank=32, alpha=8.0, dropout=0.0, targets=None)  # the limit itself

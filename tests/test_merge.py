@@ -62,5 +62,23 @@ def test_models_of_different_shapes_or_a_bad_request_are_one_line(tmp_path):
         ["merge", str(small), str(small), "--weights", "1", "-o", str(tmp_path / "o")])
     assert "--base-weight must be in [0, 1]" in user_error(
         ["merge", str(small), "--base", str(small), "--base-weight", "1.5", "-o", str(tmp_path / "o")])
-    assert "holds the input" in user_error(["merge", str(small), str(small), "-o", str(small), "--overwrite"])
+    assert "is the input" in user_error(["merge", str(small), str(small), "-o", str(small), "--overwrite"])
     assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_overwrite_replaces_an_earlier_merge_and_a_training_run_is_merged_through_its_model(tmp_path):
+    """merge RUN said 'Unrecognized model' though evaluate takes run folders; --overwrite replaces a model ragtrain
+    saved (evaluate --update-card's record included), and only that."""
+    a, b = build_tiny_model(tmp_path / "a", seed=0), build_tiny_model(tmp_path / "b", seed=1)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train_data": "t.jsonl", "output_dir": str(run)}))
+    merge(MergeConfig(models=(str(b),), output_dir=run / "best", base=str(a), base_weight=0.0))  # a run's best/ = b
+    out = merge(MergeConfig(models=(str(a), str(run)), output_dir=tmp_path / "soup"))
+    for name, value in weights_of(out).items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (weights_of(a)[name] + weights_of(b)[name]) / 2)
+    (out / "evaluation.json").write_text("[]")
+    again = merge(MergeConfig(models=(str(b), str(a)), output_dir=out, weights=(1.0, 0.0), overwrite=True))
+    assert torch.equal(weights_of(again)["embeddings.word_embeddings.weight"], weights_of(b)["embeddings.word_embeddings.weight"])
+    assert not (again / "evaluation.json").exists()  # replaced whole

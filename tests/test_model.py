@@ -31,6 +31,14 @@ def test_pooling_modes_on_hand_made_states():
     assert torch.equal(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
     assert torch.equal(pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0], [5.0, 6.0]]))
     assert torch.equal(pool(hidden, mask, "last"), torch.tensor([[3.0, 4.0], [9.0, 10.0]]))
+    assert torch.equal(pool(hidden, mask, "max"), torch.tensor([[3.0, 4.0], [9.0, 10.0]]))
+    # sums (4, 6) and (21, 24) over 2 and 3 real tokens
+    assert torch.allclose(pool(hidden, mask, "mean_sqrt_len"), torch.tensor([[4.0, 6.0], [21.0, 24.0]]) /
+                          torch.tensor([[2.0], [3.0]]).sqrt())
+    # weights 1, 2 and 1, 2, 3: (1*1 + 2*3) / 3, (1*2 + 2*4) / 3; (5 + 14 + 27) / 6, (6 + 16 + 30) / 6
+    assert torch.allclose(pool(hidden, mask, "weightedmean"), torch.tensor([[7 / 3, 10 / 3], [46 / 6, 52 / 6]]))
+    left = torch.tensor([[[100.0, 100.0], [1.0, 2.0], [3.0, 4.0]]])  # left padding: weights count from the first real token
+    assert torch.allclose(pool(left, torch.tensor([[0, 1, 1]]), "weightedmean"), torch.tensor([[7 / 3, 10 / 3]]))
 
 
 def test_length_buckets_on_a_hand_computed_case():

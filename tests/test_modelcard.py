@@ -77,7 +77,9 @@ def test_run_data_counts_triples_and_hashes_the_manifest_beside_the_training_fil
     assert run_data(train_file, 6, None, "0" * 64)["training file in the manifest"] == "no: changed since (its sha256 differs)"
 
 
-@pytest.mark.parametrize("pooling, output_dim, normalize", [("mean", None, True), ("cls", 8, False), ("last", 6, True)])
+@pytest.mark.parametrize("pooling, output_dim, normalize", [("mean", None, True), ("cls", 8, False), ("last", 6, True),
+                                                            ("max", None, False), ("mean_sqrt_len", 8, False),
+                                                            ("weightedmean", None, True)])
 def test_the_cards_transformers_recipe_embeds_as_ragtrain_does(tmp_path, tiny_model, pooling, output_dim, normalize):
     encoder = load_encoder(str(tiny_model), TextOptions(pooling=pooling, normalize=normalize, output_dim=output_dim))
     tokenizer = encoder.tokenizer

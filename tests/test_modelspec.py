@@ -68,6 +68,18 @@ def test_a_sentence_transformers_model_embeds_as_its_files_say(tmp_path, tiny_mo
     assert not torch.allclose(queries, docs)  # the prompts made a difference
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"])
+def test_every_pooling_mode_embeds_as_sentence_transformers_computes_it(tmp_path, tiny_model, pooling):
+    """Each mode sentence-transformers' Pooling offers, read from its files, gives its embeddings, compared before
+    normalisation (the model has none; ragtrain would add sentence-transformers' cosine), on texts of several lengths
+    in one batch; the Dense layers' Tanh after the pooling makes a wrong scale a wrong direction too."""
+    from sentence_transformers import SentenceTransformer
+
+    saved = st_model(tmp_path / "st", tiny_model, pooling=pooling, normalize=False)
+    reference = SentenceTransformer(str(saved), device="cpu").encode(TEXTS, convert_to_tensor=True, batch_size=4)
+    assert torch.allclose(ours(str(saved), TEXTS, normalize=False), reference, atol=1e-5)
+
+
 def test_flags_override_the_files_and_say_so(tmp_path, tiny_model):
     saved = st_model(tmp_path / "st", tiny_model)
     encoder = load_encoder(str(saved), TextOptions(pooling="mean", max_length=32))

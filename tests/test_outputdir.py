@@ -20,7 +20,7 @@ from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files import atomic
 from ragtrain.files.names import LOCK_NAME
-from ragtrain.files.outputdir import check_location, is_run_directory
+from ragtrain.files.outputdir import check_folder_output, is_run_directory
 from ragtrain.training.checkpoint import missing_files
 from tests.conftest import file_bytes, user_error, write_documents, write_triples
 
@@ -68,7 +68,7 @@ def test_prepare_refuses_an_output_that_holds_or_is_inside_an_input(tmp_path):
     for inputs in ([str(docs)], ["--pairs", str(pairs)], ["--beir", str(beir)]):  # `prepare-data -o project --overwrite`
         refused(["prepare-data", *inputs, "-o", str(project), "--overwrite", *PREPARE], tmp_path, "holds the input")
     refused(["prepare-data", str(docs), "-o", str(docs / "prepared"), *PREPARE], tmp_path, "is inside the input")
-    refused(["prepare-data", str(docs), "-o", str(docs), "--overwrite", *PREPARE], tmp_path, "holds the input")
+    refused(["prepare-data", str(docs), "-o", str(docs), "--overwrite", *PREPARE], tmp_path, "is the input")
 
 
 def test_prepare_overwrite_refuses_files_it_did_not_write(tmp_path, docs_dir):
@@ -122,10 +122,10 @@ def test_train_resume_from_its_own_checkpoint_is_no_input_overlap(tmp_path, tiny
     run = tmp_path / "run"
     config = dict(train_data=tmp_path / "t.jsonl", output_dir=run, model=str(tiny_model))
     own = TrainConfig(**config, resume=str(run / "checkpoints" / "step-4"))
-    check_location(run, train_inputs(own))  # the run's own checkpoint: allowed
+    check_folder_output(run, train_inputs(own))  # the run's own checkpoint: allowed
     elsewhere = TrainConfig(**config, resume=str(run / "saved" / "step-4"))
     with pytest.raises(UserError, match="holds the input"):
-        check_location(run, train_inputs(elsewhere))
+        check_folder_output(run, train_inputs(elsewhere))
 
 
 def test_train_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, triples_file, tiny_model):

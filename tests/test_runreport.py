@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -149,3 +150,36 @@ def test_the_page_renders_in_a_headless_browser_and_is_not_blank(tmp_path, input
     dark = sum(histogram[:128]) / sum(histogram)  # text, axes and curves
     coloured = len(set(Image.open(shot).convert("RGB").getdata()))
     assert dark > 0.01 and coloured > 50  # a blank (white) page has neither; a broken image shows no curves
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "holds no row"),
+    ('{"step": 0, "loss": "abc"}\n{"step": 1, "loss": 1.0}\n', 'metrics.jsonl:1: loss is "abc", not a number'),
+    ('{"step": 0, "loss": true}\n', "metrics.jsonl:1: loss is true, not a number"),
+    ('not json\n{"step": 1}\n', "metrics.jsonl:1: not valid JSON"),
+])
+def test_a_metrics_log_report_cannot_draw_is_one_line(tmp_path, content, words):
+    """An empty or corrupt metrics.jsonl, or a value that is no number, was drawn silently (or not at all)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text(content)
+    line = user_error(["report", str(tmp_path / "run"), "-o", str(tmp_path / "report.html")])
+    assert words in line and not (tmp_path / "report.html").exists()
+
+
+def test_non_finite_values_are_drawn_as_gaps_and_counted_in_a_warning(tmp_path, capsys):
+    from ragtrain.reporting.page import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": NaN}\n{"step": 2, "loss": Infinity}\n'
+                                            '{"step": 3, "loss": 0.5}\n')
+    rows = read_metrics(tmp_path)
+    assert len(rows) == 3 and math.isnan(rows[0]["loss"])
+    assert "2 values are not finite (loss 2); they are gaps in the plots" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ['"abc"', "NaN", "null", "[0.5]"])
+def test_an_eval_metric_that_is_no_finite_number_is_one_line(tmp_path, value):
+    """A string metric in --eval was a traceback while drawing."""
+    results = tmp_path / "r.json"
+    results.write_text('{"models": {"bm25": {"metrics": {"ndcg@10": %s}}}}' % value)
+    line = user_error(["report", "--eval", str(results), "-o", str(tmp_path / "report.html")])
+    assert f'model "bm25" has ndcg@10 {value}, not a finite number' in line

@@ -84,6 +84,19 @@ def test_a_teacher_that_is_no_cross_encoder_is_one_line(docs_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bi_encoder_given_as_teacher_is_refused_before_any_work(docs_dir, tmp_path, tiny_model):
+    """A saved embedding model (BertModel, no classification head) loaded as a cross-encoder got a freshly
+    initialised head, and every teacher score was random."""
+    from ragtrain.model.saving import save_encoder
+
+    bi_encoder = tmp_path / "bi-encoder"
+    save_encoder(load_encoder(str(tiny_model)), bi_encoder)
+    for teacher in (tiny_model, bi_encoder):  # a plain transformers directory and a ragtrain save
+        line = user_error(["prepare-data", str(docs_dir), "-o", str(tmp_path / "out"), "--teacher", str(teacher)])
+        assert f"--teacher {teacher} is not a cross-encoder: its config.json names BertModel" in line
+        assert not (tmp_path / "out").exists()
+
+
 def test_the_hybrid_teacher_embeds_a_prompted_model_as_evaluates_hybrid_row(tmp_path, tiny_model):
     """One model with its own prompts: the teacher's fused scores are those computed from the embeddings evaluate's
     hybrid:MODEL row uses (prompts and length the model's own), and the prompts change them."""

@@ -56,6 +56,19 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, tiny_model, monkeypatc
     assert losses(tmp_path / "run") == pytest.approx(losses(tmp_path / "straight"), abs=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["max", "mean_sqrt_len", "weightedmean"])
+def test_a_run_with_any_offered_pooling_finishes_and_resumes_with_its_card(tmp_path, tiny_model, monkeypatch, pooling):
+    """These poolings crashed in the model card after the whole run had trained, and again on --resume."""
+    from ragtrain.model.card import POOLING_CODE
+
+    options = dict(pooling=pooling, save_steps=2)
+    train_interrupted(monkeypatch, config(tmp_path, tiny_model, **options), at_call=4)
+    final = train(config(tmp_path, tiny_model, resume="latest", **options))
+    card = (final / "README.md").read_text()
+    assert f"{pooling} pooling" in card and POOLING_CODE[pooling].splitlines()[-1] in card
+    assert load_encoder(str(final)).settings.pooling == pooling
+
+
 @pytest.mark.slow
 def test_resume_with_other_options_keeps_the_checkpoints_and_warns(tmp_path, tiny_model, capsys):
     train(config(tmp_path, tiny_model))
@@ -223,7 +236,9 @@ def nan_from_step(monkeypatch, first: int, last: int = 10**9) -> None:
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_model, monkeypatch):
     nan_from_step(monkeypatch, 3, 4)
     cfg = config(tmp_path, tiny_model, save_steps=1, keep_last=10)
-    train(cfg)
+    with pytest.raises(UserError, match="2 of 6 steps were skipped"):  # a third of the run: it failed (below)
+        train(cfg)
+    assert not (cfg.output_dir / "final").exists()
     steps = [r for r in rows(cfg.output_dir) if "loss" in r]
     assert [r["skipped_steps"] for r in steps] == [0, 0, 1, 2, 2, 2]
     weights = [load_file(cfg.output_dir / "checkpoints" / f"step-{s}" / "model" / "model.safetensors") for s in (2, 4, 5)]
@@ -252,6 +267,67 @@ def test_ten_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny
     kept = load_file(run / "checkpoints" / "step-10" / "model" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in kept.values())
     assert [r["skipped_steps"] for r in rows(run) if "loss" in r] == [0, 0, *range(1, 11)]
+
+
+def test_one_skipped_step_in_ten_is_tolerated_and_one_more_fails_the_run(tmp_path, tiny_model, monkeypatch):
+    """More than 10% of the steps skipped as non-finite fails the run; 10% (1 of 10) does not."""
+    write_triples(tmp_path / "train.jsonl", count=40)  # 10 steps of 4
+    nan_from_step(monkeypatch, 3, 3)
+    assert train(config(tmp_path, tiny_model)).is_dir()  # 1 of 10: final/ written
+    nan_from_step(monkeypatch, 3, 4)
+    with pytest.raises(UserError, match="2 of 10 steps were skipped") as error:
+        train(config(tmp_path, tiny_model, output_dir=tmp_path / "two"))
+    assert "final/ was not written" in str(error.value) and not (tmp_path / "two" / "final").exists()
+
+
+def test_the_issues_learning_rate_of_1e30_fails_the_run_with_one_line(tmp_path, tiny_model):
+    """7 of 8 steps skipped and finite weights 1e30 off used to exit 0 with 'trained model saved'."""
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--train-data", str(write_triples(tmp_path / "t.jsonl", count=32)),
+                                      "--model", str(tiny_model), "-o", str(run), "--batch-size", "4", "--max-seq-length",
+                                      "32", "--device", "cpu", "--learning-rate", "1e30"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "trained model saved" not in result.output
+    (line,) = [line for line in result.output.splitlines() if "error" in line]
+    skipped = [r["skipped_steps"] for r in rows(run) if "loss" in r][-1]
+    assert skipped > 0 and f"{skipped} of 8 steps were skipped" in line
+    assert "final/ was not written" in line and str(run / "checkpoints" / "step-8") in line
+    assert not (run / "final").exists()
+
+
+@pytest.mark.parametrize("scaler, loss, diverged", [(False, math.nan, 1), (False, 2.0, 1), (True, math.nan, 1),
+                                                    (True, 2.0, 0)])
+def test_an_fp16_scalers_overflow_of_a_finite_loss_is_calibration_not_divergence(scaler, loss, diverged):
+    """GradScaler skips the first steps of an fp16 run while it finds its scale (gradient inf, loss finite): those do
+    not count against the run's share of diverged steps; a loss that is not finite always does."""
+    from types import SimpleNamespace
+
+    from ragtrain.training.checkpoint import TrainState
+    from ragtrain.training.step import StepResult
+
+    run = SimpleNamespace(scaler=torch.amp.GradScaler("cpu", enabled=scaler), total_steps=100,
+                          config=SimpleNamespace(log_steps=1000, output_dir=None))
+    result = StepResult({"loss": loss}, math.inf, True, 10, 4, 0)
+    state = train_module._after_step(run, TrainState(), result, None, 0, 1.0)
+    assert (state.skipped_steps, state.diverged_steps, state.skipped_in_a_row) == (1, diverged, 1)
+
+
+@pytest.mark.parametrize("metric, first, last, failed", [
+    ("ndcg@10", 0.112, 0.0, True),  # the issue's case: from 0.112 untrained to 0.0
+    ("ndcg@10", 0.112, 0.0111, True),  # below 10% of the start
+    ("ndcg@10", 0.112, 0.0113, False),  # just above 10% of it: low, but no collapse
+    ("ndcg@10", 0.0, 0.0, False),  # nothing to fall from
+    ("val_loss", 2.0, 30.0, False),  # a loss that grows is early stopping's business, not a failure
+    ("val_loss", 2.0, math.nan, True),
+])
+def test_a_run_whose_watched_metric_collapsed_failed(tmp_path, metric, first, last, failed):
+    from ragtrain.training.checkpoint import TrainState
+    from ragtrain.training.finish import run_failure
+
+    cfg = TrainConfig(train_data=tmp_path / "t.jsonl", val_data=tmp_path / "v.jsonl", eval_data=tmp_path / "eval",
+                      metric=metric)
+    failure = run_failure(cfg, TrainState(step=8, first_metric=first, last_metric=last))
+    assert (failure is not None) == failed, failure
 
 
 @pytest.mark.slow

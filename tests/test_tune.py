@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ragtrain.cli import app
 from ragtrain.config.datakinds import LABEL_FREE_DEFAULTS, LABELLED_DEFAULTS
 from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
@@ -130,7 +132,55 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, data, tiny_m
     monkeypatch.setattr(ragtrain.commands.train, "train", train)
     tune(tune_config(tmp_path, data, tiny_model, n_trials=2))
     rows = json.loads((tmp_path / "study" / "results.json").read_text())
-    assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"] and "diverged" in rows[0]["error"]
+    # a failed trial does not count towards --n-trials: two complete ones after it
+    assert [r["state"] for r in rows] == ["FAIL", "COMPLETE", "COMPLETE"] and "diverged" in rows[0]["error"]
+
+
+def test_a_study_where_every_trial_fails_stops_and_exits_non_zero(tmp_path, data, tiny_model, monkeypatch):
+    """Every trial failing (a learning rate of 1e30, a full disk) used to end in 'study results in DIR', exit 0."""
+    import ragtrain.commands.train
+    from ragtrain.tuning.study import FAILED_IN_A_ROW
+
+    calls = []
+
+    def train(config, on_validation=None):
+        calls.append(config)
+        raise UserError("training failed: 7 of 8 steps were skipped")
+
+    monkeypatch.setattr(ragtrain.commands.train, "train", train)
+    train_file, eval_dir = data
+    result = CliRunner().invoke(app, ["tune", "--train-data", str(train_file), "--eval-data", str(eval_dir),
+                                      "--eval-split", "test", "--model", str(tiny_model), "-o", str(tmp_path / "study"),
+                                      "--n-trials", "20"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "study results in" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]  # after the trials' lines
+    assert len(calls) == FAILED_IN_A_ROW == 3  # then the study stops instead of failing 20 times
+    assert "no trial of the study completed (3 failed, 0 other)" in line and "7 of 8 steps were skipped" in line
+    rows = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert [r["state"] for r in rows] == ["FAIL"] * 3 and not (tmp_path / "study" / "best").exists()
+
+
+def test_a_trial_whose_process_was_killed_is_recorded_as_killed_not_running(tmp_path, data, tiny_model):
+    """A trial another process left RUNNING when it was killed shows KILLED in results.csv, even when this process
+    started before that one was killed (so its start-up sweep could not see it)."""
+    from ragtrain.tuning.results import finish_study
+    from ragtrain.tuning.space import DEFAULT_SPACE
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
+    study.enqueue_trial({"learning_rate": 2e-5})
+    done = study.ask()
+    done.set_user_attr("dir", str(tmp_path / "trial-0000"))
+    study.tell(done, 0.5)
+    left = study.ask()
+    for name, value in (("pid", int(gone.stdout)), ("host", __import__("socket").gethostname()), ("dir", "x")):
+        left.set_user_attr(name, value)
+    tune_dir = tmp_path / "study"
+    tune_dir.mkdir()
+    finish_study(optuna, study, tune_config(tmp_path, data, tiny_model), DEFAULT_SPACE)
+    rows = json.loads((tune_dir / "results.json").read_text())
+    assert [r["state"] for r in rows] == ["COMPLETE", "KILLED"] and rows[1]["error"] == "its process was killed"
+    assert "RUNNING" not in (tune_dir / "results.csv").read_text()
 
 
 @pytest.mark.slow
@@ -208,7 +258,7 @@ def test_a_killed_study_continues_and_runs_the_killed_trial_again(tmp_path, data
     killed, retry = study.trials[1], study.trials[2]
     assert retry.params == killed.params and retry.user_attrs["retry_of"] == 1
     rows = json.loads((tmp_path / "study" / "results.json").read_text())
-    assert [r["state"] for r in rows] == states
+    assert [r["state"] for r in rows] == ["COMPLETE", "KILLED", "COMPLETE", "COMPLETE"]
 
 
 def test_errors_before_the_first_trial(tmp_path, data, tiny_model):
@@ -225,6 +275,47 @@ def test_errors_before_the_first_trial(tmp_path, data, tiny_model):
     assert "Optuna cannot open it" in user_error(with_eval + ["--storage", "nosuchdb://x/y"])
     assert "Optuna cannot open it" in user_error(with_eval + ["--storage", str(tmp_path / "no" / "such" / "journal")])
     assert not (tmp_path / "study" / "trials").exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--warmup-range", "0,1.5"], "--warmup-range: warmup_ratio 1.5 is refused by train (--warmup-ratio must be in [0, 1)"),
+    (["--epochs-range", "0,0"], "--epochs-range: epochs 0 is refused by train (--epochs must be at least 1"),
+    (["--lr-range", "-1,1"], "a log range must start above 0"),
+    (["--temperature-range", "0,0.1"], "a log range must start above 0"),
+    (["--space", '{"loss": {"choices": ["infonce", "contrastive"]}}'], "loss 'contrastive' is refused by train"),
+    (["--space", '{"batch_size": {"choices": [8, "a"]}}'], "'a' is not a value of batch_size (int)"),
+    (["--space", '{"batch_size": {"type": "float", "low": 4, "high": 16}}'], "takes whole numbers; search it with type int"),
+    (["--space", '{"pooling": {"choices": ["mean", "sum"]}}'], "pooling 'sum' is refused by train"),
+    (["--space", '{"warmup_ratio": {"low": 0.1, "high": 1.0}}'], "warmup_ratio 1.0 is refused by train"),
+    # an option the space searches and a flag fixes: the space's entry was silently ignored
+    (["--space", '{"batch_size": {"choices": [4, 8]}}', "--batch-size", "16"], "--batch-size 16 fixes batch_size"),
+    (["--lr-range", "1e-5,1e-4", "--learning-rate", "3e-5"], "--learning-rate 3e-05 fixes learning_rate, which --lr-range"),
+])
+def test_a_range_or_choice_train_refuses_is_one_line_before_any_trial(tmp_path, data, tiny_model, monkeypatch, flags,
+                                                                      words):
+    """Each used to fail every trial with a traceback and exit 0, or train with a value the help forbids."""
+    import ragtrain.commands.train
+
+    monkeypatch.setattr(ragtrain.commands.train, "train", lambda *a, **k: pytest.fail("a trial ran"))
+    if flags[0] == "--space":
+        (tmp_path / "space.json").write_text(flags[1])
+        flags = ["--space", str(tmp_path / "space.json"), *flags[2:]]
+    train_file, eval_dir = data
+    line = user_error(["tune", "--train-data", str(train_file), "--eval-data", str(eval_dir), "--eval-split", "test",
+                       "--model", str(tiny_model), "-o", str(tmp_path / "study"), *flags])
+    assert words in line
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("content", [b"not json at all\n", b'{"query": "q", "positive": "p"}\n', b"\x00\x01binary"])
+def test_a_storage_file_that_is_no_journal_is_one_line(tmp_path, data, tiny_model, content):
+    train_file, eval_dir = data
+    storage = tmp_path / "storage.log"
+    storage.write_bytes(content)
+    line = user_error(["tune", "--train-data", str(train_file), "--eval-data", str(eval_dir), "--eval-split", "test",
+                       "--model", str(tiny_model), "-o", str(tmp_path / "study"), "--storage", str(storage)])
+    assert f"--storage {storage} is not an Optuna journal file" in line
+    assert storage.read_bytes() == content and not (tmp_path / "study").exists()
 
 
 def test_a_missing_optuna_is_one_line(tmp_path, data, tiny_model, monkeypatch):

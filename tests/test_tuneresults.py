@@ -42,3 +42,24 @@ def test_a_trial_runs_model_is_best_then_final(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text("{}")
         assert model_of(tmp_path) == tmp_path / name
+
+
+def test_huge_and_tiny_numbers_keep_four_significant_digits():
+    """A learning rate of 1e30 filled the table with 31 digits."""
+    console = Console(width=200, record=True)
+    rows = [dict(ROWS[0], learning_rate=1e30, value=None, state="FAIL"), dict(ROWS[1], learning_rate=-2.5e7)]
+    console.print(results_table(rows, SPACE, "sci"))
+    text = console.export_text()
+    assert "1e+30" in text and "-2.5e+07" in text and "1000000" not in text
+
+
+def test_plots_of_a_study_without_a_finished_trial_raise_no_matplotlib_warning(tmp_path):
+    import warnings
+
+    from ragtrain.tuning.studyplots import write_plots
+
+    failed = [dict(ROWS[0], state="FAIL", value=None), dict(ROWS[1], state="FAIL", value=None)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "No artists with labels found to put in legend" was one
+        written = write_plots(failed, ["learning_rate", "epochs"], tmp_path)
+    assert [path.name for path, _ in written] == ["tune_params.png", "tune_history.png"]

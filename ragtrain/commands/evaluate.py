@@ -17,7 +17,7 @@ from rich.console import Console
 
 from ragtrain.commands.preflight import check_evaluate
 from ragtrain.config.common import DEFAULT_HYBRID_WEIGHT, as_dict
-from ragtrain.config.evaluate import EvaluateConfig
+from ragtrain.config.evaluate import BM25_ROW, EvaluateConfig
 from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
@@ -37,7 +37,6 @@ from ragtrain.retrieval.hybrid import HYBRID_PREFIX, HybridScorer, tune_weight
 from ragtrain.retrieval.metrics import average, per_query_metrics
 from ragtrain.retrieval.search import dense_search
 
-BM25 = "bm25"
 LOG_WIDTH = 120  # the table's width when stdout is no terminal (a log): each model stays on one row
 
 
@@ -131,10 +130,10 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
         warn(message)
     # before any model loads: a device or precision this machine lacks fails at once
-    runtime = None if all(m == BM25 for m in config.models) else evaluation_runtime(config.device, config.precision,
+    runtime = None if all(m == BM25_ROW for m in config.models) else evaluation_runtime(config.device, config.precision,
                                                                                    config.dtype)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
-        if model != BM25:
+        if model != BM25_ROW:
             resolve_model_dir(model.removeprefix(HYBRID_PREFIX))
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
@@ -145,7 +144,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
-        run = (run_bm25(data, max(config.k_values)) if model == BM25
+        run = (run_bm25(data, max(config.k_values)) if model == BM25_ROW
                else run_hybrid(model, data, config, runtime, cache) if model.startswith(HYBRID_PREFIX)
                else run_dense(model, data, config, runtime, cache))
         rankings = {q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, run.indices)}
@@ -171,7 +170,7 @@ def update_cards(results: dict, config: EvaluateConfig) -> None:
     reference = config.models[0]
     for model in config.models:
         resolved = results["models"][model].get("resolved")
-        if model == BM25 or resolved is None:
+        if model == BM25_ROW or resolved is None:
             continue
         if not (Path(resolved) / RAGTRAIN_CONFIG).is_file():
             warn(f"{model} is not a model ragtrain saved, so it has no card to update")

@@ -8,7 +8,7 @@ from pathlib import Path
 from ragtrain.commands.preflight import check_merge
 from ragtrain.config.merge import MergeConfig
 from ragtrain.messages import tell
-from ragtrain.model.loading import load_encoder
+from ragtrain.model.loading import load_encoder, resolve_model_dir
 from ragtrain.model.merging import average_state_dicts, merge_weights, require_same_architecture
 from ragtrain.model.saving import save_encoder
 
@@ -19,7 +19,11 @@ def merge(config: MergeConfig) -> Path:
     config.validate()
     check_merge(config)
     names = list(config.models) + ([config.base] if config.base else [])
-    encoders = [load_encoder(name) for name in names]
+    resolved = [resolve_model_dir(name) for name in names]  # a training run is its best/ (else final/), as in evaluate
+    for name, path in zip(names, resolved):
+        if Path(name).expanduser().is_dir() and Path(path) != Path(name).expanduser():
+            tell(f"{name}: merging its model {path}")
+    encoders = [load_encoder(path) for path in resolved]
     require_same_architecture(encoders, names)
     weights = merge_weights(len(config.models), config.weights, config.base_weight if config.base else None)
     merged = encoders[0]

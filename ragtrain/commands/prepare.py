@@ -60,8 +60,7 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
     else:
         prepared = prepare_documents(config, mining, counts, dense if config.filter == "dense" else None)
     if not prepared.train:
-        raise UserError("no training triples could be made: the documents are too few or too short for the "
-                        "splits asked; add documents or lower --val-fraction/--test-fraction")
+        raise UserError(no_triples_message(counts))
     if config.teacher:
         score_with_teacher(prepared, config, counts, runtime, dense)
     counts.update(train_triples=len(prepared.train), val_triples=len(prepared.val), eval_corpus=len(prepared.corpus))
@@ -70,6 +69,19 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
         write_prepared(tmp, prepared)
         write_manifest(tmp, config, counts)
     return PrepareSummary(config.output_dir, counts)
+
+
+def no_triples_message(counts: Counter) -> str:
+    """Why no training triple was made: no query survived (with what dropped the generated ones), or too few
+    documents for the splits."""
+    if any(v for k, v in counts.items() if k.startswith("queries_")):
+        return ("no training triples could be made: the documents are too few or too short for the splits asked; add "
+                "documents or lower --val-fraction/--test-fraction")
+    dropped = [f"{k.removeprefix('llm_').replace('_', ' ')} {v}" for k, v in sorted(counts.items())
+               if v and (k.startswith("llm_dropped_") or k == "llm_unusable_replies")]
+    why = f" (generated: {', '.join(dropped)})" if dropped else ""
+    return (f"no training triples could be made: no query survived{why}; add a --query-strategy (e.g. heading,crop), "
+            "or look at what the generator writes")
 
 
 def needs_dense_model(config: PrepareConfig) -> bool:

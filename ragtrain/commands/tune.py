@@ -31,6 +31,8 @@ def require_optuna():
         import optuna
     except ImportError:
         raise UserError("ragtrain tune needs Optuna; install with pip install 'ragtrain[tune]'") from None
+    # a trial's own lines say what happens to it; Optuna's (a traceback per failed trial) show with --verbose
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
@@ -45,12 +47,12 @@ def tune(config: TuneConfig) -> Path:
     study = open_study(optuna, config, space)
     retry_interrupted(optuna, study)
     if counted_trials(optuna, study) < config.n_trials:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial's own output says what happens
         study.optimize(lambda trial: objective(optuna, trial, config, space), timeout=config.timeout,
                        catch=(UserError,), gc_after_trial=True,
                        callbacks=[StopAt(optuna, config.n_trials), lambda s, t: keep_best_models(optuna, s, config)])
     else:
-        tell(f"the study {config.study!r} already holds {config.n_trials} finished trials; raise --n-trials to run more")
+        tell(f"the study {config.study!r} already holds {config.n_trials} complete or pruned trials; raise --n-trials "
+             "to run more")
     return finish_study(optuna, study, config, space)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ragtrain.config.options import flags_of
 from ragtrain.errors import UserError
 from ragtrain.model.settings import TextOptions
 
@@ -36,7 +37,23 @@ def as_dict(config) -> dict:
             return [plain(v) for v in value]
         return value
 
-    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)
+            if f.metadata.get("recorded", True)}
+
+
+def changed_flags(config, names: tuple[str, ...]) -> list[str]:
+    """The flags (as --help spells them, --no-x for a switched-off --x/--no-x) of those of `names` whose value
+    differs from the field's default: what a user gave, for a check that refuses options another one ignores."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    decls = {field.field: field.flags[0].decls for field in flags_of(type(config))}
+    flags = []
+    for name in names:
+        value = getattr(config, name)
+        if value == defaults[name]:
+            continue
+        spellings = (decls.get(name) or (f"--{name.replace('_', '-')}",))[0].split("/")
+        flags.append(spellings[1] if value is False and len(spellings) > 1 else spellings[0])
+    return flags
 
 
 def check_text_options(options: TextOptions, dtype: str = "fp32") -> None:

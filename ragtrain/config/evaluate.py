@@ -12,6 +12,7 @@ from ragtrain.config.common import (
     DOCUMENT_PROMPT_HELP,
     DTYPE_HELP,
     QUERY_PROMPT_HELP,
+    changed_flags,
     check_text_options,
     require,
 )
@@ -21,6 +22,10 @@ from ragtrain.model.settings import TextOptions
 from ragtrain.retrieval.hybrid import HYBRID_PREFIX
 
 EVALUATE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BM25_ROW = "bm25"  # the model name of the BM25 baseline row
+# what only a dense model reads: given with bm25 alone, each would be ignored without a word
+DENSE_ONLY = ("max_seq_length", "query_prompt", "document_prompt", "truncate_dim", "dtype", "device", "precision",
+              "batch_size", "cache_dir", "use_cache", "update_card")
 
 
 def parse_k(value: str) -> tuple[int, ...]:
@@ -74,6 +79,8 @@ class EvaluateConfig:
         "or chosen by --hybrid-tune-split).", show_default=False)
     hybrid_tune_split: str | None = option(None, "Choose the hybrid weight (0 to 1 in steps of 0.05, best nDCG@10) "
         "on this other qrels split of --eval-data, e.g. train; never on --split itself.")
+    # the --config file read: an input no output may replace (options.build sets it)
+    config_file: Path | None = option(None, cli=False, recorded=False)
 
     def text_options(self) -> TextOptions:
         """What the flags ask of every dense model's text settings (each model's own files decide the rest)."""
@@ -102,4 +109,7 @@ class EvaluateConfig:
         for model in self.models:
             require(not model.startswith(HYBRID_PREFIX) or len(model) > len(HYBRID_PREFIX),
                    "a hybrid row needs its dense model: hybrid:MODEL, e.g. hybrid:sentence-transformers/all-MiniLM-L6-v2")
+        unused = changed_flags(self, DENSE_ONLY) if all(m == BM25_ROW for m in self.models) else []
+        require(not unused, f"{', '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} to dense models, and only "
+               "bm25 is evaluated; add a model or drop " + ("it" if len(unused) == 1 else "them"))
         return self

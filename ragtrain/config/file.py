@@ -48,6 +48,9 @@ def read_config_file(path: Path, config_class: type, ignored: tuple[str, ...] = 
 
 
 def _read_mapping(path: Path) -> dict:
+    if path.is_dir():
+        raise UserError(f"--config {path} is a directory; pass the options file itself (a run's config.json, or a "
+                        ".toml, .yaml or .json file)")
     if not path.is_file():
         raise UserError(f"--config {path} not found; check the path")
     if path.suffix.lower() not in SUFFIXES:

@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError
@@ -42,15 +43,18 @@ class FieldFlags:
 
 def option(default: Any = MISSING, help: str = "", *, decls: tuple[str, ...] = (), argument: bool = False,
            show_default: bool = True, cli_type: Any = None, cli_default: Any = MISSING,
-           parse: Callable[..., Any] | None = None, flags: tuple[Flag, ...] = (), cli: bool = True) -> Any:
+           parse: Callable[..., Any] | None = None, flags: tuple[Flag, ...] = (), cli: bool = True,
+           recorded: bool = True) -> Any:
     """A config field with its default and help. On the command line it is one parameter named after the field,
     of the field's type and default, unless told otherwise: `decls`, `argument`, `show_default`, `cli_type` and
     `cli_default` (what the command line reads and shows, e.g. "10-100" for (10, 100)) change that parameter;
     `flags` replaces it with several. `parse` turns what the parameters read into the field's value. cli=False:
-    no parameter at all (the config sets the field itself)."""
+    no parameter at all (the config sets the field itself). recorded=False: where the options came from rather
+    than an option, so neither written with them (common.as_dict) nor compared."""
     metadata = {"help": help, "decls": decls, "argument": argument, "show_default": show_default,
-                "cli_type": cli_type, "cli_default": cli_default, "parse": parse, "flags": flags, "cli": cli}
-    return dataclasses.field(default=default, metadata=metadata)
+                "cli_type": cli_type, "cli_default": cli_default, "parse": parse, "flags": flags, "cli": cli,
+                "recorded": recorded}
+    return dataclasses.field(default=default, metadata=metadata, compare=recorded)
 
 
 def flags_of(config_class: type) -> list[FieldFlags]:
@@ -71,12 +75,16 @@ def flags_of(config_class: type) -> list[FieldFlags]:
     return result
 
 
+CONFIG_FILE_FIELD = "config_file"  # a config with this field (cli=False) records the --config file it was read from
+
+
 def build(config_class: type, values: dict[str, Any], from_file: dict[str, Any] | None = None,
-          given: frozenset[str] = frozenset()) -> Any:
+          given: frozenset[str] = frozenset(), config_file: Path | None = None) -> Any:
     """The config from what the command line read: `values` holds each parameter's value by name. A field set in
     `from_file` (a --config file, by field name) takes that value unless one of its parameters is in `given` (typed
     on the command line). A required parameter (default MISSING) reads None when not typed: it must come from
-    one or the other."""
+    one or the other. `config_file` (the --config file) goes into the CONFIG_FILE_FIELD of a config that has one:
+    an input of that command, which no output of it may replace."""
     from_file = from_file or {}
     fields = {}
     for f in flags_of(config_class):
@@ -88,6 +96,8 @@ def build(config_class: type, values: dict[str, Any], from_file: dict[str, Any] 
             if flag.default is MISSING and value in (None, [], ()):
                 raise UserError(f"missing {flag_label(flag)}; give it on the command line or in --config FILE")
         fields[f.field] = f.parse(*read)
+    if config_file is not None and any(f.name == CONFIG_FILE_FIELD for f in dataclasses.fields(config_class)):
+        fields[CONFIG_FILE_FIELD] = config_file
     return config_class(**fields)
 
 

@@ -4,6 +4,7 @@ written as text (--negative-range 10-100, --query-strategy heading,crop) parsed.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -36,6 +37,16 @@ def parse_range(value: str) -> tuple[int, int]:
     except ValueError:
         raise UserError(f"--negative-range must look like 10-100 (first and last rank), got {value!r}") from None
     return start, end
+
+
+def _is_http_url(url: str) -> bool:
+    """Whether `url` names a scheme urllib speaks (http, https), a host, and no malformed port."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # read for its ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def parse_strategies(value: str) -> tuple[str, ...]:
@@ -159,6 +170,8 @@ class PrepareConfig:
                "--query-strategy llm needs a generator: pass --generator PATH_OR_NAME or --generator-url URL (one)")
         require(self.generator_url is None or bool(self.generator_model),
                "--generator-url needs --generator-model NAME (the model the server serves)")
+        require(self.generator_url is None or _is_http_url(self.generator_url), "--generator-url must be an http:// "
+               f"or https:// URL with a host, such as http://127.0.0.1:8000/v1; got {self.generator_url!r}")
         require(self.queries_per_passage >= 1, f"--queries-per-passage must be at least 1, got {self.queries_per_passage}")
         require(self.queries_per_passage == 1 or self.generator_temperature > 0,
                "--queries-per-passage above 1 needs sampling; set --generator-temperature above 0 (e.g. 0.7)")

@@ -27,6 +27,8 @@ class ReportConfig:
     output: Path = option(Path("report.html"), "The HTML page (self-contained: its plots are embedded); the plots "
         "are also written as PNG files to <name>_plots/ beside it.", decls=("--output", "-o"))
     title: str = option("ragtrain report", "The page's title.")
+    # the --config file read: an input no output may replace (options.build sets it)
+    config_file: Path | None = option(None, cli=False, recorded=False)
 
     @property
     def plots_dir(self) -> Path:

@@ -15,6 +15,7 @@ from ragtrain.config.common import (
     DOCUMENT_PROMPT_HELP,
     DTYPE_HELP,
     QUERY_PROMPT_HELP,
+    changed_flags,
     check_seed,
     check_text_options,
     require,
@@ -44,9 +45,12 @@ def parse_report_to(value: str) -> tuple[str, ...]:
 
 
 def parse_dims(value: str) -> tuple[int, ...]:
-    """'384,256,128,64' -> (384, 256, 128, 64): largest first, each once; '' -> () (off)."""
+    """'384,256,128,64' -> (384, 256, 128, 64), in the order given (validate() wants largest first, each once);
+    '' -> () (off). An empty item ('16,') is refused, not dropped."""
+    if not value.strip():
+        return ()
     try:
-        return tuple(sorted({int(d) for d in value.split(",") if d.strip()}, reverse=True))
+        return tuple(int(d) for d in value.split(","))
     except ValueError:
         raise UserError(f"--matryoshka-dims must be comma-separated integers such as 384,256,128,64, got {value!r}") from None
 
@@ -219,7 +223,10 @@ class TrainConfig:
         require(self.output_dim is None or self.output_dim >= 1, f"--output-dim must be at least 1, got {self.output_dim}")
         require(not self.freeze_base or self.output_dim is not None, "--freeze-base trains only the projection head, "
                 "but there is none; add --output-dim N or drop --freeze-base")
-        require(all(d >= 1 for d in self.matryoshka_dims), f"--matryoshka-dims must be positive, got {self.matryoshka_dims}")
+        dims = self.matryoshka_dims
+        require(all(d >= 1 for d in dims), f"--matryoshka-dims must be positive, got {','.join(map(str, dims))}")
+        require(list(dims) == sorted(set(dims), reverse=True), "--matryoshka-dims must be given largest first, each "
+                f"once, such as {','.join(map(str, sorted(set(dims), reverse=True)))}; got {','.join(map(str, dims))}")
 
     def _check_lora(self) -> None:
         require(self.lora_rank >= 0, f"--lora-rank must be 0 (off) or more, got {self.lora_rank}")
@@ -227,6 +234,10 @@ class TrainConfig:
         require(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         require(self.lora_save in ("merged", "adapter"), f"--lora-save must be merged or adapter, got {self.lora_save!r}")
         require(not (self.lora_rank and self.freeze_base), "--lora-rank and --freeze-base both choose what trains; pass one")
+        unused = changed_flags(self, ("lora_target_modules", "lora_alpha", "lora_dropout", "lora_save"))
+        require(self.lora_rank or not unused, f"{', '.join(unused)} shape{'s' if len(unused) == 1 else ''} LoRA "
+                "adapters, which only --lora-rank N turns on; add --lora-rank or drop "
+                f"{'it' if len(unused) == 1 else 'them'}")
 
     def _check_loss(self) -> None:
         for flag, value in (("--temperature", self.temperature), ("--isotropy-weight", self.isotropy_weight)):
@@ -275,6 +286,8 @@ class TrainConfig:
     def _check_runtime(self) -> None:
         require(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
         require(self.precision in TRAIN_PRECISIONS, f"--precision must be fp16 or bf16, got {self.precision!r}")
+        require(self.mixed_precision or self.precision == "bf16", f"--precision {self.precision} is the autocast "
+                "precision of --mixed-precision, which is off; add --mixed-precision or drop --precision")
         require(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
 
     def _check_validation_and_checkpoints(self) -> None:

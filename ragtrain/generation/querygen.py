@@ -81,7 +81,15 @@ def read_prompt(path: Path) -> list[dict]:
                 for m in messages)):
             raise UserError(f"--generator-prompt {path}: expected a JSON list of {{\"role\", \"content\"}} messages")
     else:
-        messages = [{"role": "user", "content": path.read_text(encoding="utf-8")}]
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\0" in text:
+            raise UserError(f"--generator-prompt {path} is not a UTF-8 text file; give a text file (the user message) "
+                            "or a .json list of chat messages")
+        messages = [{"role": "user", "content": text}]
     if not any(PLACEHOLDER in m["content"] for m in messages):
         raise UserError(f"--generator-prompt {path} has no {PLACEHOLDER} placeholder; put {PLACEHOLDER} where the "
                         "passage goes")
@@ -147,19 +155,31 @@ def generate_outputs(passages: list[tuple[str, str]], generator, template: list[
     missing = list(dict.fromkeys(k for k in keys if k not in cache.entries))
     counts["llm_prompts_cached"] += len(keys) - len(missing)
     counts["llm_prompts_generated"] += len(missing)
-    by_key = dict(zip(keys, conversations))
+    by_key, usable = dict(zip(keys, conversations)), {}
     started = time.perf_counter()
     with tqdm(total=len(missing), desc="writing queries", unit="query", disable=None, smoothing=0.1) as bar:
         for start in range(0, len(missing), generator.batch_size):
             batch = missing[start : start + generator.batch_size]
             outputs = generator.generate([by_key[k] for k in batch])
-            cache.add(list(zip(batch, outputs)))
+            cache.add([(k, texts) for k, texts in zip(batch, outputs) if all(isinstance(t, str) for t in texts)])
+            usable |= {k: [t for t in texts if isinstance(t, str)] for k, texts in zip(batch, outputs)}
+            _count_unusable(outputs, counts, nothing_usable_yet=not any(usable.values()))
             bar.update(len(batch))
     if missing:  # the bar is hidden in a log file: the speed stays in the output and the manifest
         seconds = time.perf_counter() - started
         counts["llm_generation_ms"] += round(seconds * 1000)
         tell(f"wrote queries for {len(missing)} passages in {seconds:.0f} s ({len(missing) / seconds:.2f} passages/s)")
-    return [cache.entries[k] for k in keys]
+    return [cache.entries.get(k, usable.get(k, [])) for k in keys]
+
+
+def _count_unusable(outputs: list[list], counts: Counter, nothing_usable_yet: bool) -> None:
+    """Replies without text are counted (llm_unusable_replies) and left out of the cache, so a rerun asks again;
+    a first batch of nothing but such replies is a server that does not speak chat completions: one line."""
+    unusable = [t for texts in outputs for t in texts if not isinstance(t, str)]
+    counts["llm_unusable_replies"] += len(unusable)
+    if unusable and nothing_usable_yet:
+        raise UserError(f"the generator gave no usable reply to any of the first {len(unusable)} prompts (e.g. "
+                        f"{unusable[0].reason}); is --generator-url an OpenAI-compatible chat-completions server?")
 
 
 def sample_passages(count: int, limit: int, seed: int) -> list[int]:

@@ -156,23 +156,33 @@ def usage_section(card: CardData) -> str:
            f"{', L2 normalisation' if card.normalize else ''}):\n\n```python\n{transformers_snippet(card)}```"
 
 
+# Each pooling mode (encoder.pool, as sentence-transformers' Pooling computes it) as the card's recipe writes it.
+_MASK = "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+POOLING_CODE = {
+    "mean": _MASK + "emb = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean over real tokens",
+    "cls": "emb = states[:, 0]  # the first ([CLS]) token",
+    "last": "mask = batch[\"attention_mask\"]\n"
+            "last = mask.size(1) - 1 - mask.flip(1).argmax(1)  # the last real token, left or right padding\n"
+            "emb = states[torch.arange(states.size(0)), last]",
+    "max": _MASK + "emb = states.masked_fill(mask == 0, float(\"-inf\")).max(1).values  # each dimension's largest "
+                   "value over real tokens",
+    "mean_sqrt_len": _MASK + "emb = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9).sqrt()  # the sum over real "
+                             "tokens / sqrt(their count)",
+    "weightedmean": _MASK + "weights = mask * torch.arange(1, mask.size(1) + 1).view(1, -1, 1)  # token i weighs i "
+                            "(right padding)\nemb = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)",
+}
+
+
 def transformers_snippet(card: CardData) -> str:
     """Python that embeds texts the way this model was trained to, with transformers and torch only."""
-    pool = {
-        "mean": "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
-                "emb = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean over real tokens",
-        "cls": "emb = states[:, 0]  # the first ([CLS]) token",
-        "last": "mask = batch[\"attention_mask\"]\n"
-                "last = mask.size(1) - 1 - mask.flip(1).argmax(1)  # the last real token, left or right padding\n"
-                "emb = states[torch.arange(states.size(0)), last]",
-    }[card.pooling]
+    pool = POOLING_CODE[card.pooling]
     lines = ["import torch", "from transformers import AutoModel, AutoTokenizer"]
     if card.output_dim:
         lines.append("from safetensors.torch import load_file")
     lines += ["", f"path = \"{card.name}\"", "tokenizer = AutoTokenizer.from_pretrained(path)",
               "model = AutoModel.from_pretrained(path).eval()",
               *(["tokenizer.padding_side = \"right\"  # positions count from each text's first token"]
-                if card.pooling == "last" else [])]
+                if card.pooling in ("last", "weightedmean") else [])]
     if card.output_dim:
         lines += ["head = load_file(f\"{path}/2_Dense/model.safetensors\")  # linear.weight, linear.bias"]
     prompt = f"{card.query_prompt!r} + " if card.query_prompt else ""

@@ -5,9 +5,7 @@ loaded anyway, transformers would give it a fresh random head and every score wo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,13 +13,12 @@ from tqdm import tqdm
 
 from ragtrain.errors import UserError
 from ragtrain.model.loading import length_limit, model_files_dir, resolve_model_path
-from ragtrain.model.modelfiles import first_line
+from ragtrain.model.modelfiles import first_line, require_classification_head
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.settings import DEFAULT_MAX_LENGTH
 from ragtrain.model.textspec import read_spec
 
 PAIR_BATCH_SIZE = 32  # query-passage pairs per forward pass
-HEAD_SUFFIXES = ("ForSequenceClassification", "ForTextClassification")  # architectures that end in a scoring head
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ def load_cross_encoder(name: str, runtime: Runtime) -> CrossEncoder:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_path(name)
-    require_classification_head(name, path)
+    require_classification_head(name, model_files_dir(path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path).to(runtime.device).eval()
@@ -45,22 +42,6 @@ def load_cross_encoder(name: str, runtime: Runtime) -> CrossEncoder:
                         "or a sequence-classification model directory or name") from None
     own = read_spec(model_files_dir(path)).max_seq_length
     return CrossEncoder(model, tokenizer, min(own or DEFAULT_MAX_LENGTH, length_limit(model, tokenizer)))
-
-
-def require_classification_head(name: str, path: str) -> None:
-    """A local model whose config.json names no sequence-classification architecture is no cross-encoder."""
-    files = model_files_dir(path)
-    if files is None or not (files / "config.json").is_file():
-        return  # a hub name not in the cache: transformers says what it finds
-    try:
-        architectures = json.loads(Path(files / "config.json").read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError, AttributeError):
-        architectures = []
-    if not any(str(a).endswith(HEAD_SUFFIXES) for a in architectures):
-        kind = ", ".join(map(str, architectures)) or "no architecture"
-        raise UserError(f"--teacher {name} is not a cross-encoder: its config.json names {kind}, not a "
-                        "sequence-classification model (an embedding model would get a random scoring head); pass "
-                        "'hybrid', or a cross-encoder such as cross-encoder/ms-marco-MiniLM-L6-v2")
 
 
 @torch.inference_mode()

@@ -31,6 +31,11 @@ def _peft():
 def add_lora(transformer: nn.Module, rank: int, alpha: float, dropout: float, targets: str | None) -> nn.Module:
     """The transformer wrapped with fresh LoRA adapters (peft's default targets for its architecture, or
     `targets`, comma-separated module names); only the adapters take gradients."""
+    hidden = getattr(getattr(transformer, "config", None), "hidden_size", None)
+    if isinstance(hidden, int) and rank > hidden:  # the update would be of full rank, and larger than the weights
+        raise UserError(f"--lora-rank {rank} is above the model's hidden size {hidden}: an adapter of that rank is no "
+                        f"low-rank update and holds more than the weights it adapts; pass at most {hidden} (8 to 64 is "
+                        "usual)")
     peft = _peft()
     modules = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=modules, bias="none")

@@ -3,9 +3,12 @@ model silently evaluated without its vocabulary."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ragtrain.errors import UserError
+
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForTextClassification")  # architectures that end in a scoring head
 
 
 def looks_like_path(name: str) -> bool:
@@ -57,3 +60,27 @@ def hub_snapshot(name: str) -> Path | None:
     except (ImportError, ValueError):  # no huggingface_hub, or not a valid repository id
         return None
     return Path(found).parent if isinstance(found, str) else None
+
+
+def model_files(name_or_path: str) -> Path | None:
+    """Where a model's own files are without loading anything: its directory, or for a hub name its hub-cache
+    snapshot (None: neither)."""
+    path = Path(name_or_path).expanduser()
+    return path if path.is_dir() else hub_snapshot(name_or_path)
+
+
+def require_classification_head(name: str, files: Path | None) -> None:
+    """A model whose config.json names no sequence-classification architecture is no cross-encoder: loaded as one,
+    transformers would give it a fresh random scoring head and every teacher score would be noise. `files`: its
+    directory (None: a hub name not in the cache, where transformers says what it finds)."""
+    if files is None or not (files / "config.json").is_file():
+        return
+    try:
+        architectures = json.loads((files / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        architectures = []
+    if not any(str(a).endswith(HEAD_SUFFIXES) for a in architectures):
+        kind = ", ".join(map(str, architectures)) or "no architecture"
+        raise UserError(f"--teacher {name} is not a cross-encoder: its config.json names {kind}, not a "
+                        "sequence-classification model (an embedding model would get a random scoring head); pass "
+                        "'hybrid', or a cross-encoder such as cross-encoder/ms-marco-MiniLM-L6-v2")

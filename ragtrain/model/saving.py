@@ -4,10 +4,13 @@ SentenceTransformer (modules.json, 1_Pooling/, N_Dense/ for the head, Normalize,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json
-from ragtrain.files.names import CARD
+from ragtrain.files.names import CARD, EVALUATIONS
+from ragtrain.files.outputdir import files_under, is_run_directory, visible_entries
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.lora import is_lora, merged_copy, save_adapter
 from ragtrain.model.projection import write_dense_modules
@@ -34,6 +37,39 @@ def save_encoder(encoder: Encoder, directory: Path, lora_save: str = "merged", c
                                                   "document_prompt": settings.document_prompt,
                                                   "matryoshka_dims": list(settings.matryoshka_dims)})
         _write_sentence_transformers_files(encoder, tmp)
+
+
+# What a saved model directory may hold (save_encoder's files, the tokenizer's, evaluate --update-card's record):
+# --overwrite replaces such a directory whole, so anything else in it is a file ragtrain did not write.
+SAVED_MODEL_FILE = re.compile(
+    r"(README\.md|config\.json|generation_config\.json|adapter_config\.json|special_tokens_map\.json|"
+    r"added_tokens\.json|chat_template\.jinja|vocab\.(txt|json)|merges\.txt|tokenizer(_config)?\.json|"
+    r"[^/]+\.safetensors(\.index\.json)?|[^/]+\.model|\d+_(Pooling|Dense|Normalize)/.+|"
+    + "|".join(re.escape(name) for name in (RAGTRAIN_CONFIG, ST_CONFIG, ST_TRANSFORMER_CONFIG, "modules.json", EVALUATIONS))
+    + ")")
+
+
+def check_model_output(output: Path, overwrite: bool, option: str = "--output-dir") -> None:
+    """A model is saved into a missing or empty directory, or with --overwrite over a model ragtrain saved
+    (its ragtrain.json) holding only a saved model's files; never over a training run or a folder of other files."""
+    if output.is_file():
+        raise UserError(f"{option} {output} is a file; choose a directory")
+    if not visible_entries(output):
+        return
+    if not overwrite:
+        raise UserError(f"{option} {output} is not empty; pass --overwrite to replace an earlier model there, or "
+                        "choose another folder")
+    if is_run_directory(output):
+        raise UserError(f"--overwrite refused: {output} is a training run (its config.json, metrics.jsonl or "
+                        f"checkpoints/), which the model would replace whole; choose another {option}")
+    if not (output / RAGTRAIN_CONFIG).is_file():
+        raise UserError(f"--overwrite refused: {output} is not a model ragtrain saved (no {RAGTRAIN_CONFIG}), so "
+                        f"ragtrain will not delete it; choose another {option}")
+    foreign = [name for name in files_under(output) if not SAVED_MODEL_FILE.fullmatch(name)]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UserError(f"--overwrite refused: {output} holds {foreign[0]}{more}, which is no file of a saved model "
+                        f"(the whole folder is replaced); move it out or choose another {option}")
 
 
 def _write_sentence_transformers_files(encoder: Encoder, directory: Path) -> None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtrain.errors import UserError
+from ragtrain.errors import UserError, quoted
 from ragtrain.files.jsonfiles import read_json
 from ragtrain.files.names import METRICS_LOG, RUN_CONFIG, TRIALS
+from ragtrain.messages import warn
 from ragtrain.reporting.pagedata import (
     DIAGNOSTIC_PANELS,
     TRAINING_PANELS,
@@ -34,6 +37,8 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}img{max-widt
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}tr.differs{background:#fff3c4}.up{color:#17801f}.down{color:#c0262d}
 p.caption{color:#555;font-size:.9em}"""
+GENERATOR = "<meta name='generator' content='ragtrain report'>"  # how a later report knows the page is one of its own
+OLD_PAGE_START = "<style>body{font-family:system-ui,sans-serif;"  # pages written before GENERATOR was added
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,32 @@ def study_sections(studies: tuple[Path, ...]) -> list[tuple[str, Path]]:
 
 
 def read_metrics(run: Path) -> list[dict]:
-    """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line is the user's to fix."""
-    lines = (run / METRICS_LOG).read_text(encoding="utf-8").splitlines()
-    rows = []
+    """metrics.jsonl's rows; a last line a kill cut short is skipped, any other bad line (or value that is not a
+    number) is the user's to fix, and a log without a row is one line too. NaN and infinite values (a skipped
+    step's loss) are kept, drawn as gaps, and counted in a warning."""
+    path = run / METRICS_LOG
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows, not_finite = [], Counter()
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
         except ValueError:
             if number == len(lines):
                 continue
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: not valid JSON; is this a ragtrain run?") from None
+            raise UserError(f"{path}:{number}: not valid JSON; is this a ragtrain run?") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise UserError(f"{run / 'metrics.jsonl'}:{number}: a row without a step; is this a ragtrain run?")
+            raise UserError(f"{path}:{number}: a row without a step; is this a ragtrain run?")
+        for key, value in row.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UserError(f"{path}:{number}: {key} is {quoted(value)}, not a number; is this a ragtrain run?")
+            if isinstance(value, float) and not math.isfinite(value):
+                not_finite[key] += 1
         rows.append(row)
+    if not rows:
+        raise UserError(f"{path} holds no row; pass a run that has logged at least its first validation or step")
+    if not_finite:
+        warn(f"{path}: {sum(not_finite.values())} values are not finite ("
+             + ", ".join(f"{key} {n}" for key, n in sorted(not_finite.items())) + "); they are gaps in the plots")
     return rows
 
 
@@ -83,11 +101,18 @@ def read_run_config(run: Path) -> dict:
 
 
 def read_results(path: Path) -> dict:
+    """An evaluate --output file: its models, each with a map of metric -> number (checked, so that a value that is
+    not one is one line instead of a traceback while drawing)."""
     results = read_json(path)
     models = results.get("models") if isinstance(results, dict) else None
     if not isinstance(models, dict) or not all(isinstance(m, dict) and isinstance(m.get("metrics"), dict)
                                                for m in models.values()):
         raise UserError(f"--eval {path}: no models with metrics in it; pass a file 'ragtrain evaluate --output' wrote")
+    for model, measured in models.items():
+        for metric, value in measured["metrics"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"--eval {path}: model {quoted(model)} has {metric} {quoted(value)}, not a finite "
+                                "number; pass a file 'ragtrain evaluate --output' wrote")
     return results
 
 
@@ -95,6 +120,16 @@ def check_plots_dir(plots_dir: Path) -> None:
     """The plots folder is replaced whole, so it may hold only what a report put there."""
     if plots_dir.is_dir() and any(p.suffix != ".png" or p.is_dir() for p in plots_dir.iterdir()):
         raise UserError(f"{plots_dir} holds files that are not a report's plots; move them or choose another --output")
+
+
+def is_report_page(path: Path) -> bool:
+    """Whether `path` is a page `ragtrain report` wrote (which a new report may replace)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and (GENERATOR in head or OLD_PAGE_START in head)
 
 
 # ----------------------------------------------------------------------------------------------------- figures
@@ -126,7 +161,7 @@ def eval_figures(results: list[dict], labels: list[str]) -> list[Figure]:
 
 
 def page(title: str, figures: list[Figure], results: list[dict], labels: list[str], configs: dict[str, dict]) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     if configs:
         parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(name)}</code>" for name in configs) + "</p>")

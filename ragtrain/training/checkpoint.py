@@ -17,6 +17,7 @@ import dataclasses
 import io
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -60,6 +61,9 @@ class TrainState:
     evals_without_improvement: int = 0
     skipped_steps: int = 0  # steps without an update: the loss or gradient was not finite (fp16 overflow too)
     skipped_in_a_row: int = 0  # the latest run of such steps; training stops at train.MAX_SKIPPED_IN_A_ROW
+    diverged_steps: int = 0  # skipped steps that count against the run: all but an fp16 scaler's overflow of a finite loss
+    first_metric: float | None = None  # the watched metric at the first validation (step 0: the base model)
+    last_metric: float | None = None  # ... and at the latest one
     stopped_early: bool = False
     train_data_sha256: str | None = None  # what the run trained on, so resume can warn when it changed
 
@@ -177,18 +181,29 @@ def restore_training(checkpoint: Checkpoint, optimizer, scaler, device: torch.de
     Returns the number of ranks that wrote the checkpoint. A rank it has no state for keeps its freshly
     seeded generators: the run goes on, but its dropout draws differ from an uninterrupted run's.
     """
-    saved = torch.load(checkpoint.path / "optimizer.pt", map_location=device, weights_only=True)
+    saved = _load_tensors(checkpoint.path / "optimizer.pt", device)
     try:
         optimizer.load_state_dict(saved)
     except ValueError as exc:  # parameter groups that differ: another model, head or ragtrain version
         raise UserError(f"checkpoint {checkpoint.path} does not fit this model's optimizer ({exc}); resume with "
                         "the options and ragtrain version that wrote it, or start a new run") from None
-    scaler.load_state_dict(torch.load(checkpoint.path / "scaler.pt", weights_only=True))
-    rng = torch.load(checkpoint.path / "rng.pt", weights_only=True)
+    scaler.load_state_dict(_load_tensors(checkpoint.path / "scaler.pt"))
+    rng = _load_tensors(checkpoint.path / "rng.pt")
     ranks = rng["ranks"] if "ranks" in rng else [rng]  # before every rank's state was kept: rank 0's alone
     if rank < len(ranks):
         set_rng_states(ranks[rank], device)
     return len(ranks)
+
+
+def _load_tensors(path: Path, device: torch.device | None = None):
+    """A checkpoint's .pt file, loaded with torch's weights_only guard: one that holds other objects (a pickle that
+    could run code) or is damaged is one line, not torch's page of advice to turn the guard off."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise UserError(f"checkpoint file {path} cannot be loaded safely ({type(exc).__name__}: it is damaged or holds "
+                        "objects other than tensors, which ragtrain never writes); resume from a checkpoint ragtrain "
+                        "wrote, or start a new run") from None
 
 
 def rng_states(device: torch.device = torch.device("cpu")) -> dict:

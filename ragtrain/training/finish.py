@@ -1,8 +1,15 @@
 """The end of a training run: final/ saved (never from weights that are not finite), best/'s card redrawn with the
-whole curve, averaged/ when asked, and the run's table; and the model card of a run's saved model."""
+whole curve, averaged/ when asked, and the run's table; and the model card of a run's saved model.
+
+A run that reached its last step may still have failed, and then says so instead of saving final/ (run_failure):
+when more than MAX_DIVERGED_SHARE of its steps were skipped as non-finite (in a run of fewer than 10 steps, any
+one: the update that did happen came from a model that had just diverged), or when its watched retrieval metric
+ended below COLLAPSED_SHARE of where it started at step 0 (or the validation loss ended non-finite). Its weights may
+be finite and still useless: a learning rate of 1e30 leaves finite weights 1e30 off, and nDCG@10 at 0.0."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -24,22 +31,56 @@ from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.setup import Run, run_record
 from ragtrain.training.summary import base_model_note, training_table
 
+MAX_DIVERGED_SHARE = 0.1  # of a run's steps that may be skipped as non-finite before the run counts as failed
+COLLAPSED_SHARE = 0.1  # a retrieval metric that ends below this share of its step-0 value has collapsed
+
 
 def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> Path:
-    """final/ (rank 0, never from weights that are not finite) and the run's table; every rank waits for final/."""
+    """final/ (rank 0, never from weights that are not finite) and the run's table; every rank waits for final/.
+    A failed run (run_failure) writes no final/ and ends in one line saying why and what it kept."""
     require_finite_weights(run.encoder, state, run.config)
-    final = run.config.output_dir / FINAL
+    final, failure = run.config.output_dir / FINAL, run_failure(run.config, state)
     if run.world.is_main:
-        save_encoder(run.encoder, final, run.config.lora_save, card=model_card_of(run, state, FINAL))
+        if failure is None:
+            save_encoder(run.encoder, final, run.config.lora_save, card=model_card_of(run, state, FINAL))
         if state.best_step is not None and (run.config.output_dir / BEST).is_dir():  # its card: the whole curve now
             atomic_write_text(run.config.output_dir / BEST / CARD, model_card_of(run, state, BEST))
-        if run.config.average_last:
+        if run.config.average_last and failure is None:
             averaged = write_averaged(run.config.output_dir, state.step, run.encoder, run.config.average_last)
             tell(f"averaged the last {run.config.average_last} checkpoints into {averaged}")
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
-                                       peak_memory_mb(run.runtime.device)))
+                                       peak_memory_mb(run.runtime.device), failed=failure is not None))
     distributed.barrier(run.world)  # no rank returns before final/ is written
+    if failure is not None:
+        raise UserError(f"training failed: {failure}; final/ was not written; kept: {_kept(run.config, state)}; "
+                        "lower --learning-rate (or check the training data) and start again")
     return final
+
+
+def run_failure(config: TrainConfig, state: TrainState) -> str | None:
+    """Why a run that reached its end did not train a usable model, or None: too many diverged steps, or a
+    watched metric that collapsed (module docstring)."""
+    if state.step and state.diverged_steps > MAX_DIVERGED_SHARE * state.step:
+        return (f"{state.diverged_steps} of {state.step} steps were skipped because the loss or the gradient was not "
+                f"finite (more than {MAX_DIVERGED_SHARE:.0%} of a run's steps), so the weights left are not trained")
+    metric, first, last = config.selection_metric, state.first_metric, state.last_metric
+    if metric == "val_loss" and last is not None and not math.isfinite(last):
+        return f"the validation loss ended at {last} (not finite)"
+    if metric != "val_loss" and first and last is not None and not last >= COLLAPSED_SHARE * first:
+        return (f"the validation {metric} fell from {first:.4f} at the first validation to {last:.4f} at the last "
+                f"(below {COLLAPSED_SHARE:.0%} of where it started): the model collapsed")
+    return None
+
+
+def _kept(config: TrainConfig, state: TrainState) -> str:
+    """What a failed run leaves behind: best/ (which step, how good) and its checkpoints."""
+    best = config.output_dir / BEST
+    if state.best_step is not None and best.is_dir():
+        base = " (the base model)" if state.best_step == 0 else ""
+        kept = f"{best} from step {state.best_step}{base}, {config.selection_metric} {state.best_metric:.4f}"
+    else:
+        kept = "no best/"
+    return f"{kept}; {ckpt.last_checkpoint_note(config.output_dir).replace('the last good checkpoint is kept: ', 'the last checkpoint ')}"
 
 
 def model_card_of(run: Run, state: TrainState, which: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Iterator
 
@@ -100,9 +101,12 @@ def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, fl
 def _after_step(run: Run, state: TrainState, result: StepResult, log: RunLog | None, epoch: int,
                 seconds: float) -> TrainState:
     """The state one step on (a skipped step counted), logged; the run stops after MAX_SKIPPED_IN_A_ROW skipped
-    steps in a row."""
+    steps in a row. An fp16 scaler's overflow of a finite loss is its calibration: skipped, not counted as
+    diverged (finish.run_failure judges the share of diverged steps)."""
+    calibrating = run.scaler.is_enabled() and math.isfinite(result.parts["loss"])
     state = dataclasses.replace(state, step=state.step + 1, batch_in_epoch=state.batch_in_epoch + 1,
                                 skipped_steps=state.skipped_steps + result.skipped,
+                                diverged_steps=state.diverged_steps + (result.skipped and not calibrating),
                                 skipped_in_a_row=state.skipped_in_a_row + 1 if result.skipped else 0)
     stop = state.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
     if state.step % run.config.log_steps == 0 or state.step == run.total_steps or stop:
@@ -131,6 +135,8 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
     log_row(log, {"step": state.step, "epoch": epoch, **results})
     if main:
         tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    state = dataclasses.replace(state, last_metric=results[metric],
+                                first_metric=results[metric] if state.first_metric is None else state.first_metric)
     if run.on_validation is not None and run.on_validation(state.step, results):
         state = dataclasses.replace(state, stopped_early=True)
     if is_better(metric, results[metric], state.best_metric):

@@ -14,8 +14,9 @@ WARM_UP_STEPS = 3  # left out of the median rate: the first steps pay for one-of
 
 
 def training_table(config: TrainConfig, state: TrainState, rates: list[float], seconds: float, total_steps: int,
-                   memory_mb: float) -> Table:
-    """What the run did: steps and epochs, time, median triples/s, peak memory, skipped steps, best and final model."""
+                   memory_mb: float, failed: bool = False) -> Table:
+    """What the run did: steps and epochs, time, median triples/s, peak memory, skipped steps, best and final model
+    (none for a `failed` run)."""
     table = Table(title=f"Training run {config.output_dir}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -33,7 +34,7 @@ def training_table(config: TrainConfig, state: TrainState, rates: list[float], s
         rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
                      + (base_model_note(config) if state.best_step == 0 else "")))
         rows.append(("best model", str(config.output_dir / BEST)))
-    rows.append(("final model", str(config.output_dir / FINAL)))
+    rows.append(("final model", "not written: the run failed" if failed else str(config.output_dir / FINAL)))
     for name, value in rows:
         table.add_row(name, value)
     return table

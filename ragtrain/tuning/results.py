@@ -12,17 +12,21 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtrain.config.tune import TuneConfig
+from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from ragtrain.files.names import AVERAGED, BEST, CHECKPOINTS, FINAL, STUDY_RESULTS, STUDY_TABLE, TRIALS
 from ragtrain.messages import tell, warn
 from ragtrain.tuning.space import Param
+from ragtrain.tuning.study import KILLED, fail_killed
 
 MODEL_FOLDERS = (BEST, FINAL, CHECKPOINTS, AVERAGED)  # a trial's weights; its logs and config stay
 SHORT = {"learning_rate": "lr", "temperature": "temp", "warmup_ratio": "warmup", "seconds": "s"}  # table headers
 
 
 def finish_study(optuna, study, config: TuneConfig, space: tuple[Param, ...]) -> Path:
-    """The table printed and written, best/ copied from the best finished trial, the plots drawn."""
+    """The table printed and written, best/ copied from the best finished trial, the plots drawn. A study in which
+    no trial completed is a UserError (after its table is written) that says why the trials failed."""
+    fail_killed(optuna, study)  # a trial another process of this host left running when it was killed
     rows = result_rows(optuna, study, space)
     metric = study.user_attrs.get("metric") or "value"
     Console().print(results_table(rows, space, config.study))
@@ -40,8 +44,18 @@ def finish_study(optuna, study, config: TuneConfig, space: tuple[Param, ...]) ->
         write_plots(rows, [p.name for p in space], config.output_dir, study.direction.name == "MAXIMIZE")
     except ImportError:
         warn("no plots: matplotlib is not installed (pip install 'ragtrain[tune]')")
+    if best is None:
+        raise UserError(no_trial_completed(rows, config.output_dir))
     return config.output_dir
 
+
+def no_trial_completed(rows: list[dict], directory: Path) -> str:
+    """The line of a study without a complete trial: how many failed and the first error, where the table is."""
+    failed = [r for r in rows if r["state"] in ("FAIL", KILLED.upper())]
+    errors = [r["error"] for r in failed if r["error"]]
+    why = f"; the first error: {errors[0]}" if errors else ""
+    return (f"no trial of the study completed ({len(failed)} failed, {len(rows) - len(failed)} other){why}; every "
+            f"trial is in {directory / STUDY_TABLE}: fix what failed and run tune again")
 
 def best_trial(optuna, study):
     """The best COMPLETE trial, or None before any has completed."""
@@ -61,10 +75,11 @@ def result_rows(optuna, study, space: tuple[Param, ...]) -> list[dict]:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
             else None
         value = t.value if t.state == optuna.trial.TrialState.COMPLETE else t.user_attrs.get("best")
-        rows.append({"trial": t.number, "state": t.state.name, "value": value,
+        state = KILLED.upper() if t.user_attrs.get(KILLED) else t.state.name  # a FAIL whose process was killed
+        rows.append({"trial": t.number, "state": state, "value": value,
                      **{p.name: t.params.get(p.name) for p in space},
                      "steps": t.user_attrs.get("steps"), "seconds": seconds, "dir": t.user_attrs.get("dir"),
-                     "error": t.user_attrs.get("error")})
+                     "error": t.user_attrs.get("error") or ("its process was killed" if state == KILLED.upper() else None)})
     return rows
 
 
@@ -80,10 +95,13 @@ def results_table(rows: list[dict], space: tuple[Param, ...], study: str) -> Tab
 
 
 def _cell(value) -> str:
+    """A table cell: small and huge numbers in 4 significant digits (a learning rate of 1e30 is '1e+30', not 31
+    digits), others with 4 decimals, or whole above 100."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 else f"{value:.4f}" if value < 100 else f"{value:.0f}"
+        size = abs(value)
+        return f"{value:.4g}" if size < 1e-3 or size >= 1e6 else f"{value:.4f}" if size < 100 else f"{value:.0f}"
     return str(value)
 
 

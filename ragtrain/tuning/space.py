@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import tomllib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,16 +46,68 @@ DEFAULT_SPACE = (
 
 def search_space(config) -> tuple[Param, ...]:
     """The space a TuneConfig asks for: its --space file, or the default space with its --*-range bounds; minus
-    the options given to tune explicitly (each fixed at its value)."""
+    the options given to tune explicitly (each fixed at its value). Every value a trial may draw is one train
+    takes with the study's other options (check_values), so no trial fails on its options."""
     if config.space is not None:
         space = read_space_file(config.space)
+        where = {p.name: f"search space file {config.space}, option {p.name!r}" for p in space}
     else:
         bounds = {RANGE_FLAGS[flag]: getattr(config, flag) for flag in RANGE_FLAGS if getattr(config, flag)}
         space = tuple(dataclasses.replace(p, low=bounds[p.name][0], high=bounds[p.name][1]) if p.name in bounds else p
                       for p in DEFAULT_SPACE)
+        where = {p.name: f"--{_flag_of(p.name)}" for p in space}
         for p in space:
-            check_param(p, f"--{_flag_of(p.name)}")
-    return tuple(p for p in space if getattr(config, p.name, None) is None)
+            check_param(p, where[p.name])
+    searched = tuple(p for p in space if not _fixed(config, p.name, where[p.name]))
+    for p in searched:
+        check_values(p, config.trial_config(), where[p.name])
+    return searched
+
+
+def _fixed(config, name: str, where: str) -> bool:
+    """Whether train option `name` was given to tune (it then differs from train's default), fixing it. A range
+    flag or a space file that searches the same option contradicts that, and is refused rather than ignored."""
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    value = getattr(config, name)
+    if value == default:
+        return False
+    if config.space is not None or getattr(config, _flag_of(name).replace("-", "_")) is not None:
+        flag = "--" + name.replace("_", "-")
+        raise UserError(f"{flag} {value} fixes {name}, which {where} searches; drop one of them")
+    return True
+
+
+def check_values(p: Param, trial: TrainConfig, where: str) -> None:
+    """Each choice, or both ends of a range, set into a trial's options must pass train's own checks: a range or
+    choice train refuses (--warmup-range 0,1.5, epochs 0, a loss it does not know) is one line before any trial."""
+    hint = typing.get_type_hints(TrainConfig)[p.name]
+    if p.type == "float" and not _fits(hint, 0.5):
+        raise UserError(f"{where}: {p.name} takes whole numbers; search it with type int")
+    values = p.choices or ((math.ceil(p.low), math.floor(p.high)) if p.type == "int" else (p.low, p.high))
+    for value in values:
+        if not _fits(hint, value):
+            raise UserError(f"{where}: {value!r} is not a value of {p.name} ({_type_name(hint)}); fix the search space")
+        try:
+            dataclasses.replace(trial, **{p.name: value}).validate()
+        except UserError as exc:
+            raise UserError(f"{where}: {p.name} {value!r} is refused by train ({exc}); fix the search space") from None
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether `value` (from a space file or a range) has a type the field `hint` takes."""
+    kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None:
+        return type(None) in kinds
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int):
+        return int in kinds or float in kinds
+    return any(isinstance(value, kind) for kind in kinds if isinstance(kind, type) and kind is not type(None))
+
+
+def _type_name(hint: Any) -> str:
+    kinds = typing.get_args(hint) or (hint,)
+    return " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
 
 
 def read_space_file(path: Path) -> tuple[Param, ...]:

@@ -1,13 +1,15 @@
 """A tune study in Optuna's storage: opened or continued (SQLite in the study directory by default, any database URL,
 or a journal file), its first trial train's defaults for the kind of triples, the trials it counts (complete and
-pruned), and the trials a killed process left running, given back to the queue."""
+pruned: a failed trial does not count, and FAILED_IN_A_ROW failures in a row stop the study, since the options or
+the machine are at fault rather than the draw), and the trials a killed process left running, recorded as killed
+and given back to the queue."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
-import warnings
 from pathlib import Path
 
 from ragtrain.config.train import TrainConfig
@@ -19,10 +21,13 @@ from ragtrain.messages import tell, warn
 from ragtrain.tuning.space import Param
 
 HEARTBEAT_S, GRACE_S = 60, 180  # database storages: a trial silent this long belongs to a dead process
+FAILED_IN_A_ROW = 3  # trials in a row that failed with an error of their own: the study stops
+KILLED = "killed"  # the user attribute (and results' state) of a trial whose process is gone
 
 
 class StopAt:
-    """Stop the study once it holds `n` counted trials (across every process sharing it)."""
+    """Stop the study once it holds `n` counted trials (across every process sharing it), or once its last
+    FAILED_IN_A_ROW finished trials all failed with an error of their own."""
 
     def __init__(self, optuna, n: int) -> None:
         self.optuna, self.n = optuna, n
@@ -30,14 +35,25 @@ class StopAt:
     def __call__(self, study, trial) -> None:
         if counted_trials(self.optuna, study) >= self.n:
             study.stop()
+        elif failing(self.optuna, study):
+            warn(f"the last {FAILED_IN_A_ROW} trials failed; the study stops: fix what they report (results.csv, "
+                 "column error) and run tune again")
+            study.stop()
 
 
 def counted_trials(optuna, study) -> int:
-    """Trials that count towards --n-trials: complete and pruned ones, and those that failed with an error of
-    their own (a diverged run); not those interrupted or killed, which are run again."""
+    """Trials that count towards --n-trials: complete and pruned ones (a failed one does not, nor one interrupted
+    or killed, which is run again)."""
     states = optuna.trial.TrialState
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (states.COMPLETE, states.PRUNED) or (t.state == states.FAIL and "error" in t.user_attrs))
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (states.COMPLETE, states.PRUNED))
+
+
+def failing(optuna, study) -> bool:
+    """Whether the last FAILED_IN_A_ROW finished trials (by number) all failed with an error of their own."""
+    states = optuna.trial.TrialState
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (states.COMPLETE, states.PRUNED, states.FAIL)]
+    last = sorted(finished, key=lambda t: t.number)[-FAILED_IN_A_ROW:]
+    return len(last) == FAILED_IN_A_ROW and all(t.state == states.FAIL and "error" in t.user_attrs for t in last)
 
 
 def open_study(optuna, config: TuneConfig, space: tuple[Param, ...]):
@@ -60,6 +76,10 @@ def open_study(optuna, config: TuneConfig, space: tuple[Param, ...]):
         seed = (config.seed + os.getpid() * 7919) % 2**32
         study = optuna.load_study(sampler=optuna.samplers.TPESampler(seed=seed), study_name=config.study,
                                   storage=storage, pruner=pruner)
+    except ValueError as exc:  # a journal file whose lines are not Optuna's records
+        raise UserError(f"--storage {config.storage}: Optuna cannot read it ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); give a new file name, a journal a study "
+                        "wrote, or a database URL") from None
     if study.direction.name.lower() != direction:
         raise UserError(f"study {config.study!r} in the storage was made to {study.direction.name.lower()} its metric "
                         f"and this one would {direction}; use another --study name or the same --metric")
@@ -83,7 +103,8 @@ def defaults_in_space(train_data: Path, space: tuple[Param, ...]) -> dict:
 def open_storage(optuna, url: str, attempts: int = 3):
     """A database URL (with '://') as an RDB storage with heartbeats; anything else as a journal file's path.
     Processes started together on a new database race to create its tables, so a failure is tried again."""
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental since 2.x
+    if "://" not in url:
+        require_journal(Path(url).expanduser())
     for attempt in range(attempts):
         try:
             if "://" not in url:
@@ -104,19 +125,41 @@ def open_storage(optuna, url: str, attempts: int = 3):
                     "sqlite:///path/study.db, a database URL, or a journal file path in a folder that exists")
 
 
-def retry_interrupted(optuna, study) -> None:
-    """Trials this host's killed processes left RUNNING are marked failed; every trial interrupted (Ctrl-C, a kill)
-    that has not been retried yet is queued again with its parameters, so the study continues where it stopped."""
+def require_journal(path: Path) -> None:
+    """A journal file that exists must hold Optuna's records (one JSON object with an op_code per line): any other
+    file would fail deep inside Optuna, after the study directory is made."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        first = handle.readline(1 << 20)
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and "op_code" in record):
+        raise UserError(f"--storage {path} is not an Optuna journal file (its first line is no journal record); give "
+                        "a new file name, a journal a study wrote, or a database URL such as sqlite:///study.db")
+
+
+def fail_killed(optuna, study) -> None:
+    """Trials this host's killed processes left RUNNING are recorded as killed and marked failed."""
     states = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for trial in trials:
-        if trial.state == states.RUNNING and _owner_dead(trial):
+    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        if _owner_dead(trial):
+            study._storage.set_trial_user_attr(trial._trial_id, KILLED, True)
             study._storage.set_trial_state_values(trial._trial_id, state=states.FAIL)
             warn(f"trial {trial.number} was left running by a process that is gone (pid {trial.user_attrs['pid']}); "
-                 "marked failed")
-        elif trial.state != states.FAIL:
-            continue
+                 "recorded as killed")
+
+
+def retry_interrupted(optuna, study) -> None:
+    """Trials a killed process left RUNNING are recorded as such (fail_killed); every trial interrupted (Ctrl-C, a
+    kill) that has not been retried yet is queued again with its parameters, so the study continues where it
+    stopped."""
+    fail_killed(optuna, study)
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
+    for trial in trials:
         if "error" not in trial.user_attrs and trial.number not in retried and trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             tell(f"trial {trial.number} was interrupted; it runs again with the same parameters")

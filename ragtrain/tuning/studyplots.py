@@ -25,16 +25,19 @@ def write_plots(rows: list[dict], params: list[str], directory: Path, maximize: 
     written = []
     if params:
         fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3), squeeze=False, sharey=True)
+        drawn = False
         for ax, name in zip(axes[0], params):
             for state, face in (("COMPLETE", "C0"), ("PRUNED", "none")):
                 points = [(r[name], r["value"]) for r in scored if r["state"] == state and r[name] is not None]
                 if points:
                     ax.scatter(*zip(*points), facecolors=face, edgecolors="C0", label=state.lower())
+                    drawn = True
             ax.set_xlabel(name)
-            if name in LOG_SCALE:
+            if name in LOG_SCALE and drawn:  # a log axis with nothing on it is matplotlib's warning
                 ax.set_xscale("log")
         axes[0][0].set_ylabel("validation metric")
-        axes[0][0].legend(fontsize="small")
+        if drawn:  # a legend of nothing is matplotlib's warning too
+            axes[0][0].legend(fontsize="small")
         written.append(_save(fig, directory / "tune_params.png", "Validation metric against each searched option"))
     fig, ax = plt.subplots(figsize=(5, 3))
     ordered = sorted((r for r in scored if r["state"] == "COMPLETE"), key=lambda r: r["trial"])
