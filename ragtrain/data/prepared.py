@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragtrain import __version__
+from ragtrain.version import VERSION
 from ragtrain.config.common import as_dict
 from ragtrain.config.datakinds import data_kind_of
 from ragtrain.config.prepare import PrepareConfig
@@ -58,7 +58,7 @@ def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> N
     """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
     outputs = sorted(p for p in directory.rglob("*") if p.is_file())
     atomic_write_json(directory / MANIFEST, {
-        "ragtrain_version": __version__,
+        "ragtrain_version": VERSION,
         "inputs": [str(p) for p in config.inputs],
         "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)
         "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},

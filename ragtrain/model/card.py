@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ragtrain import __version__
+from ragtrain.version import VERSION
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
 from ragtrain.files.names import CARD, EVALUATIONS, MANIFEST
 
@@ -66,7 +66,7 @@ def front_matter(card: CardData) -> str:
 def _about(card: CardData) -> str:
     head = f", then a linear head to {card.output_dim} dimensions" if card.output_dim else ""
     norm = ", L2-normalised (compare by cosine)" if card.normalize else ", not normalised (compare by dot product)"
-    lines = [f"A text-embedding model for retrieval, fine-tuned from `{card.base_model}` with ragtrain {__version__}"
+    lines = [f"A text-embedding model for retrieval, fine-tuned from `{card.base_model}` with ragtrain {VERSION}"
              " (contrastive InfoNCE on query/passage triples).", "",
              f"Embeddings: {card.pooling} pooling of the token states{head}{norm}; texts are cut at "
              f"{card.max_seq_length} tokens."]
