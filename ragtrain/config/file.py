@@ -17,6 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from collections.abc import Callable
+
 import yaml
 
 from ragtrain.config.options import FieldFlags, Flag, flags_of
@@ -26,10 +28,13 @@ from ragtrain.files.jsonfiles import open_for_reading, parse_json
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
-def read_config_file(path: Path, config_class: type, ignored: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_config_file(path: Path, config_class: type, ignored: tuple[str, ...] = (),
+                     upgrade: Callable[[dict], dict] | None = None) -> dict[str, Any]:
     """Each option the file sets, by field name, as the field's value. `ignored`: keys allowed and skipped (what
-    a run's config.json records beside its options)."""
+    a run's config.json records beside its options); `upgrade`: turns options an older ragtrain wrote into today's."""
     raw = _read_mapping(path)
+    if upgrade is not None:
+        raw = upgrade(raw)
     keys = _key_index(config_class)
     hints = typing.get_type_hints(config_class)
     values: dict[str, Any] = {}
