@@ -55,6 +55,9 @@ def test_the_page_embeds_the_pngs_written_beside_it(tmp_path, inputs):
     assert "src='http" not in page and "<script" not in page  # self-contained
     assert "<tr class=differs><td>learning_rate</td><td>2e-05</td><td>8e-05</td></tr>" in page
     assert "<tr><td>epochs</td><td>1</td><td>1</td></tr>" in page
+    # what differs in the open and first; what the runs share folded away after it
+    assert page.index("<td>learning_rate</td>") < page.index("<details><summary>the 1 option the runs share") \
+        < page.index("<td>epochs</td>")
     assert "<td>tuned</td><td class='num'>0.7500 <span class='up'>+0.0700</span></td>" in page
     assert "<span class='down'>-0.0100</span>" in page
     with Image.open(plots / "training.png") as image:  # 6 panels: 3 columns x 2 rows of 4.6 x 3.0 inches at 100 dpi
