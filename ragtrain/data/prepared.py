@@ -31,6 +31,7 @@ class Prepared:
     queries: list[dict]  # {"_id", "text"}
     qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
     passages: list[str] = field(default_factory=list)  # document mode: every passage text (a teacher's corpus)
+    notes: list[str] = field(default_factory=list)  # what the user is told with the counts (the columns of --pairs)
 
 
 def held_out_queries(by_split: dict[str, Iterable[tuple[str, Iterable[str]]]]
