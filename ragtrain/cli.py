@@ -128,9 +128,9 @@ def _config_parameter() -> inspect.Parameter:
 @command("prepare-data", PrepareConfig)
 def prepare_data(config: PrepareConfig) -> None:
     """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
-    from ragtrain.commands.prepare import counts_table, prepare
+    from ragtrain.commands.prepare import prepare, print_summary
 
-    Console().print(counts_table(prepare(config)))
+    print_summary(prepare(config))
 
 
 @command("train", TrainConfig, ignored=RUN_RECORD_KEYS, upgrade=upgrade_old_options)
