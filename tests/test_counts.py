@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ragtrain.commands.prepare import short_of_negatives
 from ragtrain.config.prepare import PrepareConfig
-from ragtrain.reporting.counts import count_words, counts_table
+from ragtrain.data.counts import count_words, counts_table
 
 
 def test_counts_are_named_for_what_they_count_splits_in_order_unknown_ones_last():

@@ -14,6 +14,7 @@ import yaml
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.commands.train import train
 from ragtrain.config.train import TrainConfig
+from ragtrain.data.counts import counts_in_words
 from ragtrain.model.card import (
     BEGIN,
     END,
@@ -95,6 +96,9 @@ def test_run_data_counts_triples_and_hashes_the_manifest_beside_the_training_fil
     data = run_data(train_file, 1234, 56)
     assert data["prepare-data manifest sha256"] == f"`{hashlib.sha256((tmp_path / 'manifest.json').read_bytes()).hexdigest()}`"
     assert data["validation triples"] == "56" and data["prepare-data: train triples"] == "1,234"
+    worded = run_data(train_file, 1234, 56, in_words=counts_in_words)  # as train writes it: in words, in flow order
+    assert [k for k in worded if k.startswith("prepare-data: ")] == [
+        "prepare-data: queries: a section heading finds its passage", "prepare-data: training triples (train.jsonl)"]
     # whether the manifest lists this very file: another file beside it, the same one, or one changed since
     digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
     assert run_data(train_file, 6, None, digest)["training file in the manifest"] == "no: not one of its outputs"
@@ -191,3 +195,11 @@ def test_a_run_writes_cards_and_evaluate_adds_its_results(tmp_path, tiny_model):
     assert f"| {beir} | val | 3 | {encoded} | {ndcg:.4f} ({ndcg - base:+.4f}) |" in text
     again = evaluate(evaluate_config(beir, tmp_path, str(cfg.output_dir / "final"), **options), quiet_console())
     assert again["models"][str(cfg.output_dir / "final")]["cache"] == "hit"  # the card is no part of the model's key
+
+
+def test_update_card_with_no_model_ragtrain_saved_says_so_once(tmp_path, capsys):
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)], split="val")
+    evaluate(evaluate_config(beir, tmp_path, "bm25", split="val", update_card=True), quiet_console())
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --update-card: none of the models is one ragtrain saved, so no model card was "
+                        "updated"]

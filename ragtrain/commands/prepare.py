@@ -27,7 +27,7 @@ from ragtrain.data.splits import SPLITS, split_groups
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, recover
 from ragtrain.messages import tell, warn
-from ragtrain.reporting.counts import counts_table
+from ragtrain.data.counts import counts_table
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 if TYPE_CHECKING:  # torch loads only where a stage runs a model

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,9 +199,11 @@ def transformers_snippet(card: CardData) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ what train knows
-def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha256: str | None = None) -> dict:
+def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha256: str | None = None,
+             in_words: Callable[[dict], list[tuple[str, int]]] | None = None) -> dict:
     """The card's data table: the training file (and its sha256), its counts, and prepare-data's manifest when
-    beside it, with whether the manifest lists this very file."""
+    beside it, with whether the manifest lists this very file. `in_words`: the manifest's counts as (label, count)
+    rows in the order to show them (data.counts.counts_in_words); default their keys."""
     data = {"training file": f"`{train_data.name}`", "training triples": f"{triples:,}"}
     if train_sha256:
         data["training file sha256"] = f"`{train_sha256}`"
@@ -220,8 +223,10 @@ def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha2
                                                      "no: not one of its outputs" if listed is None else
                                                      "no: changed since (its sha256 differs)")
         counts = record.get("counts", {})
-        for name, value in counts.items() if isinstance(counts, dict) else ():
-            data[f"prepare-data: {name.replace('_', ' ')}"] = f"{value:,}" if isinstance(value, int) else str(value)
+        counts = {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, dict) else {}
+        rows = in_words(counts) if in_words else [(name.replace("_", " "), value) for name, value in counts.items()]
+        for label, value in rows:
+            data[f"prepare-data: {label}"] = f"{value:,}"
     return data
 
 

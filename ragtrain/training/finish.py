@@ -9,6 +9,7 @@ import torch
 from rich.console import Console
 
 from ragtrain.config.train import TrainConfig
+from ragtrain.data.counts import counts_in_words
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_text
 from ragtrain.files.names import BEST, CARD, FINAL, METRICS_LOG
@@ -66,7 +67,7 @@ def model_card_of(run: Run, state: TrainState, which: str) -> str:
         saved_as=saved_as,
         options=run_record(run), selection_metric=config.selection_metric,
         data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None,
-                      state.train_data_sha256),
+                      state.train_data_sha256, counts_in_words),
         validation=validation_rows(config.output_dir / METRICS_LOG),
         query_prompt=settings.query_prompt, document_prompt=settings.document_prompt,
         license=base_model_license(resolve_model_dir(config.model)), datasets=training_data_names(config.train_data),

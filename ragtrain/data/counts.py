@@ -1,6 +1,6 @@
-"""prepare-data's counts in words: the table it prints, in the order the data flows (files, documents, passages,
-splits, queries, negatives, triples, evaluation set), each count named for what it counts. manifest.json keeps the
-counts under their short keys; this is how a person reads them.
+"""prepare-data's counts in words, in the order the data flows (files, documents, passages, splits, queries,
+negatives, triples, evaluation set), each named for what it counts: the table prepare-data prints and the data table
+of a model card. manifest.json keeps the counts under their short keys; this is how a person reads them.
 """
 
 from __future__ import annotations
@@ -69,11 +69,16 @@ def count_words(key: str) -> tuple[tuple[int, int], str]:
     return (len(WORDS), 0), key.replace("_", " ")
 
 
+def counts_in_words(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """(label, count) of each count, in the order the data flows."""
+    return [(label, value) for _, label, value in sorted((*count_words(key), value) for key, value in counts.items())]
+
+
 def counts_table(title: str, counts: dict[str, int]) -> Table:
     """The counts as a rich table of labels and numbers, in the order the data flows."""
     table = Table(title=title)
     table.add_column("what")
     table.add_column("count", justify="right")
-    for place, label, value in sorted((*count_words(key), value) for key, value in counts.items()):
+    for label, value in counts_in_words(counts):
         table.add_row(label, f"{value:,}")
     return table
