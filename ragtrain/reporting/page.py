@@ -149,9 +149,11 @@ def eval_table(label: str, result: dict) -> str:
     models = list(result["models"].items())
     first = models[0][1]["metrics"] if models else {}
     data = result.get("data", {})
+    precisions = sorted({str(m["precision"]) for _, m in models if m.get("precision")})
+    encoded = f"; dense models encoded in {' and '.join(precisions)}" if precisions else ""
     rows = [f"<h2>Evaluation: {html.escape(label)}</h2><p class='caption'>{html.escape(str(data.get('eval_data', '')))}"
             f", split {html.escape(str(data.get('split', '')))}: {data.get('queries', '?')} queries, "
-            f"{data.get('corpus', '?')} documents</p><table><tr><th>model</th>"
+            f"{data.get('corpus', '?')} documents{html.escape(encoded)}</p><table><tr><th>model</th>"
             + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
     for n, (model, measured) in enumerate(models):
         cells = []
