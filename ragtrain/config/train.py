@@ -167,11 +167,11 @@ class TrainConfig:
         "--eval-data, else val_loss).", panel=VALIDATION)
     early_stopping_patience: int = option(0, "Stop after N validations without improvement (0: never).",
                                           panel=VALIDATION)
-    log_steps: int = option(0, "Log every N steps the means of the loss and the other step figures to "
-        f"metrics.jsonl (0: auto, every step up to {AUTO_LOG_ROWS} steps, about {AUTO_LOG_ROWS} rows beyond).",
+    log_steps: int = option(0, "Log to metrics.jsonl every N steps, each figure the mean over those steps (0: auto, "
+        f"every step of a run under {2 * AUTO_LOG_ROWS} steps, about {AUTO_LOG_ROWS} rows of a longer one).",
         panel=LOGGING)
     report_to: tuple[str, ...] = option((), "Also log to trackers, comma-separated: tensorboard, wandb, mlflow (each "
-        "its package: pip install 'ragtrain[tensorboard]'); none: metrics.jsonl only.", panel=LOGGING, cli_type=str,
+        "needs its package, e.g. pip install 'ragtrain[tensorboard]'); none: metrics.jsonl only.", panel=LOGGING, cli_type=str,
         cli_default="none", parse=parse_report_to)
     save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).", panel=VALIDATION)
     keep_last: int = option(2, "Step checkpoints kept (and the best one).", panel=VALIDATION)
