@@ -49,10 +49,13 @@ def test_a_17_step_run_logs_17_points_and_a_coarser_interval_logs_the_means_of_i
     triples = write_triples(tmp_path / "train.jsonl", count=17 * 4 - 2, negatives=1)  # 16 full batches and one of 2
     base = dict(train_data=triples, model=str(tiny_model), batch_size=4, max_seq_length=32, learning_rate=1e-3,
                 epochs=1, device="cpu", seed=5)
-    train(TrainConfig(**base, output_dir=tmp_path / "every"))  # --log-steps left at 0: auto
+    val = write_triples(tmp_path / "val.jsonl", count=8, negatives=1)
+    train(TrainConfig(**base, output_dir=tmp_path / "every", val_data=val))  # --log-steps left at 0: auto
     train(TrainConfig(**base, output_dir=tmp_path / "by4", log_steps=4))
     every = [row for row in read_metrics(tmp_path / "every") if "loss" in row]
     assert [row["step"] for row in every] == list(range(1, 18)) and {row["epoch"] for row in every} == {1}
+    validations = [(row["step"], row["epoch"]) for row in read_metrics(tmp_path / "every") if "loss" not in row]
+    assert validations == [(0, 0), (17, 1)]  # epochs count from 1, as the bar does; 0 is the base model's
     loss_panel = next(p for p in panels({"every": read_metrics(tmp_path / "every")}, wanted=TRAINING_PANELS)
                       if p.key == "loss")
     assert len(loss_panel.lines["every"][0]) == 17  # what the report draws: every step
