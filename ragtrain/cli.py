@@ -19,17 +19,19 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from ragtrain.clihelp import PanelledHelpCommand
 from ragtrain.config.evaluate import EvaluateConfig
 from ragtrain.config.file import read_config_file
 from ragtrain.config.merge import MergeConfig
 from ragtrain.config.options import Flag, build, flags_of
 from ragtrain.config.prepare import PrepareConfig
 from ragtrain.config.report import ReportConfig
-from ragtrain.config.train import RUN_RECORD_KEYS, TrainConfig
+from ragtrain.config.train import RUN_RECORD_KEYS, TrainConfig, upgrade_old_options
 from ragtrain.config.tune import TuneConfig
 from ragtrain.errors import UserError
 from ragtrain.files.diskerrors import os_error_line
 from ragtrain.messages import library_noise
+from ragtrain.version import VERSION
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -68,6 +70,19 @@ CONFIG_FILE = "config_file"  # the parameter --config sets; no config has a flag
 VERBOSE = "verbose"  # the parameter --verbose sets
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        Console().print(f"ragtrain {VERSION}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                       help="Print ragtrain's version and exit.")] = False) -> None:
+    # the app's own options (before the command); its help is the app's
+    pass
+
+
 def reports_user_errors(command: Callable) -> Callable:
     """A UserError becomes one red line on stderr and exit code 2, never a traceback; so does a file operation
     that failed on a full, read-only or forbidden disk where no writer turned it into a UserError already."""
@@ -88,18 +103,20 @@ def reports_user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def command(name: str, config_class: type, ignored: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+def command(name: str, config_class: type, ignored: tuple[str, ...] = (),
+            upgrade: Callable[[dict], dict] | None = None) -> Callable[[Callable], Callable]:
     """Register `run(config)` as the command `name`, with one parameter per flag of `config_class` and --config.
 
     Typer reads a command's parameters from its signature, so the command is a function whose signature is
     built from the config's fields; it builds the config from what was passed, and from the --config file for
-    what was not typed, and hands it to `run`. `ignored`: keys a --config file may hold beside the options.
+    what was not typed, and hands it to `run`. `ignored`: keys a --config file may hold beside the options;
+    `upgrade`: turns options an older ragtrain wrote (a run's old config.json) into today's.
     """
 
     def register(run: Callable) -> Callable:
         def from_flags(context: typer.Context, **values):
             config_file, verbose = values.pop(CONFIG_FILE), values.pop(VERBOSE)
-            from_file = read_config_file(config_file, config_class, ignored) if config_file else {}
+            from_file = read_config_file(config_file, config_class, ignored, upgrade) if config_file else {}
             # typer ships its own copy of click: its ParameterSource is compared by name
             given = frozenset(name for name in values
                               if getattr(context.get_parameter_source(name), "name", None) == "COMMANDLINE")
@@ -111,7 +128,7 @@ def command(name: str, config_class: type, ignored: tuple[str, ...] = ()) -> Cal
                                                                   for flag in field.flags]
                                                      + [_config_parameter(), _verbose_parameter()])
         from_flags.__name__, from_flags.__doc__ = run.__name__, run.__doc__
-        app.command(name)(reports_user_errors(from_flags))
+        app.command(name, cls=PanelledHelpCommand)(reports_user_errors(from_flags))
         return run
 
     return register
@@ -122,10 +139,12 @@ def _parameter(flag: Flag) -> inspect.Parameter:
     A required one may come from --config instead, so the command line does not require it; `build` does."""
     required = flag.default is MISSING
     help = flag.help + (" [required: here or in --config]" if required else "")
+    panel = flag.panel or None
     if flag.argument:
-        info = typer.Argument(help=help, show_default=flag.show_default)
+        info = typer.Argument(help=help, show_default=flag.show_default, rich_help_panel=panel,
+                              metavar=flag.name.upper())
     else:
-        info = typer.Option(*flag.decls, help=help, show_default=flag.show_default)
+        info = typer.Option(*flag.decls, help=help, show_default=flag.show_default, rich_help_panel=panel)
     kind = Optional[flag.type] if required else flag.type
     return inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, default=None if required else flag.default,
                              annotation=Annotated[kind, info])
@@ -147,12 +166,12 @@ def _config_parameter() -> inspect.Parameter:
 @command("prepare-data", PrepareConfig)
 def prepare_data(config: PrepareConfig) -> None:
     """Turn raw documents (or labelled pairs, or a BEIR set) into training triples and a held-out BEIR evaluation set."""
-    from ragtrain.commands.prepare import counts_table, prepare
+    from ragtrain.commands.prepare import prepare, print_summary
 
-    Console().print(counts_table(prepare(config)))
+    print_summary(prepare(config))
 
 
-@command("train", TrainConfig, ignored=RUN_RECORD_KEYS)
+@command("train", TrainConfig, ignored=RUN_RECORD_KEYS, upgrade=upgrade_old_options)
 def train(config: TrainConfig) -> None:
     """Fine-tune an encoder on triples with a contrastive (InfoNCE) loss."""
     from ragtrain.commands.train import train as run_training
@@ -176,7 +195,7 @@ def report(config: ReportConfig) -> None:
     Console().print(f"report written to {write_report(config)} (its plots also in {config.plots_dir})")
 
 
-@command("tune", TuneConfig)
+@command("tune", TuneConfig, upgrade=upgrade_old_options)
 def tune(config) -> None:
     """Search train's options with Optuna (TPE, median pruning) on the validation metric of --eval-data."""
     from ragtrain.commands.tune import tune as run_study

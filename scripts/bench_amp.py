@@ -32,7 +32,7 @@ def run_one(precision: str, args: argparse.Namespace) -> dict:
     run_dir = args.workdir / f"run-{precision}"
     train(TrainConfig(train_data=args.workdir / "triples.jsonl", model=MODEL, output_dir=run_dir,
                       max_seq_length=args.max_seq_length, batch_size=args.batch_size, epochs=1, device=args.device,
-                      mixed_precision=precision != "fp32", precision="bf16" if precision == "fp32" else precision,
+                      precision=precision,
                       threads=args.threads if args.device == "cpu" else 0, log_steps=1, warmup_ratio=0.0,
                       learning_rate=5e-5, overwrite=True))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]

@@ -40,7 +40,7 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
     encoder.train()
     data = tokenize_triples(load_triples(args.data), encoder)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
-    runtime = training_runtime(torch.device("cpu"), False, "bf16")
+    runtime = training_runtime(torch.device("cpu"), "fp32")
     scaler = runtime.grad_scaler()
     rates = []
     for batch in epoch_batches(data, args.batch_size, config.seed, 0)[: args.warmup + args.steps]:

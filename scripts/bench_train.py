@@ -4,7 +4,7 @@ Same triples (built from SciFact: title -> 1-4 abstract sentences, a sentence wi
 the hard negative), same model (bundled all-MiniLM-L6-v2), batch 32, max length 128, fp32, 2 threads.
 Each side runs in its own subprocess (separate peak RSS): warm-up steps, then measured steps; the figure
 is the median of the measured steps' triples/s. The comparison is fp32; where the CPU multiplies bf16 natively
-(AVX-512 BF16 or AMX) both sides also run with bf16 autocast (ragtrain's `--mixed-precision --precision bf16`,
+(AVX-512 BF16 or AMX) both sides also run with bf16 autocast (ragtrain's `--precision bf16`,
 the peer's `bf16=True`), reported apart.
 
     python scripts/bench_train.py [--triples 2000] [--warmup 3] [--steps 20]
@@ -55,14 +55,14 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     return_freed_memory_to_os()  # as train() does on CPU
     torch.manual_seed(0)
     config = TrainConfig(train_data=triples_path, model=MODEL, batch_size=BATCH, max_seq_length=MAX_LEN,
-                         device=device_name, mixed_precision=bf16, precision="bf16", learning_rate=2e-5, temperature=0.05)
+                         device=device_name, precision="bf16" if bf16 else "fp32", learning_rate=2e-5, temperature=0.05)
     device = torch.device(device_name)
     encoder = load_encoder(MODEL, config.text_options(), attention_dropout=config.attention_dropout)
     encoder.to(device).train()
     data = tokenize_triples(load_triples(triples_path), encoder)  # what train() does, once
     batches = epoch_batches(data, BATCH, config.seed, 0)
     optimizer = build_optimizer(encoder, config.weight_decay, config.base_lr, config.head_lr)
-    runtime = training_runtime(device, bf16, "bf16")  # as train() decides it
+    runtime = training_runtime(device, config.precision)  # as train() decides it
     scaler = runtime.grad_scaler()
     rates, tokens, attention = [], [], []
     for batch in batches[: warmup + steps]:

@@ -38,7 +38,7 @@ run "cuda tests" bash -c "'$PY' -m pytest -q -m gpu -rs -p no:cacheprovider test
 run "prepare data" "$PY" -m ragtrain prepare-data data/sample -o "$OUT/data" --overwrite
 for precision in fp16 bf16; do
   run "train cuda $precision" "$PY" -m ragtrain train --train-data "$OUT/data/train.jsonl" --eval-data "$OUT/data/eval" \
-      --model "$BASE" -o "$OUT/run-$precision" --device cuda --mixed-precision --precision "$precision" \
+      --model "$BASE" -o "$OUT/run-$precision" --device cuda --precision "$precision" \
       --epochs 1 --max-seq-length 128 --overwrite
   run "evaluate cuda $precision" "$PY" -m ragtrain evaluate "$BASE" "$OUT/run-$precision" --eval-data "$OUT/data/eval" \
       --split test --device cuda --precision "$precision" --max-seq-length 128 --no-cache

@@ -102,7 +102,7 @@ def train(*args: str) -> list[str]:
     (train("-o", "W/user", "--overwrite"), ["is not empty and holds no ragtrain run"]),
     (train("-o", "W/out", "--lora-target-modules", "query"), ["--lora-target-modules shapes LoRA adapters"]),
     (train("-o", "W/out", "--lora-alpha", "8", "--lora-save", "adapter"), ["--lora-alpha, --lora-save shape LoRA"]),
-    (train("-o", "W/out", "--precision", "fp16"), ["--precision fp16 is the autocast precision of --mixed-precision"]),
+    (train("-o", "W/out", "--precision", "fp16"), ["--precision fp16 needs a CUDA device"]),
     (train("-o", "W/out", "--matryoshka-dims", "16,16"), ["largest first, each once, such as 16; got 16,16"]),
     (train("-o", "W/out", "--matryoshka-dims", "8,16"), ["largest first, each once, such as 16,8; got 8,16"]),
     (train("-o", "W/out", "--matryoshka-dims", "16,"), ["--matryoshka-dims must be comma-separated integers"]),

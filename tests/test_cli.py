@@ -6,8 +6,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
+import tomllib
 import typing
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from typer.testing import CliRunner
@@ -107,15 +110,47 @@ def test_resume_alone_continues_from_the_latest_checkpoint_and_nothing_starts_a_
     assert config == EvaluateConfig(models=("bm25",), eval_data=Path("eval"))  # every other field at its default
 
 
+def shown_name(flag: Flag) -> str:
+    """How --help names a flag: MODELS, --[no-]normalize for a switch, else its first name."""
+    if flag.argument:
+        return flag.name.upper()
+    names = flag.decls[0].split("/") if flag.decls else [f"--{flag.name.replace('_', '-')}"]
+    switch = flag.type is bool or flag.type == Optional[bool]
+    return f"--[no-]{names[0][2:]}" if switch and (len(names) == 2 or not flag.decls) else names[0]
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_help_lists_every_flag_of_the_config(command):
+def test_help_lists_every_flag_of_the_config_in_its_panel(command):
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0
+    lines = result.output.splitlines()
     for field in flags_of(COMMANDS[command][0]):
         for flag in field.flags:
-            shown = flag.name if flag.argument else flag_name(flag)
-            assert shown in result.output, shown
-            assert flag.help.split()[0] in result.output
+            assert flag.panel, f"{flag.name} has no --help panel"
+            row = next(n for n, line in enumerate(lines) if re.match(rf"│ {re.escape(shown_name(flag))}[ ,.]", line))
+            assert flag.help.split()[0] in lines[row]
+            panel = max(n for n in range(row) if lines[n].startswith("╭─"))
+            assert lines[panel].startswith(f"╭─ {flag.panel} "), (flag.name, lines[panel])
+
+
+@pytest.mark.parametrize("old, precision", [({"mixed_precision": False, "precision": "bf16"}, "fp32"),
+                                            ({"mixed_precision": True, "precision": "bf16"}, "bf16"),
+                                            ({"mixed-precision": True, "precision": "fp16"}, "fp16")])
+def test_a_config_json_from_before_precision_meant_one_thing_runs_as_it_ran(monkeypatch, tmp_path, old, precision):
+    """ragtrain 0.1's first config.json recorded precision bf16 for an fp32 run (the dtype applied only under
+    mixed_precision): given to --config, it trains in what that run trained in."""
+    record = tmp_path / "config.json"
+    record.write_text(json.dumps({"train_data": "t.jsonl", "log_steps": 10, "device_resolved": "cpu", **old}))
+    config = captured_config(monkeypatch, "train", ["--config", str(record)])
+    assert (config.precision, config.log_steps) == (precision, 10)
+
+
+def test_version_prints_the_packages_version():
+    from ragtrain.version import VERSION
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"ragtrain {VERSION}\n"
+    assert VERSION == tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["version"]
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from ragtrain.cli import app
 from ragtrain.data.documents import read_documents
 from ragtrain.data.evaldata import load_eval_data
-from ragtrain.data.labelled import load_beir, read_pairs
+from ragtrain.data.labelled import load_beir
+from ragtrain.data.pairfiles import read_pairs
 from ragtrain.data.readers import Fields
 from ragtrain.data.triples import load_triples
 from ragtrain.errors import UserError
@@ -140,7 +141,7 @@ def test_pairs_file_reads_or_refuses_in_one_line(content):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pairs.jsonl"
         path.write_bytes(content)
-        pairs = expect_user_error_or(read_pairs, path)
+        pairs = expect_user_error_or(lambda p: read_pairs(p)[0], path)
         if pairs is not None:
             assert len(pairs) == lines_with_content(content)  # one pair per line, none dropped silently
             assert all(q.strip() and positives and all(p.strip() for p in positives) for q, positives, _ in pairs)

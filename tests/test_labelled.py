@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from ragtrain.cli import app
 from ragtrain.commands.prepare import prepare
-from ragtrain.data.labelled import merge_by_query, read_pairs, triples_for
+from ragtrain.data.labelled import merge_by_query, triples_for
+from ragtrain.data.pairfiles import read_pairs
 from ragtrain.errors import UserError
 from ragtrain.retrieval.negatives import MiningOptions
 from tests.conftest import SHARED_DATA, jsonl_rows, prepare_config, qrels_rows, user_error
@@ -163,7 +164,7 @@ def test_beir_output_is_what_evaluate_accepts_with_every_dropped_row_counted(tmp
         == {"corpus_duplicate_ids": 1, "queries_duplicate_ids": 1, "qrels_duplicate_judgements": 1,
             "qrels_dropped_unknown_document": 3, "qrels_dropped_unknown_query": 1,
             "qrels_dropped_query_without_text": 2, "qrels_splits_dropped_no_relevant_judgement": 1}
-    assert "corpus duplicate ids" in result.output  # the summary table says what was dropped
+    assert "corpus rows dropped: a repeated id" in result.output  # the summary table says what was dropped
     corpus = jsonl_rows(out / "eval" / "corpus.jsonl")
     assert len(corpus) == 40 == counts["documents"] and corpus[0]["text"] == "bread oven yeast text 0"
     train_queries = {r["query"] for r in jsonl_rows(out / "train.jsonl")}
@@ -185,10 +186,10 @@ def test_an_empty_beir_corpus_is_named_as_such(tmp_path):
 def test_pairs_must_name_a_query_and_a_positive_and_negatives_must_be_texts(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"query": "q1", "positives": ["p1", "p2"], "negatives": ["n", " "]}\n\n{"query": "q2", "positive": "p"}\n')
-    assert read_pairs(path) == [("q1", ["p1", "p2"], ["n"]), ("q2", ["p"], [])]  # blank negatives dropped
-    for row, words in [({"query": "q"}, "pair 1 needs a 'query' and a 'positive'"),
-                       ({"query": " ", "positive": "p"}, "pair 1 needs"),
-                       ({"query": "q", "positive": "p", "negatives": "n"}, "pair 1: 'negatives' must be a list of texts")]:
+    assert read_pairs(path)[0] == [("q1", ["p1", "p2"], ["n"]), ("q2", ["p"], [])]  # blank negatives dropped
+    for row, words in [({"query": "q"}, "has no positive column"),
+                       ({"query": " ", "positive": "p"}, "row 1 has no query text in 'query'"),
+                       ({"query": "q", "positive": "p", "negatives": 3}, "row 1: 'negatives' must be a text or a list")]:
         path.write_text(json.dumps(row) + "\n")
         with pytest.raises(UserError, match=words):
             read_pairs(path)

@@ -22,6 +22,8 @@ def module_name(path: Path) -> str:
 
 SOURCES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 MODULES = sorted(name for name, path in SOURCES.items() if path.name != "__init__.py")
+# the package's own __init__ is the Python API (prepare_data, train, evaluate): checked as a module too
+CHECKED = MODULES + ["__init__"]
 
 
 def tree(path: Path) -> ast.Module:
@@ -49,9 +51,10 @@ def ragtrain_imports(module: ast.Module) -> list[tuple[str, list[str]]]:
 def edges() -> dict[str, set[str]]:
     """module -> the ragtrain modules it imports."""
     graph = {}
-    for name in MODULES:
-        imported = {target.removeprefix("ragtrain").lstrip(".") for target, _ in ragtrain_imports(tree(SOURCES[name]))}
-        graph[name] = imported - {"", name}
+    for name in CHECKED:  # `from ragtrain import X` imports the package's __init__
+        imported = {target.removeprefix("ragtrain").lstrip(".") or "__init__"
+                    for target, _ in ragtrain_imports(tree(SOURCES[name]))}
+        graph[name] = imported - {name}
     return graph
 
 
@@ -95,7 +98,7 @@ def test_imports_form_no_cycle():
         path.pop()
         done.add(name)
 
-    for name in MODULES:
+    for name in CHECKED:
         visit(name)
 
 
@@ -127,7 +130,7 @@ def test_no_module_hands_on_what_it_imports(name):
 
 # ---- wings: which may import which. Data flows cli -> config -> commands -> the wings -> files on disk; a wing
 # imports only those below it, so each can be read (and tested) with what it stands on.
-FOUNDATION = {"__init__", "errors", "messages"}  # any module may import these; they import no other ragtrain module
+FOUNDATION = {"version", "errors", "messages"}  # any module may import these; they import no other ragtrain module
 MAY_IMPORT = {
     "files": set(),
     "model": {"files"},
@@ -139,8 +142,12 @@ MAY_IMPORT = {
     "tuning": {"files", "config", "data"},  # the kind of the triples decides the first trial
     "reporting": {"files", "config", "retrieval", "tuning"},
     "commands": {"files", "model", "retrieval", "config", "data", "generation", "training", "tuning", "reporting"},
-    "cli": {"config", "commands", "files"},
+    "clihelp": set(),  # how --help lays out a command: typer and rich only
+    "cli": {"config", "commands", "files", "clihelp"},
     "__main__": {"cli"},
+    # the Python API: each function runs its command (imported when called) and reads back what it wrote; nothing
+    # imports the API, so `import ragtrain` stays light and no wing can reach the commands through it
+    "__init__": {"config", "commands", "files", "model"},
 }
 # a command may run another's steps only where they are that command's: tune's trials are train runs
 COMMAND_IMPORTS = {"tune": {"train", "preflight"}, "preflight": set()}
@@ -181,7 +188,7 @@ def test_a_command_imports_no_other_command_but_what_it_is_built_on():
         assert others <= allowed, f"{name} imports the command(s) {sorted(others - allowed)}"
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", CHECKED)
 def test_modules_and_functions_are_short(name):
     source = SOURCES[name]
     assert len(source.read_text().splitlines()) <= MAX_MODULE_LINES, f"{name} is over {MAX_MODULE_LINES} lines; split it"

@@ -14,6 +14,7 @@ import yaml
 from ragtrain.commands.evaluate import evaluate
 from ragtrain.commands.train import train
 from ragtrain.config.train import TrainConfig
+from ragtrain.data.counts import counts_in_words
 from ragtrain.model.card import (
     BEGIN,
     END,
@@ -49,6 +50,32 @@ def test_the_front_matter_is_the_hugging_face_model_card_format():
     assert {"sentence-transformers", "sentence-similarity", "ragtrain"} <= set(meta["tags"])
 
 
+def test_the_front_matter_carries_license_and_datasets_when_known():
+    meta = front(model_card(card(license="apache-2.0", datasets=["scifact"])))
+    assert meta["license"] == "apache-2.0" and meta["datasets"] == ["scifact"]
+    assert "license" not in front(model_card(card())) and "datasets" not in front(model_card(card()))
+
+
+def test_the_license_is_the_base_models_own_card_or_config_and_the_data_is_named_by_the_manifest(tmp_path):
+    from ragtrain.model.card import base_model_license, training_data_names
+
+    with_card, with_config, silent = (tmp_path / name for name in ("card", "config", "silent"))
+    for folder in (with_card, with_config, silent):
+        folder.mkdir()
+    (with_card / "README.md").write_text("---\nlanguage: en\nlicense: mit\n---\n# a model\n")
+    (with_config / "config.json").write_text(json.dumps({"model_type": "bert", "license": "cc-by-4.0"}))
+    (silent / "README.md").write_text("# no front matter\n")
+    assert [base_model_license(str(p)) for p in (with_card, with_config, silent)] == ["mit", "cc-by-4.0", None]
+    assert base_model_license("no-such-org/no-such-model") is None  # nothing cached, nothing fetched
+    data = tmp_path / "prepared"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"inputs": [], "options": {"beir": "../shared/data/scifact"}}))
+    assert training_data_names(data / "train.jsonl") == ["scifact"]
+    (data / "manifest.json").write_text(json.dumps({"inputs": ["data/sample", "notes.md"], "options": {}}))
+    assert training_data_names(data / "train.jsonl") == ["sample", "notes"]
+    assert training_data_names(tmp_path / "train.jsonl") == []  # no manifest: not known
+
+
 def test_the_curve_keeps_first_best_and_last_and_thins_the_rest():
     rows = [{"step": 10 * i, "ndcg@10": 0.5 + 0.01 * i} for i in range(30)]
     rows[7]["ndcg@10"] = 0.99  # the best, at step 70
@@ -69,6 +96,9 @@ def test_run_data_counts_triples_and_hashes_the_manifest_beside_the_training_fil
     data = run_data(train_file, 1234, 56)
     assert data["prepare-data manifest sha256"] == f"`{hashlib.sha256((tmp_path / 'manifest.json').read_bytes()).hexdigest()}`"
     assert data["validation triples"] == "56" and data["prepare-data: train triples"] == "1,234"
+    worded = run_data(train_file, 1234, 56, in_words=counts_in_words)  # as train writes it: in words, in flow order
+    assert [k for k in worded if k.startswith("prepare-data: ")] == [
+        "prepare-data: queries: a section heading finds its passage", "prepare-data: training triples (train.jsonl)"]
     # whether the manifest lists this very file: another file beside it, the same one, or one changed since
     digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
     assert run_data(train_file, 6, None, digest)["training file in the manifest"] == "no: not one of its outputs"
@@ -117,15 +147,16 @@ def test_update_card_replaces_the_same_evaluation_and_keeps_the_rest_of_the_card
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     (model_dir / "README.md").write_text(model_card(card()))
-    entry = {"eval_data": "eval", "split": "test", "queries": 3, "corpus": 5, "max_seq_length": 256,
+    entry = {"eval_data": "eval", "split": "test", "queries": 3, "corpus": 5, "max_seq_length": 256, "precision": "bf16",
              "metrics": {"ndcg@10": 0.75, "recall@10": 0.5}, "reference": "base", "reference_metrics": {"ndcg@10": 0.5}}
     add_evaluation(model_dir, entry)
     add_evaluation(model_dir, entry | {"metrics": {"ndcg@10": 0.8, "recall@10": 0.5}})  # the same set again
     add_evaluation(model_dir, entry | {"split": "dev", "reference": None, "reference_metrics": None})
     text = (model_dir / "README.md").read_text()
     assert text.count(BEGIN) == text.count(END) == 1 and text.count("## Evaluation results") == 1
-    assert "| eval | test | 3 | 0.8000 (+0.3000) | 0.5000 | base |" in text
-    assert "| eval | dev | 3 | 0.7500 | 0.5000 |  |" in text and "0.7500 (+0.2500)" not in text
+    assert "| evaluation set | split | queries | encoded in | ndcg@10 | recall@10 | compared with |" in text
+    assert "| eval | test | 3 | bf16 | 0.8000 (+0.3000) | 0.5000 | base |" in text
+    assert "| eval | dev | 3 | bf16 | 0.7500 | 0.5000 |  |" in text and "0.7500 (+0.2500)" not in text
     assert text.startswith(model_card(card()).split(BEGIN)[0]) and text.endswith(model_card(card()).split(END)[1])
     assert [e["split"] for e in json.loads((model_dir / "evaluation.json").read_text())] == ["test", "dev"]
 
@@ -135,7 +166,7 @@ def test_a_run_writes_cards_and_evaluate_adds_its_results(tmp_path, tiny_model):
     data = tmp_path / "data"
     data.mkdir()
     triples = write_triples(data / "train.jsonl", count=12, negatives=1)
-    (data / "manifest.json").write_text(json.dumps({"counts": {"train_triples": 12}}))
+    (data / "manifest.json").write_text(json.dumps({"counts": {"train_triples": 12}, "inputs": ["docs/handbook"]}))
     beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1), ("q3", "d3", 1)], split="val")
     cfg = TrainConfig(train_data=triples, eval_data=beir, model=str(tiny_model), output_dir=tmp_path / "run",
                       batch_size=4, max_seq_length=32, learning_rate=1e-3, device="cpu", epochs=2, eval_steps=2)
@@ -144,7 +175,10 @@ def test_a_run_writes_cards_and_evaluate_adds_its_results(tmp_path, tiny_model):
     assert [r["step"] for r in logged] == [0, 2, 3, 4, 6]  # every 2 steps and at the epochs' ends (3 steps each)
     for which in ("best", "final"):
         text = (cfg.output_dir / which / "README.md").read_text()
-        assert front(text)["base_model"] == str(tiny_model)
+        assert front(text)["base_model"] == str(tiny_model) and front(text)["datasets"] == ["handbook"]
+        assert f"# run/{which}\n" in text and f'SentenceTransformer("run/{which}")' in text  # its folders, not cwd's
+        assert str(tmp_path) not in text.split("## Training data")[0]
+        assert "Texts encoded in fp32 for these figures." in text
         assert "| training triples | 12 |" in text and "prepare-data manifest sha256" in text
         assert "| `epochs` | `2` |" in text and "SentenceTransformer(" in text and "AutoModel.from_pretrained" in text
         for row in logged:  # the whole curve, in both (best/'s card is redrawn at the end)
@@ -159,6 +193,17 @@ def test_a_run_writes_cards_and_evaluate_adds_its_results(tmp_path, tiny_model):
                        quiet_console())
     text = (cfg.output_dir / "final" / "README.md").read_text()
     ndcg, base = (results["models"][m]["metrics"]["ndcg@10"] for m in (str(cfg.output_dir / "final"), str(tiny_model)))
-    assert f"| {beir} | val | 3 | {ndcg:.4f} ({ndcg - base:+.4f}) |" in text
+    encoded = results["models"][str(cfg.output_dir / "final")]["precision"]  # --precision auto: this machine's
+    assert f"| {beir} | val | 3 | {encoded} | {ndcg:.4f} ({ndcg - base:+.4f}) |" in text
     again = evaluate(evaluate_config(beir, tmp_path, str(cfg.output_dir / "final"), **options), quiet_console())
     assert again["models"][str(cfg.output_dir / "final")]["cache"] == "hit"  # the card is no part of the model's key
+
+
+def test_update_card_with_no_model_ragtrain_saved_says_so_once(tmp_path, tiny_model, capsys):
+    beir = write_beir_folder(tmp_path / "eval", [("q1", "d1", 1), ("q2", "d2", 1)], split="val")
+    # a plain transformers model (no ragtrain.json) and BM25: neither has a ragtrain card
+    evaluate(evaluate_config(beir, tmp_path, str(tiny_model), "bm25", split="val", update_card=True, device="cpu"),
+             quiet_console())
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --update-card: none of the models is one ragtrain saved, so no model card was "
+                        "updated"]

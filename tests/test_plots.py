@@ -8,7 +8,7 @@ import io
 from PIL import Image
 
 from ragtrain.reporting.pagedata import Bar, Panel
-from ragtrain.reporting.plots import bar_positions, curves_png, eval_png, label_of, title_of
+from ragtrain.reporting.plots import bar_positions, curves_figure, curves_png, eval_png, label_of, title_of
 
 
 def test_titles_and_labels_of_logged_keys():
@@ -36,3 +36,14 @@ def test_pngs_are_sized_by_their_panels():
     chart = {"ndcg@10": [Bar("base", 0.68, None), Bar("tuned", 0.75, 0.07)], "recall@10": [Bar("base", 0.8, None)]}
     width, height = size(eval_png(chart, "Evaluation"))
     assert width == 2 * 500 and height > 300  # two metrics side by side, each at least 5 inches wide
+
+
+def test_step_axes_tick_whole_steps_only():
+    """Validations at steps 0, 17 and 34 once drew ticks at 2.5 ... 17.5: a step is a whole number."""
+    validation = Panel("val_loss", {"run": ([0, 17, 34], [0.41, 0.37, 0.36])})
+    training = Panel("loss", {"run": (list(range(1, 5)), [0.9, 0.8, 0.85, 0.7])})
+    figure = curves_figure([validation, training], "Validation", ["run"])
+    figure.canvas.draw()
+    for ax in figure.axes[:2]:
+        shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(shown) >= 2 and all(float(t).is_integer() for t in shown), shown

@@ -103,7 +103,7 @@ def test_non_empty_output_needs_overwrite(tmp_path, docs_dir):
     result = runner.invoke(app, [*args, "--overwrite", "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert file_bytes(out) != first and (out / "train.jsonl").is_file()
-    assert "train triples" in result.output
+    assert "training triples (train.jsonl)" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "out"]  # the old copy is gone, no temporaries
 
 

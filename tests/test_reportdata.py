@@ -76,5 +76,6 @@ def test_eval_bars_give_each_models_value_and_change_against_its_evaluations_fir
 def test_options_side_by_side_mark_the_differences():
     table = options_table({"a": {"epochs": 1, "learning_rate": 2e-5, "seed": 42},
                            "b": {"epochs": 1, "learning_rate": 8e-5, "seed": 42, "symmetric": True}})
-    assert table == [("epochs", [1, 1], False), ("learning_rate", [2e-5, 8e-5], True), ("seed", [42, 42], False),
-                     ("symmetric", [None, True], True)]
+    # what tells the runs apart first, each group in the first run's order
+    assert table == [("learning_rate", [2e-5, 8e-5], True), ("symmetric", [None, True], True),
+                     ("epochs", [1, 1], False), ("seed", [42, 42], False)]

@@ -39,7 +39,8 @@ def inputs(tmp_path):
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"data": {"eval_data": "eval", "split": "dev", "queries": 3, "corpus": 5},
                                    "models": {"base": {"metrics": {"ndcg@10": 0.68, "recall@10": 0.81}},
-                                              "tuned": {"metrics": {"ndcg@10": 0.75, "recall@10": 0.80}}}}))
+                                              "tuned": {"metrics": {"ndcg@10": 0.75, "recall@10": 0.80},
+                                                        "precision": "bf16"}}}))
     return a, b, results
 
 
@@ -56,8 +57,12 @@ def test_the_page_embeds_the_pngs_written_beside_it(tmp_path, inputs):
     assert "src='http" not in page and "<script" not in page  # self-contained
     assert "<tr class=differs><td>learning_rate</td><td>2e-05</td><td>8e-05</td></tr>" in page
     assert "<tr><td>epochs</td><td>1</td><td>1</td></tr>" in page
+    # what differs in the open and first; what the runs share folded away after it
+    assert page.index("<td>learning_rate</td>") < page.index("<details><summary>the 1 option the runs share") \
+        < page.index("<td>epochs</td>")
     assert "<td>tuned</td><td class='num'>0.7500 <span class='up'>+0.0700</span></td>" in page
     assert "<span class='down'>-0.0100</span>" in page
+    assert "split dev: 3 queries, 5 documents; dense models encoded in bf16</p>" in page
     with Image.open(plots / "training.png") as image:  # 6 panels: 3 columns x 2 rows of 4.6 x 3.0 inches at 100 dpi
         assert image.size == (1380, 600)
 

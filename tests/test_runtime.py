@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ragtrain.errors import UserError
-from ragtrain.model.runtime import Runtime, evaluation_runtime, inference_precision, training_runtime
+from ragtrain.model.runtime import Runtime, evaluation_runtime, training_runtime
 
 
 def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_bf16_natively():
@@ -19,21 +19,23 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_bf16_natively():
         pytest.skip("no /proc/cpuinfo to compare with")
     native = bool(set(cpuinfo.read_text().split()) & {"avx512_bf16", "amx_bf16", "amx_tile"})
     cpu = torch.device("cpu")
-    assert runtime.inference_precision(cpu, "auto") == ("bf16" if native else "fp32")
-    assert runtime.inference_precision(cpu, "fp32") == "fp32"
-    assert runtime.inference_precision(cpu, "bf16") == "bf16"  # asked for: honoured, even if emulated
+    assert runtime.resolve_precision(cpu, "auto") == ("bf16" if native else "fp32")
+    assert runtime.resolve_precision(cpu, "fp32") == "fp32"
+    assert runtime.resolve_precision(cpu, "bf16") == "bf16"  # asked for: honoured, even if emulated
     with pytest.raises(UserError, match="fp16"):
-        runtime.inference_precision(cpu, "fp16")
+        runtime.resolve_precision(cpu, "fp16")
 
 
-def test_training_decides_autocast_and_validations_encoding_once():
+def test_precision_means_what_training_and_its_validation_compute_in_as_for_evaluate():
     cpu = torch.device("cpu")
-    mixed = training_runtime(cpu, mixed_precision=True, precision="bf16")
-    assert (mixed.train_precision, mixed.encode_precision) == ("bf16", "bf16")
-    plain = training_runtime(cpu, mixed_precision=False, precision="fp16")  # --precision alone changes nothing
-    assert (plain.train_precision, plain.encode_precision) == ("fp32", inference_precision(cpu, "auto"))
-    with pytest.raises(UserError, match="fp16 mixed precision is not supported on CPU"):
-        training_runtime(cpu, mixed_precision=True, precision="fp16")
+    bf16 = training_runtime(cpu, precision="bf16")
+    assert (bf16.train_precision, bf16.encode_precision) == ("bf16", "bf16")
+    plain = training_runtime(cpu, precision="fp32")  # no autocast anywhere, validation's encoding included
+    assert (plain.train_precision, plain.encode_precision) == ("fp32", "fp32")
+    auto = training_runtime(cpu, precision="auto")
+    assert auto.train_precision == auto.encode_precision == evaluation_runtime("cpu", "auto").encode_precision
+    with pytest.raises(UserError, match="--precision fp16 needs a CUDA device"):
+        training_runtime(cpu, precision="fp16")
 
 
 def test_autocast_follows_the_runtime_and_fp32_is_none():

@@ -35,7 +35,7 @@ def test_skipped_steps_show_when_there_were_some_or_fp16_could_skip_them():
     assert "steps skipped (loss or gradient not finite)" not in rows(training_table(CONFIG, TrainState(), [], 1, 1, 1))
     skipped = rows(training_table(CONFIG, TrainState(skipped_steps=2), [], 1, 1, 1))
     assert skipped["steps skipped (loss or gradient not finite)"] == "2"
-    fp16 = TrainConfig(train_data=Path("t.jsonl"), mixed_precision=True, precision="fp16")
+    fp16 = TrainConfig(train_data=Path("t.jsonl"), precision="fp16")
     assert rows(training_table(fp16, TrainState(), [], 1, 1, 1))["steps skipped (loss or gradient not finite)"] == "0"
 
 

@@ -196,10 +196,11 @@ def test_the_learning_rate_advances_once_per_optimizer_step_with_accumulation(tm
 
 @pytest.mark.slow
 def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path, tiny_model):
-    with pytest.raises(UserError, match="fp16 mixed precision is not supported on CPU"):
-        train(config(tmp_path, tiny_model, mixed_precision=True, precision="fp16"))
+    with pytest.raises(UserError, match="--precision fp16 needs a CUDA device"):
+        train(config(tmp_path, tiny_model, precision="fp16"))
     assert not (tmp_path / "run").exists()
-    final = train(config(tmp_path, tiny_model, mixed_precision=True, precision="bf16"))
+    final = train(config(tmp_path, tiny_model, precision="bf16"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16"
     assert len(losses(tmp_path / "run")) == 6 and all(math.isfinite(loss) for loss in losses(tmp_path / "run"))
     assert (final / "model.safetensors").is_file()
 
@@ -207,7 +208,7 @@ def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path, tiny_model):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_with_a_scaler_on_cuda(tmp_path, tiny_model):
-    final = train(config(tmp_path, tiny_model, device="cuda", mixed_precision=True, precision="fp16", epochs=2))
+    final = train(config(tmp_path, tiny_model, device="cuda", precision="fp16", epochs=2))
     steps = [r for r in rows(tmp_path / "run") if "loss" in r]
     assert len(steps) == 12 and all(math.isfinite(r["loss"]) for r in steps)
     assert steps[-1]["skipped_steps"] < 12  # the scaler found a scale at which steps update the weights
@@ -371,9 +372,11 @@ def test_resume_warns_when_the_training_data_changed(tmp_path, tiny_model, capsy
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("edit, words", [({"mixed_precision": True, "precision": "fp16"}, "fp16 mixed precision is not supported on CPU"),
+# an fp16 run's config.json, as ragtrain 0.1 first wrote it (mixed_precision and precision) and as it writes it now
+@pytest.mark.parametrize("edit, words", [({"mixed_precision": True, "precision": "fp16"}, "--precision fp16 needs a CUDA device"),
+                                         ({"precision": "fp16"}, "--precision fp16 needs a CUDA device"),
                                          ({"batch_size": 1}, "--batch-size must be at least 2")],
-                         ids=["fp16-on-cpu", "batch-size-1"])
+                         ids=["old-fp16-on-cpu", "fp16-on-cpu", "batch-size-1"])
 def test_options_are_validated_again_after_reconciling_with_the_checkpoint(tmp_path, tiny_model, edit, words):
     """A checkpoint's kept options (here edited in its config.json, as one written on a GPU would hold fp16)
     are checked with the new ones before anything runs."""
@@ -413,7 +416,7 @@ def test_bad_training_data(tmp_path, tiny_model, content, words):
 @pytest.mark.parametrize("extra, words", [
     (["--batch-size", "1"], "--batch-size must be at least 2"),
     (["--freeze-base"], "--freeze-base trains only the projection head"),
-    (["--mixed-precision", "--precision", "fp16", "--device", "cpu"], "fp16 mixed precision is not supported on CPU"),
+    (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA device (cpu has no fast fp16 kernels)"),
     (["--model", "no-such-org/no-such-model"], "cannot load model"),
     (["--resume"], "no checkpoint"),
 ])

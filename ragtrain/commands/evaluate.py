@@ -166,15 +166,15 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
 
 def update_cards(results: dict, config: EvaluateConfig) -> None:
     """Each ragtrain model directory evaluated gets this evaluation in its card (modelcard.add_evaluation),
-    compared with the first model unless it is the first."""
+    compared with the first model unless it is the first; the others (bm25, a Hub model) have no card to update."""
     reference = config.models[0]
-    for model in config.models:
-        resolved = results["models"][model].get("resolved")
-        if model == BM25_ROW or resolved is None:
-            continue
-        if not (Path(resolved) / RAGTRAIN_CONFIG).is_file():
-            warn(f"{model} is not a model ragtrain saved, so it has no card to update")
-            continue
+    saved = [model for model in config.models  # a hybrid row's figures are not its dense model's own
+             if model != BM25_ROW and not model.startswith(HYBRID_PREFIX) and results["models"][model].get("resolved")
+             and (Path(results["models"][model]["resolved"]) / RAGTRAIN_CONFIG).is_file()]
+    if not saved:  # the base model beside a fine-tune has no card, and needs no word; no card at all does
+        warn("--update-card: none of the models is one ragtrain saved, so no model card was updated")
+    for model in saved:
+        resolved = results["models"][model]["resolved"]
         compared = reference if model != reference else None
         add_evaluation(Path(resolved), evaluation_entry(
             results["models"][model], compared, results["models"][reference] if compared else None, results["data"],

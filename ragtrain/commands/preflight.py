@@ -18,6 +18,7 @@ from ragtrain.config.prepare import HYBRID_TEACHER, PrepareConfig
 from ragtrain.config.report import ReportConfig
 from ragtrain.config.train import TrainConfig
 from ragtrain.config.tune import TuneConfig
+from ragtrain.data.pairfiles import ROW_SUFFIXES
 from ragtrain.files.atomic import check_writable
 from ragtrain.files.names import CHECKPOINTS, METRICS_LOG, STUDY_RESULTS
 from ragtrain.files.outputdir import Named, check_folder_output, check_outputs, check_prepare_output
@@ -33,7 +34,8 @@ from ragtrain.tuning.study import require_journal
 def check_prepare(config: PrepareConfig) -> None:
     for path in config.inputs:
         require(path.exists(), f"input {path} not found; check the path")
-    require(config.pairs is None or config.pairs.is_file(), f"--pairs file {config.pairs} not found; check the path")
+    if config.pairs is not None:
+        _check_pairs(config.pairs)
     require(config.beir is None or (config.beir / "corpus.jsonl").is_file(),
             f"--beir {config.beir} has no corpus.jsonl; pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     if config.uses_generator:
@@ -55,6 +57,22 @@ def prepare_inputs(config: PrepareConfig) -> list[Named]:
     return [*(("input", p) for p in config.inputs), ("--pairs", config.pairs), ("--beir", config.beir),
             ("--generator-prompt", config.generator_prompt), ("--generator-cache-dir", config.generator_cache_dir),
             *local]
+
+
+def _check_pairs(path: Path) -> None:
+    """The pairs exist, in a format prepare-data reads, with the package that format needs installed."""
+    require(path.exists(), f"--pairs file {path} not found; check the path")
+    if path.is_dir():
+        require(any((path / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json")),
+                f"--pairs {path} is a folder but no dataset saved with save_to_disk; pass such a folder, or a JSONL, "
+                "CSV or Parquet file")
+        require(importlib.util.find_spec("datasets") is not None, "reading a saved Hugging Face dataset needs the "
+                "datasets package: pip install 'ragtrain[datasets]'")
+        return
+    require(path.suffix.lower() in ROW_SUFFIXES, f"--pairs {path}: unknown format {path.suffix or '(none)'}; use "
+            f"{', '.join(ROW_SUFFIXES)} or a saved Hugging Face dataset folder")
+    require(path.suffix.lower() != ".parquet" or importlib.util.find_spec("pyarrow") is not None,
+            "reading a Parquet file needs pyarrow: pip install 'ragtrain[parquet]'")
 
 
 def _check_generator(config: PrepareConfig) -> None:

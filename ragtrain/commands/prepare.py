@@ -18,6 +18,7 @@ from ragtrain.commands.preflight import check_prepare
 from ragtrain.config.common import DEFAULT_MODEL
 from ragtrain.config.prepare import HYBRID_TEACHER, PrepareConfig, parse_strategies
 from ragtrain.data.beir import document_text
+from ragtrain.data.counts import counts_table
 from ragtrain.data.documents import load_passages
 from ragtrain.data.labelled import prepare_beir, prepare_pairs
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries, write_manifest, write_prepared
@@ -26,7 +27,7 @@ from ragtrain.data.readers import Fields
 from ragtrain.data.splits import SPLITS, split_groups
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, recover
-from ragtrain.messages import tell
+from ragtrain.messages import tell, warn
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 if TYPE_CHECKING:  # torch loads only where a stage runs a model
@@ -38,6 +39,8 @@ if TYPE_CHECKING:  # torch loads only where a stage runs a model
 class PrepareSummary:
     output_dir: Path
     counts: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # said after the counts: which columns of --pairs were read
+    warnings: list[str] = field(default_factory=list)  # what the user should act on, said last
 
 
 def prepare(config: PrepareConfig) -> PrepareSummary:
@@ -68,7 +71,20 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
     with atomic_directory(config.output_dir, config.overwrite) as tmp:
         write_prepared(tmp, prepared)
         write_manifest(tmp, config, counts)
-    return PrepareSummary(config.output_dir, counts)
+    return PrepareSummary(config.output_dir, counts, prepared.notes, short_of_negatives(config, counts))
+
+
+def short_of_negatives(config: PrepareConfig, counts: Counter) -> list[str]:
+    """A warning when triples got fewer mined negatives than --negatives: they train with fewer hard negatives
+    than asked, and the fix is in the options or the data."""
+    short = counts.get("triples_short_of_negatives", 0)
+    if not short:
+        return []
+    first, last = config.negative_range
+    return [f"{short:,} of {counts['train_triples'] + counts['val_triples']:,} triples have fewer than --negatives "
+            f"{config.negatives} hard negatives: ranks {first}-{last} of the miner held too few candidates once likely "
+            "positives and same-document passages were skipped; widen --negative-range (e.g. "
+            f"{first}-{last * 2}), lower --negatives, or add documents"]
 
 
 def no_triples_message(counts: Counter) -> str:
@@ -160,13 +176,12 @@ def score_with_teacher(prepared: Prepared, config: PrepareConfig, counts: Counte
     add_teacher_scores(prepared.train + prepared.val, corpus, teacher, config.hybrid_weight, runtime, counts)
 
 
-def counts_table(summary: PrepareSummary):
-    """The counts as a rich table, for the CLI to print."""
-    from rich.table import Table
+def print_summary(summary: PrepareSummary) -> None:
+    """The counts in words, then the notes, then the warnings, for the CLI."""
+    from rich.console import Console
 
-    table = Table(title=f"prepare-data -> {summary.output_dir}")
-    table.add_column("count")
-    table.add_column("value", justify="right")
-    for name, value in sorted(summary.counts.items()):
-        table.add_row(name.replace("_", " "), f"{value:,}")
-    return table
+    Console().print(counts_table(f"prepare-data -> {summary.output_dir}", summary.counts))
+    for note in summary.notes:
+        tell(note)
+    for warning in summary.warnings:
+        warn(warning)

@@ -15,9 +15,9 @@ from ragtrain.config.datakinds import defaults_line, with_kind_defaults
 from ragtrain.config.train import TrainConfig
 from ragtrain.data.manifest import read_data_kind
 from ragtrain.model.runtime import (
-    check_precision,
     check_weights_dtype,
     resolve_device,
+    resolve_precision,
     return_freed_memory_to_os,
     training_runtime,
 )
@@ -38,7 +38,7 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
     check_train(config)
     world = distributed.world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
-    check_precision(device, config.mixed_precision, config.precision)  # fp16 on a CPU fails here, before any work
+    resolve_precision(device, config.precision)  # fp16 on a CPU fails here, before any work
     check_weights_dtype(device, config.dtype)
     distributed.setup(world, device)
     try:
@@ -50,7 +50,7 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
                 torch.set_num_threads(config.threads)
             if device.type == "cpu":
                 return_freed_memory_to_os()
-            runtime = training_runtime(device, config.mixed_precision, config.precision, config.dtype)
+            runtime = training_runtime(device, config.precision, config.dtype)
             notes = [line] if (line := defaults_line(config.defaulted, kind)) else []
             run, state = setup(config, world, runtime, resume_from, on_validation, tuple(notes))
             started = time.perf_counter()

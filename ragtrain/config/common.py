@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_LENGTH = 8  # the fewest words a passage, or tokens a text, may be cut to: below it little meaning is left
 DEFAULT_HYBRID_WEIGHT = 0.2  # of BM25's z-score against the dense model's: 0.7419 dev nDCG@10 on SciFact (README)
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16")  # --dtype: what the weights are loaded in
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision of train and evaluate: what the forward passes compute in
 
 
 def require(condition: bool, message: str) -> None:
@@ -65,9 +66,12 @@ def check_text_options(options: TextOptions, dtype: str = "fp32") -> None:
     require(dtype in WEIGHT_DTYPES, f"--dtype must be fp32, bf16 or fp16, got {dtype!r}")
 
 
-QUERY_PROMPT_HELP = ("Text put before every query, e.g. 'query: ' for e5 (default: the model's own 'query' prompt "
-                     "from config_sentence_transformers.json, else none). Saved into the trained model.")
-DOCUMENT_PROMPT_HELP = ("Text put before every passage, e.g. 'passage: ' for e5 (default: the model's own 'document', "
-                        "'passage' or 'corpus' prompt, else none). Saved into the trained model.")
-DTYPE_HELP = ("The dtype the weights are loaded in: fp32, bf16 (hardware with native bf16 only) or fp16 (CUDA); "
-              "not autocast, the weights themselves (for LLM embedders too large in fp32).")
+def check_precision_name(precision: str) -> None:
+    require(precision in PRECISIONS, f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+
+
+QUERY_PROMPT_HELP = "Put before every query, e.g. 'query: ' for e5 (default: the model's own prompt, else none)."
+DOCUMENT_PROMPT_HELP = "Put before every passage, e.g. 'passage: ' for e5 (default: the model's own, else none)."
+DTYPE_HELP = "The weights' own dtype: fp32, bf16 (native bf16 hardware) or fp16 (CUDA), e.g. for large LLM embedders."
+PRECISION_HELP = ("What the model computes in (autocast): fp32, bf16, fp16 (CUDA) or auto (bf16 where the hardware "
+                  "has it natively, else fp32).")

@@ -11,8 +11,10 @@ from ragtrain.config.common import (
     DEVICES,
     DOCUMENT_PROMPT_HELP,
     DTYPE_HELP,
+    PRECISION_HELP,
     QUERY_PROMPT_HELP,
     changed_flags,
+    check_precision_name,
     check_text_options,
     require,
 )
@@ -21,11 +23,12 @@ from ragtrain.errors import UserError
 from ragtrain.model.settings import TextOptions
 from ragtrain.retrieval.hybrid import HYBRID_PREFIX
 
-EVALUATE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BM25_ROW = "bm25"  # the model name of the BM25 baseline row
 # what only a dense model reads: given with bm25 alone, each would be ignored without a word
 DENSE_ONLY = ("max_seq_length", "query_prompt", "document_prompt", "truncate_dim", "dtype", "device", "precision",
               "batch_size", "cache_dir", "use_cache", "update_card")
+# --help panels
+MODELS, OUTPUTS, ENCODING, HYBRID = "Models and data", "Outputs", "Encoding and cache", "Hybrid rows"
 
 
 def parse_k(value: str) -> tuple[int, ...]:
@@ -40,45 +43,43 @@ def parse_k(value: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class EvaluateConfig:
     models: tuple[str, ...] = option(
-        help="Models to compare; the first is the reference for the change column. Each is a model directory "
-        "(ragtrain or sentence-transformers), a training run (its best/ where validation kept one, else final/), a "
-        "checkpoint (checkpoints/step-N, uses model/), a Hugging Face name (pooling and prompts from its own files), or 'bm25' for a "
-        "BM25 baseline.", argument=True, cli_type=list[str], parse=tuple)
+        help="Models to compare, the first the reference of the change column: a model directory, a training run "
+        "(its best/, else final/), a checkpoint, a Hugging Face name, 'bm25', or hybrid:MODEL (BM25 and MODEL "
+        "fused).", panel=MODELS, argument=True, cli_type=list[str], parse=tuple)
     eval_data: Path = option(
-        help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as the eval/ from prepare-data, "
-        "or a JSON file {\"queries\": {id: text}, \"corpus\": {id: text}, \"relevant_docs\": {query_id: [doc_id, "
-        "...]}}.")
-    split: str = option("test", "Which qrels/<split>.tsv to score (ignored for a JSON file).")
-    k_values: tuple[int, ...] = option((1, 3, 5, 10, 100), "Cut-offs, comma-separated.", decls=("--k",),
+        help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) such as prepare-data's eval/, or a JSON "
+        "file {\"queries\": {id: text}, \"corpus\": {id: text}, \"relevant_docs\": {query_id: [doc_id, ...]}}.",
+        panel=MODELS)
+    split: str = option("test", "Which qrels/<split>.tsv to score (not for a JSON file).", panel=MODELS)
+    k_values: tuple[int, ...] = option((1, 3, 5, 10, 100), "Cut-offs, comma-separated.", panel=MODELS, decls=("--k",),
                                        cli_type=str, cli_default="1,3,5,10,100", parse=parse_k)
-    output: Path | None = option(None, "Write every metric, per-query values, settings and timings as JSON here.")
-    run_file: Path | None = option(None, "Write the rankings as a TREC run file (one per model when several: "
-        "<stem>.<model><suffix>).")
-    batch_size: int = option(32, "Texts per encoding batch.")
+    output: Path | None = option(None, "Write every metric, per-query values, settings and timings here (JSON).",
+                                 panel=OUTPUTS)
+    run_file: Path | None = option(None, "Write the rankings as a TREC run file (several models: "
+        "<stem>.<model><suffix>).", panel=OUTPUTS)
+    batch_size: int = option(32, "Texts per encoding batch.", panel=ENCODING)
     max_seq_length: int | None = option(None, "Tokens kept per text, capped at the model's limit (default: the "
-        "model's own max_seq_length from sentence_bert_config.json, else 256).")
-    query_prompt: str | None = option(None, QUERY_PROMPT_HELP.replace(" Saved into the trained model.", ""))
-    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP.replace(" Saved into the trained model.", ""))
-    truncate_dim: int | None = option(None, "Score with the first N dimensions of each embedding (renormalised for "
-        "cosine): a Matryoshka model's smaller index. Embeddings are cached whole, so several N encode once.")
-    dtype: str = option("fp32", DTYPE_HELP)
-    device: str = option("auto", "auto, cpu, cuda or mps.")
-    # auto: bf16 where the hardware computes it natively, else fp32
-    precision: str = option("auto", "Encoding precision: auto (bf16 where the CPU or GPU computes bf16 natively, "
-        "about twice fp32's speed; else fp32), fp32, bf16 or fp16 (CUDA).")
+        "model's own, else 256).", panel=ENCODING)
+    query_prompt: str | None = option(None, QUERY_PROMPT_HELP, panel=ENCODING)
+    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP, panel=ENCODING)
+    truncate_dim: int | None = option(None, "Score the first N dimensions of each embedding (a Matryoshka model's "
+        "smaller index); cached whole, so several N encode once.", panel=ENCODING)
+    dtype: str = option("fp32", DTYPE_HELP, panel=ENCODING)
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.", panel=ENCODING)
+    # auto: bf16 where the hardware computes it natively (about twice fp32's speed), else fp32
+    precision: str = option("auto", PRECISION_HELP, panel=ENCODING)
     # None: $XDG_CACHE_HOME/ragtrain/embeddings (~/.cache/ragtrain/embeddings)
-    cache_dir: Path | None = option(None, "Where embeddings are cached (default ~/.cache/ragtrain/embeddings, or "
-        "$XDG_CACHE_HOME/ragtrain/embeddings).")
-    use_cache: bool = option(True, "Reuse embeddings of an unchanged model, corpus and settings; --no-cache encodes "
-        "afresh and writes nothing.", decls=("--cache/--no-cache",))
-    update_card: bool = option(False, "Add the results to the model card (README.md) of each ragtrain model "
-        "evaluated, with the change against the first model; an earlier result on the same data and split is replaced.")
+    cache_dir: Path | None = option(None, "Where embeddings are cached (default ~/.cache/ragtrain/embeddings).",
+                                    panel=ENCODING)
+    use_cache: bool = option(True, "Reuse the embeddings of an unchanged model, corpus and settings; --no-cache "
+        "encodes afresh and writes nothing.", panel=ENCODING, decls=("--cache/--no-cache",))
+    update_card: bool = option(False, "Add the results to the model card (README.md) of each ragtrain model, with "
+        "the change against the first model.", panel=OUTPUTS)
     # hybrid:MODEL rows
-    hybrid_weight: float | None = option(None, "Weight of BM25 in a hybrid:MODEL row: each query's BM25 and cosine "
-        f"scores over the whole corpus are z-scored and fused as w * bm25 + (1 - w) * cosine (default {DEFAULT_HYBRID_WEIGHT}, "
-        "or chosen by --hybrid-tune-split).", show_default=False)
-    hybrid_tune_split: str | None = option(None, "Choose the hybrid weight (0 to 1 in steps of 0.05, best nDCG@10) "
-        "on this other qrels split of --eval-data, e.g. train; never on --split itself.")
+    hybrid_weight: float | None = option(None, "BM25's weight w in a hybrid:MODEL row: w * bm25 + (1 - w) * cosine, "
+        f"each z-scored per query (default {DEFAULT_HYBRID_WEIGHT}).", panel=HYBRID, show_default=False)
+    hybrid_tune_split: str | None = option(None, "Choose the hybrid weight (0 to 1 by 0.05, best nDCG@10) on this "
+        "other qrels split, e.g. train.", panel=HYBRID)
     # the --config file read: an input no output may replace (options.build sets it)
     config_file: Path | None = option(None, cli=False, recorded=False)
 
@@ -96,8 +97,7 @@ class EvaluateConfig:
         check_text_options(self.text_options(), self.dtype)
         require(self.truncate_dim is None or self.truncate_dim >= 1, f"--truncate-dim must be at least 1, got {self.truncate_dim}")
         require(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
-        require(self.precision in EVALUATE_PRECISIONS,
-               f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        check_precision_name(self.precision)
         require(self.hybrid_weight is None or 0 <= self.hybrid_weight <= 1,
                f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")
         require(self.hybrid_weight is None or self.hybrid_tune_split is None,

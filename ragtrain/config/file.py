@@ -14,6 +14,7 @@ import difflib
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,13 @@ from ragtrain.files.jsonfiles import open_for_reading, parse_json
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
-def read_config_file(path: Path, config_class: type, ignored: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_config_file(path: Path, config_class: type, ignored: tuple[str, ...] = (),
+                     upgrade: Callable[[dict], dict] | None = None) -> dict[str, Any]:
     """Each option the file sets, by field name, as the field's value. `ignored`: keys allowed and skipped (what
-    a run's config.json records beside its options)."""
+    a run's config.json records beside its options); `upgrade`: turns options an older ragtrain wrote into today's."""
     raw = _read_mapping(path)
+    if upgrade is not None:
+        raw = upgrade(raw)
     keys = _key_index(config_class)
     hints = typing.get_type_hints(config_class)
     values: dict[str, Any] = {}

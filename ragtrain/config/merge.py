@@ -11,8 +11,8 @@ from ragtrain.config.common import require
 from ragtrain.config.options import option
 from ragtrain.errors import UserError
 
-
 # -------------------------------------------------------------------------------------------------- merge
+MODELS, OUTPUT = "Models", "Output"  # --help panels
 def parse_weights(value: str | None) -> tuple[float, ...] | None:
     """'0.5,0.3,0.2' -> (0.5, 0.3, 0.2)."""
     if value is None:
@@ -25,17 +25,17 @@ def parse_weights(value: str | None) -> tuple[float, ...] | None:
 
 @dataclass(frozen=True)
 class MergeConfig:
-    models: tuple[str, ...] = option(help="Models to average (ragtrain or sentence-transformers directories, "
-        "training runs' best/ or final/, or Hugging Face names), all of one architecture.", argument=True,
+    models: tuple[str, ...] = option(help="Models to average, all of one architecture: ragtrain or "
+        "sentence-transformers directories, runs' best/ or final/, Hugging Face names.", panel=MODELS, argument=True,
         cli_type=list[str], parse=tuple)
-    output_dir: Path = option(help="Where the merged model is written (the files of train's final/).",
+    output_dir: Path = option(help="Where the merged model is written (the files of train's final/).", panel=OUTPUT,
                               decls=("--output-dir", "-o"))
-    weights: tuple[float, ...] | None = option(None, "Each model's weight, comma-separated, in the order given "
-        "(scaled to sum to 1). Default: equal.", cli_type=Optional[str], parse=parse_weights)
-    base: str | None = option(None, "A base model to interpolate with: the result is (1 - W) x the models' average "
-        "+ W x the base (LM-Cocktail), to keep more of the base's general skill.")
-    base_weight: float = option(0.5, "W, the base model's share with --base, in [0, 1].")
-    overwrite: bool = option(False, "Replace an earlier merge in --output-dir.")
+    weights: tuple[float, ...] | None = option(None, "Each model's weight, comma-separated, in their order (scaled "
+        "to sum to 1). Default: equal.", panel=MODELS, cli_type=Optional[str], parse=parse_weights)
+    base: str | None = option(None, "A base model to interpolate with: (1 - W) x the models' average + W x the "
+        "base (LM-Cocktail), keeping more of its general skill.", panel=MODELS)
+    base_weight: float = option(0.5, "W, the base model's share with --base, in [0, 1].", panel=MODELS)
+    overwrite: bool = option(False, "Replace an earlier merge in --output-dir.", panel=OUTPUT)
 
     def validate(self) -> "MergeConfig":
         count = len(self.models) + (1 if self.base else 0)

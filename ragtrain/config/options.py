@@ -30,6 +30,7 @@ class Flag:
     decls: tuple[str, ...] = ()  # its flag names when not --name-with-dashes, e.g. ("--output-dir", "-o")
     argument: bool = False  # positional instead of a flag
     show_default: bool = True
+    panel: str = ""  # the --help panel it is listed in: the concern it belongs to ("Loss", "Data and output", ...)
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,18 @@ class FieldFlags:
     parse: Callable[..., Any]
 
 
-def option(default: Any = MISSING, help: str = "", *, decls: tuple[str, ...] = (), argument: bool = False,
-           show_default: bool = True, cli_type: Any = None, cli_default: Any = MISSING,
+def option(default: Any = MISSING, help: str = "", *, panel: str = "", decls: tuple[str, ...] = (),
+           argument: bool = False, show_default: bool = True, cli_type: Any = None, cli_default: Any = MISSING,
            parse: Callable[..., Any] | None = None, flags: tuple[Flag, ...] = (), cli: bool = True,
            recorded: bool = True) -> Any:
-    """A config field with its default and help. On the command line it is one parameter named after the field,
-    of the field's type and default, unless told otherwise: `decls`, `argument`, `show_default`, `cli_type` and
-    `cli_default` (what the command line reads and shows, e.g. "10-100" for (10, 100)) change that parameter;
-    `flags` replaces it with several. `parse` turns what the parameters read into the field's value. cli=False:
-    no parameter at all (the config sets the field itself). recorded=False: where the options came from rather
-    than an option, so neither written with them (common.as_dict) nor compared."""
-    metadata = {"help": help, "decls": decls, "argument": argument, "show_default": show_default,
+    """A config field with its default, help and --help panel. On the command line it is one parameter named after
+    the field, of the field's type and default, unless told otherwise: `decls`, `argument`, `show_default`,
+    `cli_type` and `cli_default` (what the command line reads and shows, e.g. "10-100" for (10, 100)) change that
+    parameter; `flags` replaces it with several (listed in `panel` unless they name their own). `parse` turns what
+    the parameters read into the field's value. cli=False: no parameter at all (the config sets the field itself).
+    recorded=False: where the options came from rather than an option, so neither written with them
+    (common.as_dict) nor compared."""
+    metadata = {"help": help, "panel": panel, "decls": decls, "argument": argument, "show_default": show_default,
                 "cli_type": cli_type, "cli_default": cli_default, "parse": parse, "flags": flags, "cli": cli,
                 "recorded": recorded}
     return dataclasses.field(default=default, metadata=metadata, compare=recorded)
@@ -65,12 +67,13 @@ def flags_of(config_class: type) -> list[FieldFlags]:
         meta = field.metadata
         if not meta.get("cli", True):  # set by the config itself, never by a flag
             continue
-        flags = meta.get("flags") or (Flag(
+        panel = meta.get("panel", "")
+        flags = tuple(dataclasses.replace(flag, panel=flag.panel or panel) for flag in meta.get("flags", ())) or (Flag(
             name=field.name,
             type=meta.get("cli_type") or _optional(hints[field.name]),
             default=field.default if meta.get("cli_default", MISSING) is MISSING else meta["cli_default"],
             help=meta.get("help", ""), decls=meta.get("decls", ()), argument=meta.get("argument", False),
-            show_default=meta.get("show_default", True)),)
+            show_default=meta.get("show_default", True), panel=panel),)
         result.append(FieldFlags(field.name, tuple(flags), meta.get("parse") or _same))
     return result
 

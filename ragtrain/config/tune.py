@@ -18,6 +18,7 @@ from ragtrain.files.names import TRIALS
 
 # -------------------------------------------------------------------------------------------------- tune
 TUNE_NOT_FROM_TRAIN = ("output_dir", "resume", "overwrite", "average_last", "defaulted")  # each trial sets its own
+STUDY, SEARCH = "Study", "Search space"  # --help panels of tune's own options; train's keep theirs
 RANGE_FLAGS = {"lr_range": "learning_rate", "epochs_range": "epochs", "temperature_range": "temperature",
                "warmup_range": "warmup_ratio"}
 
@@ -43,29 +44,30 @@ def parse_bounds(flag: str) -> Callable[[str | None], tuple[float, float] | None
 class TuneOptions:
     """tune's own options; TuneConfig adds every train option (the same fields, defaults and help) after them."""
 
-    output_dir: Path = option(help="The study directory: trials/trial-NNNN/ (each trial's training run), results.csv, "
-        "results.json, plots and best/ (a copy of the best trial's model).", decls=("--output-dir", "-o"))
-    n_trials: int = option(20, "Trials the study runs in all: COMPLETE and PRUNED ones count, across every process "
-        "on the study and every earlier invocation, so running tune again continues to this number.")
-    timeout: float | None = option(None, "Stop starting trials after this many seconds (the running one finishes).")
-    study: str = option("ragtrain", "Study name in --storage; every process given the same storage and name shares "
-        "its trials.")
-    storage: str | None = option(None, "Optuna storage: a database URL (sqlite:///study.db, postgresql://...) or the "
-        "path of a journal file (for a disk shared by several machines). Default: sqlite:///OUTPUT_DIR/study.db.")
-    space: Path | None = option(None, "Search space file (JSON or TOML): option name -> {type: float|int|categorical, "
-        "low, high, log, choices}; replaces the default space (learning_rate, epochs, temperature, warmup_ratio).")
+    output_dir: Path = option(help="The study directory: trials/trial-NNNN/ (each a training run), results.csv, "
+        "results.json, plots and best/ (the best trial's model).", panel=STUDY, decls=("--output-dir", "-o"))
+    n_trials: int = option(20, "Trials in all, complete and pruned, across every process and earlier invocation: "
+        "running tune again continues to this number.", panel=STUDY)
+    timeout: float | None = option(None, "Start no trial after this many seconds (the running one finishes).",
+                                   panel=STUDY)
+    study: str = option("ragtrain", "Study name in --storage; processes given the same storage and name share its "
+        "trials.", panel=STUDY)
+    storage: str | None = option(None, "Optuna storage: a database URL or a journal file's path (a disk several "
+        "machines share). Default: sqlite:///OUTPUT_DIR/study.db.", panel=STUDY)
+    space: Path | None = option(None, "Search space file (JSON or TOML): option -> {type: float|int|categorical, "
+        "low, high, log, choices}; replaces the default space.", panel=SEARCH)
     lr_range: tuple[float, float] | None = option(None, "Learning-rate range LOW,HIGH (log-uniform); one value "
-        "fixes it. Default 1e-5,2e-4.", cli_type=Optional[str], parse=parse_bounds("--lr-range"))
+        "fixes it. Default 1e-5,2e-4.", panel=SEARCH, cli_type=Optional[str], parse=parse_bounds("--lr-range"))
     epochs_range: tuple[float, float] | None = option(None, "Epochs range LOW,HIGH (integers). Default 1,3.",
-        cli_type=Optional[str], parse=parse_bounds("--epochs-range"))
+        panel=SEARCH, cli_type=Optional[str], parse=parse_bounds("--epochs-range"))
     temperature_range: tuple[float, float] | None = option(None, "Temperature range LOW,HIGH (log-uniform). "
-        "Default 0.02,0.1.", cli_type=Optional[str], parse=parse_bounds("--temperature-range"))
+        "Default 0.02,0.1.", panel=SEARCH, cli_type=Optional[str], parse=parse_bounds("--temperature-range"))
     warmup_range: tuple[float, float] | None = option(None, "Warmup-ratio range LOW,HIGH. Default 0,0.3.",
-        cli_type=Optional[str], parse=parse_bounds("--warmup-range"))
+        panel=SEARCH, cli_type=Optional[str], parse=parse_bounds("--warmup-range"))
     pruning: bool = option(True, "Stop a trial whose validation falls below the median of earlier trials at the "
-        "same step (Optuna's MedianPruner; validations come every --eval-steps).", decls=("--pruning/--no-pruning",))
-    keep_best: int = option(0, "Keep the model folders of the best K finished trials only (the others' best/, "
-        "final/ and checkpoints/ are deleted; their logs stay). 0: keep every trial's.")
+        "same step (Optuna's MedianPruner).", panel=SEARCH, decls=("--pruning/--no-pruning",))
+    keep_best: int = option(0, "Keep the model folders of the best K finished trials only (logs stay); 0: every "
+        "trial's.", panel=STUDY)
 
 
 class _TuneChecks:

@@ -1,4 +1,4 @@
-"""Labelled inputs: query/positive pairs (JSONL) and BEIR folders -> triples and an evaluation set.
+"""Labelled inputs: query/positive pairs (pairfiles.py reads them) and BEIR folders -> triples and an evaluation set.
 
 Pairs: pairs with the same query text are one query (its positives and given negatives joined); queries
 that share a text (their own or a positive) form one group, and whole groups go to train / val / test, so no
@@ -22,11 +22,11 @@ from pathlib import Path
 from ragtrain.config.prepare import PrepareConfig
 from ragtrain.data.beir import document_text, read_beir
 from ragtrain.data.documents import load_passages
+from ragtrain.data.pairfiles import PairFields, read_pairs
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries
 from ragtrain.data.readers import Fields
 from ragtrain.data.splits import split_groups, text_groups
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import read_jsonl
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 
@@ -47,22 +47,6 @@ def triples_for(split_queries: list[int], query_texts: list[str], positives: lis
 
 
 # ------------------------------------------------------------------------------------------------- pairs
-def read_pairs(path: Path) -> list[tuple[str, list[str], list[str]]]:
-    pairs = []
-    for number, row in enumerate(read_jsonl(path, "--pairs file"), start=1):
-        positives = row.get("positives", [row["positive"]] if "positive" in row else [])
-        negatives = row.get("negatives", [])
-        if not isinstance(row.get("query"), str) or not row["query"].strip() or not isinstance(positives, list) \
-                or not positives or not all(isinstance(p, str) and p.strip() for p in positives):
-            raise UserError(f"{path}: pair {number} needs a 'query' and a 'positive' text (or a 'positives' list)")
-        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
-            raise UserError(f"{path}: pair {number}: 'negatives' must be a list of texts")
-        pairs.append((row["query"], positives, [n for n in negatives if n.strip()]))
-    if not pairs:
-        raise UserError(f"{path} holds no pairs; each line needs 'query' and 'positive'")
-    return pairs
-
-
 def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, list[str], list[str]]]:
     """One item per distinct query text, with the positives and given negatives of all its pairs (first seen
     first): two pairs with one query are one query with two answers, never one answer's false negative."""
@@ -76,7 +60,7 @@ def merge_by_query(pairs: list[tuple[str, list[str], list[str]]]) -> list[tuple[
 
 
 def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter) -> Prepared:
-    pairs = read_pairs(config.pairs)
+    pairs, columns_line = read_pairs(config.pairs, PairFields.of(config))
     queries = merge_by_query(pairs)
     counts.update(pairs=len(pairs), pair_queries=len(queries))
     texts: list[str] = []
@@ -119,7 +103,7 @@ def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
     eval_queries, qrels = held_out_queries({split: [(query_texts[q], [ids[p] for p in positives[q]])
                                                     for q in by_split[split]] for split in HELD_OUT})
-    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels)
+    return Prepared(triples["train"], triples["val"], corpus, eval_queries, qrels, notes=[columns_line])
 
 
 # -------------------------------------------------------------------------------------------------- BEIR

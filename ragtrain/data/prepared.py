@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragtrain import __version__
 from ragtrain.config.common import as_dict
 from ragtrain.config.datakinds import data_kind_of
 from ragtrain.config.prepare import PrepareConfig
@@ -17,6 +16,7 @@ from ragtrain.data.beir import write_beir
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
 from ragtrain.files.jsonfiles import jsonl_text
 from ragtrain.files.names import MANIFEST
+from ragtrain.version import VERSION
 
 HELD_OUT = ("val", "test")  # the splits whose queries are evaluation queries
 
@@ -31,6 +31,7 @@ class Prepared:
     queries: list[dict]  # {"_id", "text"}
     qrels: dict[str, list[tuple[str, str, int]]]  # split -> (query id, corpus id, score)
     passages: list[str] = field(default_factory=list)  # document mode: every passage text (a teacher's corpus)
+    notes: list[str] = field(default_factory=list)  # what the user is told with the counts (the columns of --pairs)
 
 
 def held_out_queries(by_split: dict[str, Iterable[tuple[str, Iterable[str]]]]
@@ -58,7 +59,7 @@ def write_manifest(directory: Path, config: PrepareConfig, counts: Counter) -> N
     """Inputs as given, options, counts and each output's sha256; nothing that varies between runs."""
     outputs = sorted(p for p in directory.rglob("*") if p.is_file())
     atomic_write_json(directory / MANIFEST, {
-        "ragtrain_version": __version__,
+        "ragtrain_version": VERSION,
         "inputs": [str(p) for p in config.inputs],
         "data_kind": data_kind_of(as_dict(config)),  # which defaults train takes (datadefaults.py)
         "options": {k: v for k, v in as_dict(config).items() if k not in ("inputs", "output_dir", "overwrite")},

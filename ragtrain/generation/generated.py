@@ -88,7 +88,9 @@ def top_passages(texts: list[str], queries: list[str], depth: int, dense: Embedd
     if dense is None:
         indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
     else:
-        from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
+        from ragtrain.retrieval.negatives import (
+            dense_search_with_positives,  # late: torch loads only for a dense filter
+        )
 
         indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
     return [set(row.tolist()) for row in indices]

@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ragtrain import __version__
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
 from ragtrain.files.names import CARD, EVALUATIONS, MANIFEST
+from ragtrain.version import VERSION
 
 BEGIN, END = "<!-- ragtrain:evaluation-begin -->", "<!-- ragtrain:evaluation-end -->"
 TAGS = ["sentence-transformers", "sentence-similarity", "feature-extraction", "retrieval", "ragtrain"]
@@ -33,7 +34,7 @@ SHOWN_METRICS = ("ndcg@10", "recall@10", "mrr@10", "map@100", "recall@100")  # e
 class CardData:
     """What a card says about one saved model."""
 
-    name: str  # e.g. "checkpoints/run/best"
+    name: str  # e.g. "scifact-8e-5/best": the run's folder and this model's, wherever the command ran
     base_model: str
     pooling: str
     normalize: bool
@@ -47,26 +48,31 @@ class CardData:
     evaluations: list[dict] = field(default_factory=list)  # evaluation.json's entries
     query_prompt: str | None = None  # put before every query, as training did
     document_prompt: str | None = None
+    license: str | None = None  # the base model's, when its own files say (base_model_license)
+    datasets: list[str] = field(default_factory=list)  # what it was trained on, when prepare-data's manifest says
+    validation_precision: str = "fp32"  # what the validation figures were encoded in
 
 
 def model_card(card: CardData) -> str:
     """The README.md text."""
     sections = [front_matter(card), f"# {card.name}", _about(card), _data_section(card.data),
-                _options_section(card.options), validation_section(card.validation, card.selection_metric),
+                _options_section(card.options),
+                validation_section(card.validation, card.selection_metric, card.validation_precision),
                 evaluation_section(card.evaluations), usage_section(card)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
 def front_matter(card: CardData) -> str:
     meta = {"library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity",
-            "base_model": card.base_model, "tags": TAGS}
+            "base_model": card.base_model, **({"license": card.license} if card.license else {}),
+            **({"datasets": card.datasets} if card.datasets else {}), "tags": TAGS}
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---"
 
 
 def _about(card: CardData) -> str:
     head = f", then a linear head to {card.output_dim} dimensions" if card.output_dim else ""
     norm = ", L2-normalised (compare by cosine)" if card.normalize else ", not normalised (compare by dot product)"
-    lines = [f"A text-embedding model for retrieval, fine-tuned from `{card.base_model}` with ragtrain {__version__}"
+    lines = [f"A text-embedding model for retrieval, fine-tuned from `{card.base_model}` with ragtrain {VERSION}"
              " (contrastive InfoNCE on query/passage triples).", "",
              f"Embeddings: {card.pooling} pooling of the token states{head}{norm}; texts are cut at "
              f"{card.max_seq_length} tokens."]
@@ -107,8 +113,9 @@ def curve_rows(rows: list[dict], metric: str | None, limit: int = CURVE_ROWS) ->
     return [rows[i] for i in sorted(keep)]
 
 
-def validation_section(rows: list[dict], metric: str | None) -> str:
-    """The validation curve: a table of step and each figure, and the change from step 0 to the best."""
+def validation_section(rows: list[dict], metric: str | None, precision: str = "fp32") -> str:
+    """The validation curve: a table of step and each figure, the change from step 0 to the best, and the precision
+    the texts were encoded in."""
     if not rows:
         return ""
     names = [k for k in rows[0] if k not in ("step", "epoch")]
@@ -123,7 +130,7 @@ def validation_section(rows: list[dict], metric: str | None) -> str:
         summary = (f"\n\n{metric} went from {_number(scored[0][metric])} at step {scored[0]['step']} to "
                    f"{_number(best[metric])} at its best (step {best['step']}); "
                    f"{_number(scored[-1][metric])} at the last validation (step {scored[-1]['step']}).")
-    return "## Validation\n\n" + "\n".join(table) + summary
+    return "## Validation\n\n" + "\n".join(table) + summary + f"\n\nTexts encoded in {precision} for these figures."
 
 
 def evaluation_section(entries: list[dict]) -> str:
@@ -131,23 +138,24 @@ def evaluation_section(entries: list[dict]) -> str:
     body = "No evaluation recorded yet: `ragtrain evaluate MODEL --eval-data DIR --update-card` adds one."
     if entries:
         names = [m for m in SHOWN_METRICS if any(m in e["metrics"] for e in entries)]
-        table = [f"| evaluation set | split | queries | {' | '.join(names)} | compared with |",
-                 "|---|---|---:|" + "---:|" * len(names) + "---|"]
+        table = [f"| evaluation set | split | queries | encoded in | {' | '.join(names)} | compared with |",
+                 "|---|---|---:|---|" + "---:|" * len(names) + "---|"]
         for e in entries:
             cells = []
             for name in names:
                 value, ref = e["metrics"].get(name), (e.get("reference_metrics") or {}).get(name)
                 cells.append(_number(value) + (f" ({value - ref:+.4f})" if value is not None and ref is not None else ""))
-            table.append(f"| {e['eval_data']} | {e['split']} | {e['queries']} | {' | '.join(cells)} | "
-                         f"{e.get('reference') or ''} |")
+            table.append(f"| {e['eval_data']} | {e['split']} | {e['queries']} | {e.get('precision') or ''} | "
+                         f"{' | '.join(cells)} | {e.get('reference') or ''} |")
         body = "\n".join(table) + "\n\nIn brackets: the change against the model in the last column, measured in " \
-                                  "the same run of `ragtrain evaluate`."
+                                  "the same run of `ragtrain evaluate`; 'encoded in': the precision of the embeddings " \
+                                  "(evaluate --precision)."
     return f"## Evaluation results\n\n{BEGIN}\n{body}\n{END}"
 
 
 def usage_section(card: CardData) -> str:
     st = (f"```python\nfrom sentence_transformers import SentenceTransformer\n\n"
-          f"model = SentenceTransformer(\"{card.name}\")\n"
+          f"model = SentenceTransformer(\"{card.name}\")  # this folder's path, or its name on the Hub\n"
           f"queries = model.encode_query([\"how warm should sourdough proof?\"])  # adds the query prompt, if any\n"
           f"passages = model.encode_document([\"Sourdough proofs best at 24-26 C\"])\n"
           f"print(model.similarity(queries, passages))\n```")
@@ -201,9 +209,11 @@ def transformers_snippet(card: CardData) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ what train knows
-def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha256: str | None = None) -> dict:
+def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha256: str | None = None,
+             in_words: Callable[[dict], list[tuple[str, int]]] | None = None) -> dict:
     """The card's data table: the training file (and its sha256), its counts, and prepare-data's manifest when
-    beside it, with whether the manifest lists this very file."""
+    beside it, with whether the manifest lists this very file. `in_words`: the manifest's counts as (label, count)
+    rows in the order to show them (data.counts.counts_in_words); default their keys."""
     data = {"training file": f"`{train_data.name}`", "training triples": f"{triples:,}"}
     if train_sha256:
         data["training file sha256"] = f"`{train_sha256}`"
@@ -223,9 +233,52 @@ def run_data(train_data: Path, triples: int, val_triples: int | None, train_sha2
                                                      "no: not one of its outputs" if listed is None else
                                                      "no: changed since (its sha256 differs)")
         counts = record.get("counts", {})
-        for name, value in counts.items() if isinstance(counts, dict) else ():
-            data[f"prepare-data: {name.replace('_', ' ')}"] = f"{value:,}" if isinstance(value, int) else str(value)
+        counts = {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, dict) else {}
+        rows = in_words(counts) if in_words else [(name.replace("_", " "), value) for name, value in counts.items()]
+        for label, value in rows:
+            data[f"prepare-data: {label}"] = f"{value:,}"
     return data
+
+
+def base_model_license(model_dir: str) -> str | None:
+    """The license a base model states: its card's front matter (README.md), else its config.json's 'license';
+    for a Hub name, the files of its cached copy. None when nothing says (nothing is fetched)."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        from huggingface_hub import try_to_load_from_cache  # a Hub name: its cached card, if any
+
+        try:
+            cached = try_to_load_from_cache(model_dir, CARD)
+        except ValueError:  # not a valid Hub name either
+            cached = None
+        path = Path(cached).parent if isinstance(cached, str) else path
+    text = (path / CARD).read_text(encoding="utf-8", errors="replace") if (path / CARD).is_file() else ""
+    if text.startswith("---\n") and "\n---" in text[4:]:
+        try:
+            meta = yaml.safe_load(text[4:text.index("\n---", 4)])
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict) and isinstance(meta.get("license"), str):
+            return meta["license"]
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("license") if isinstance(config, dict) and isinstance(config.get("license"), str) else None
+
+
+def training_data_names(train_data: Path) -> list[str]:
+    """What the triples were made from, by name, as prepare-data's manifest beside them records it: the BEIR
+    folder's name, the pairs file's or dataset's, the document inputs'. [] without a readable manifest."""
+    try:
+        record = json.loads((train_data.parent / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    options = record.get("options", {}) if isinstance(record, dict) else {}
+    options = options if isinstance(options, dict) else {}
+    sources = [options.get("beir") or options.get("pairs")] if options.get("beir") or options.get("pairs") else []
+    sources += record.get("inputs", []) if isinstance(record.get("inputs"), list) else []
+    return list(dict.fromkeys(Path(str(source)).stem for source in sources if source))
 
 
 def validation_rows(metrics_log: Path) -> list[dict]:
@@ -268,7 +321,7 @@ def evaluation_entry(model_result: dict, reference: str | None, reference_result
                      max_seq_length: int, output: Path | None) -> dict:
     """One evaluation as the card records it, from evaluate's results for this model (and the first model's)."""
     return {"eval_data": data["eval_data"], "split": data["split"], "queries": data["queries"],
-            "corpus": data["corpus"], "max_seq_length": max_seq_length,
+            "corpus": data["corpus"], "max_seq_length": max_seq_length, "precision": model_result.get("precision"),
             "metrics": {k: v for k, v in model_result["metrics"].items() if isinstance(v, float) and math.isfinite(v)},
             "reference": reference, "reference_metrics": reference_result["metrics"] if reference_result else None,
             "results_file": str(output) if output else None}

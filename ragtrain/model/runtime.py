@@ -52,22 +52,20 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type if on else "cpu", enabled=on)
 
 
-def training_runtime(device: torch.device, mixed_precision: bool, precision: str, dtype: str = "fp32") -> Runtime:
-    """Training's runtime: autocast in `precision` under mixed precision, and validation's encoding in the same;
-    without it, fp32 training and encoding as `evaluate` does by default (bf16 where the hardware has it natively).
+def training_runtime(device: torch.device, precision: str, dtype: str = "fp32") -> Runtime:
+    """Training's runtime: its forward passes and validation's encoding both compute in `precision` (autocast;
+    auto: bf16 where the hardware has it natively, else fp32), as evaluate's --precision means for encoding.
     `dtype`: the weights' own dtype (--dtype), checked on the device."""
-    check_precision(device, mixed_precision, precision)
     check_weights_dtype(device, dtype)
-    if mixed_precision:
-        return Runtime(device, precision, precision, dtype)
-    return Runtime(device, "fp32", inference_precision(device, "auto"), dtype)
+    resolved = resolve_precision(device, precision)
+    return Runtime(device, resolved, resolved, dtype)
 
 
 def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32") -> Runtime:
     """evaluate's runtime: `device_name` resolved, `precision` (auto: bf16 where native, else fp32) checked on it."""
     device = resolve_device(device_name)
     check_weights_dtype(device, dtype)
-    return Runtime(device, encode_precision=inference_precision(device, precision), weights=dtype)
+    return Runtime(device, encode_precision=resolve_precision(device, precision), weights=dtype)
 
 
 def check_weights_dtype(device: torch.device, dtype: str) -> None:
@@ -125,24 +123,23 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def inference_precision(device: torch.device, precision: str) -> str:
-    """The precision that encoding runs in: `auto` is bf16 where the hardware has it natively, else fp32.
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """What the forward passes compute in (--precision of train and evaluate): `auto` is bf16 where the hardware has
+    it natively, else fp32; a precision asked for is checked on the device and honoured (bf16 even if emulated).
 
-    Embeddings are pooled and compared in fp32 either way; bf16 only changes the matrix multiplications.
+    Embeddings are pooled and compared, and the loss computed, in fp32 either way: autocast changes the matrix
+    multiplications only.
     """
-    if precision != "auto":
-        check_precision(device, precision != "fp32", precision)
-        if precision != "fp32" and device.type == "mps":
-            raise UserError(f"--precision {precision} is not supported on MPS here; use --precision fp32")
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
-
-
-def check_precision(device: torch.device, enabled: bool, precision: str) -> None:
-    if enabled and precision == "fp16" and device.type == "cpu":
-        raise UserError("fp16 mixed precision is not supported on CPU; use --precision bf16 or a CUDA device")
-    if enabled and precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("this GPU does not support bf16; use --precision fp16")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError(f"--precision fp16 needs a CUDA device ({device.type} has no fast fp16 kernels); use "
+                        "--precision bf16 or fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--precision bf16: this GPU does not support bf16; use --precision fp16 or fp32")
+    if precision == "bf16" and device.type == "mps":
+        raise UserError("--precision bf16 is not supported on MPS here; use --precision fp32")
+    return precision
 
 
 def device_rng_state(device: torch.device) -> torch.Tensor | None:

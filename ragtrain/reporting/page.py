@@ -138,10 +138,11 @@ def run_figures(runs: dict[str, list[dict]]) -> list[Figure]:
     order = list(runs)
     groups = [
         ("Training curves", "training.png", panels(runs, wanted=TRAINING_PANELS),
-         "Each logged step: the loss and its parts, the learning rate of each parameter group, the gradient norm "
-         "before clipping, throughput and peak memory."),
+         "Each logged step: the mean since the previous one of the loss and its parts and of the gradient norm "
+         "before clipping, throughput over those steps, the learning rate of each parameter group at the step, "
+         "and peak memory."),
         ("Embedding diagnostics", "diagnostics.png", panels(runs, wanted=DIAGNOSTIC_PANELS),
-         "Read from each logged step's embeddings: positives' and hardest negatives' cosine (their gap is the "
+         "Read from each step's embeddings, means as above: positives' and hardest negatives' cosine (their gap is the "
          "margin learned), the spread of the normalised embeddings, and their mean pairwise cosine (0: spread "
          "evenly; 1: all alike)."),
         ("Validation", "validation.png", panels(runs, validation=True),
@@ -183,9 +184,11 @@ def eval_table(label: str, result: dict) -> str:
     models = list(result["models"].items())
     first = models[0][1]["metrics"] if models else {}
     data = result.get("data", {})
+    precisions = sorted({str(m["precision"]) for _, m in models if m.get("precision")})
+    encoded = f"; dense models encoded in {' and '.join(precisions)}" if precisions else ""
     rows = [f"<h2>Evaluation: {html.escape(label)}</h2><p class='caption'>{html.escape(str(data.get('eval_data', '')))}"
             f", split {html.escape(str(data.get('split', '')))}: {data.get('queries', '?')} queries, "
-            f"{data.get('corpus', '?')} documents</p><table><tr><th>model</th>"
+            f"{data.get('corpus', '?')} documents{html.escape(encoded)}</p><table><tr><th>model</th>"
             + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
     for n, (model, measured) in enumerate(models):
         cells = []
@@ -199,13 +202,25 @@ def eval_table(label: str, result: dict) -> str:
 
 
 def options_html(configs: dict[str, dict]) -> str:
-    """Every option of every run, side by side; rows where the runs differ are marked."""
+    """Every option of every run, side by side: the ones that differ between the runs in the open, marked; the
+    rest (all of them for a single run) folded away, one click to open."""
     table = options_table(configs)
-    differing = sum(differs for _, _, differs in table)
-    rows = ["<h2>Options</h2>", f"<p class='caption'>{differing} option(s) differ between the runs (marked)</p>"
-            if len(configs) > 1 else "", "<table><tr><th>option</th>"
-            + "".join(f"<th>{html.escape(name)}</th>" for name in configs) + "</tr>"]
-    for name, values, differs in table:
-        cells = "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in values)
-        rows.append(f"<tr{' class=differs' if differs else ''}><td>{html.escape(name)}</td>{cells}</tr>")
-    return "".join(rows) + "</table>"
+    header = "<table><tr><th>option</th>" + "".join(f"<th>{html.escape(name)}</th>" for name in configs) + "</tr>"
+
+    def rows(chosen: list) -> str:
+        return "".join(f"<tr{' class=differs' if differs else ''}><td>{html.escape(name)}</td>"
+                       + "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in values) + "</tr>"
+                       for name, values, differs in chosen)
+
+    differing = [row for row in table if row[2]]
+    shared = [row for row in table if not row[2]]
+    parts = ["<h2>Options</h2>"]
+    if len(configs) > 1:
+        parts.append(f"<p class='caption'>{len(differing)} option(s) differ between the runs</p>")
+        if differing:
+            parts.append(header + rows(differing) + "</table>")
+    noun = "option" if len(shared) == 1 else "options"
+    what = f"{noun} the runs share" if len(configs) > 1 else f"{noun} of the run (its config.json)"
+    if shared:
+        parts.append(f"<details><summary>the {len(shared)} {what}</summary>{header}{rows(shared)}</table></details>")
+    return "".join(parts)

@@ -107,11 +107,12 @@ def eval_bars(results: list[dict], labels: list[str]) -> dict[str, list[Bar]]:
 
 
 def options_table(configs: dict[str, dict]) -> list[tuple[str, list, bool]]:
-    """The runs' options side by side: (option, each run's value (None where absent), whether they differ), in
-    the first run's order, then options only later runs have."""
+    """The runs' options side by side: (option, each run's value (None where absent), whether they differ); the
+    options that differ first, since they are what tells the runs apart, each group in the first run's order
+    (options only later runs have after it)."""
     names = list(dict.fromkeys(name for config in configs.values() for name in config))
     rows = []
     for name in names:
         values = [config.get(name) for config in configs.values()]
         rows.append((name, values, any(v != values[0] for v in values)))
-    return rows
+    return sorted(rows, key=lambda row: not row[2])

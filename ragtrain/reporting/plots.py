@@ -59,6 +59,13 @@ def _png(figure) -> bytes:
 
 def curves_png(panels: list[Panel], title: str, run_order: list[str]) -> bytes:
     """One subplot per panel, a line per run (the same colour for a run in every subplot), a legend of the runs."""
+    return _png(curves_figure(panels, title, run_order))
+
+
+def curves_figure(panels: list[Panel], title: str, run_order: list[str]):
+    """The matplotlib Figure that curves_png draws."""
+    from matplotlib.ticker import MaxNLocator
+
     columns = min(COLUMNS, len(panels))
     rows = math.ceil(len(panels) / columns)
     figure = _figure(rows, columns, PANEL_SIZE)
@@ -73,6 +80,7 @@ def curves_png(panels: list[Panel], title: str, run_order: list[str]) -> bytes:
                     linewidth=1.4, alpha=0.85, label=name)
         ax.set_title(title_of(panel.key), fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no tick at 2.5
         ax.set_ylabel(label_of(panel.key))
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
@@ -82,7 +90,7 @@ def curves_png(panels: list[Panel], title: str, run_order: list[str]) -> bytes:
 
     legend = [Line2D([], [], color=colours[name], marker=markers[name], label=name) for name in run_order]
     figure.legend(handles=legend, loc="outside lower center", ncols=min(len(run_order), 4), fontsize=9)
-    return _png(figure)
+    return figure
 
 
 def eval_png(chart: dict[str, list[Bar]], title: str) -> bytes:

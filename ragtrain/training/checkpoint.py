@@ -21,14 +21,14 @@ import pickle
 import random
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ragtrain.config.common import as_dict
-from ragtrain.config.train import TrainConfig
+from ragtrain.config.train import TrainConfig, upgrade_old_options
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, atomic_write_json, recover_names, temp_name
 from ragtrain.files.names import CHECKPOINT_MODEL, CHECKPOINT_STATE, CHECKPOINTS, RUN_CONFIG
@@ -36,6 +36,7 @@ from ragtrain.model.encoder import Encoder
 from ragtrain.model.lora import ADAPTER_DIR, is_lora, save_adapter
 from ragtrain.model.runtime import device_rng_state, set_device_rng_state
 from ragtrain.model.saving import save_encoder
+from ragtrain.training.logwindow import EMPTY
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 # Options a run may change on resume; every other option shapes the trajectory, so the checkpoint's value is kept.
@@ -54,7 +55,7 @@ WEIGHTS = ("model/model.safetensors", "model/model.safetensors.index.json")
 @dataclass(frozen=True)
 class TrainState:
     step: int = 0  # optimizer steps done
-    epoch: int = 0
+    epoch: int = 0  # epochs completed (logs count epochs from 1: the one under way is epoch + 1)
     batch_in_epoch: int = 0  # index of the next global batch in this epoch's order
     best_metric: float | None = None
     best_step: int | None = None
@@ -66,6 +67,8 @@ class TrainState:
     last_metric: float | None = None  # ... and at the latest one
     stopped_early: bool = False
     train_data_sha256: str | None = None  # what the run trained on, so resume can warn when it changed
+    # the steps since the last metrics.jsonl row, whose means the next row logs (logwindow.py)
+    log_window: dict = field(default_factory=lambda: dict(EMPTY))
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ def reconcile_config(config: TrainConfig, saved: dict) -> tuple[TrainConfig, lis
     Options in MAY_CHANGE take the new value; the others keep the checkpoint's (changing the batch size or
     the schedule half-way would not be "the same run, continued"), and the warning says so.
     """
-    kept, warnings = {}, []
+    kept, warnings, saved = {}, [], upgrade_old_options(saved)
     for name, new in as_dict(config).items():
         if name in NOT_COMPARED or name not in saved:
             continue

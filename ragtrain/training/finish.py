@@ -16,12 +16,21 @@ import torch
 from rich.console import Console
 
 from ragtrain.config.train import TrainConfig
+from ragtrain.data.counts import counts_in_words
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_text
 from ragtrain.files.names import BEST, CARD, FINAL, METRICS_LOG
 from ragtrain.messages import tell
-from ragtrain.model.card import CardData, model_card, run_data, validation_rows
+from ragtrain.model.card import (
+    CardData,
+    base_model_license,
+    model_card,
+    run_data,
+    training_data_names,
+    validation_rows,
+)
 from ragtrain.model.encoder import Encoder
+from ragtrain.model.loading import resolve_model_dir
 from ragtrain.model.runtime import peak_memory_mb
 from ragtrain.model.saving import save_encoder
 from ragtrain.training import checkpoint as ckpt
@@ -93,14 +102,17 @@ def model_card_of(run: Run, state: TrainState, which: str) -> str:
         saved_as = f"the model after the run's last step ({state.step} of {run.total_steps}" + (
             ", stopped early)" if state.stopped_early else ")")
     return model_card(CardData(
-        name=str(config.output_dir / which), base_model=config.model, pooling=settings.pooling,
+        # named by its folders, not by the path from wherever train ran: checkpoints/run/best is run/best
+        name=f"{config.output_dir.resolve().name}/{which}", base_model=config.model, pooling=settings.pooling,
         normalize=settings.normalize, output_dim=run.encoder.output_dim, max_seq_length=settings.max_length,
         saved_as=saved_as,
         options=run_record(run), selection_metric=config.selection_metric,
         data=run_data(config.train_data, len(run.data), len(run.val_data) if run.val_data else None,
-                      state.train_data_sha256),
+                      state.train_data_sha256, counts_in_words),
         validation=validation_rows(config.output_dir / METRICS_LOG),
-        query_prompt=settings.query_prompt, document_prompt=settings.document_prompt))
+        query_prompt=settings.query_prompt, document_prompt=settings.document_prompt,
+        license=base_model_license(resolve_model_dir(config.model)), datasets=training_data_names(config.train_data),
+        validation_precision=run.runtime.encode_precision))
 
 
 def require_finite_weights(encoder: Encoder, state: TrainState, config: TrainConfig) -> None:

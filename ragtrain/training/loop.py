@@ -23,6 +23,7 @@ from ragtrain.training import distributed
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.diagnostics import diagnostics_postfix
 from ragtrain.training.finish import model_card_of, require_finite_weights
+from ragtrain.training.logwindow import EMPTY, add_step, log_interval, window_row
 from ragtrain.training.optim import learning_rates, lr_multiplier, set_learning_rates
 from ragtrain.training.runlog import RunLog, log_row, metrics_log
 from ragtrain.training.setup import Run, run_record
@@ -72,17 +73,17 @@ def _epoch(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> tuple
             progress.set_postfix(loss=f"{result.parts['loss']:.4f}", tps=f"{rates[-1]:.1f}",
                                  lr=f"{next(iter(learning_rates(run.optimizer).values())):.2e}",
                                  **diagnostics_postfix(result.parts))
-            state = _after_step(run, state, result, log, epoch, seconds)
+            state = _after_step(run, state, result, log, epoch + 1, seconds)
             validate = bool(config.eval_steps) and state.step % config.eval_steps == 0
             if validate:
-                state = _validate_and_keep(run, state, log, epoch)
+                state = _validate_and_keep(run, state, log, epoch + 1)
             if validate or (config.save_steps and state.step % config.save_steps == 0):
                 _save_checkpoint(run, state)
             if state.stopped_early:
                 return state, rates
     state = dataclasses.replace(state, epoch=epoch + 1, batch_in_epoch=0)
     if not (config.eval_steps and state.step % config.eval_steps == 0):  # not validated at this very step
-        state = _validate_and_keep(run, state, log, epoch)
+        state = _validate_and_keep(run, state, log, epoch + 1)
     _save_checkpoint(run, state)
     return state, rates
 
@@ -100,20 +101,22 @@ def _step(run: Run, state: TrainState, batch: list[int]) -> tuple[StepResult, fl
 
 def _after_step(run: Run, state: TrainState, result: StepResult, log: RunLog | None, epoch: int,
                 seconds: float) -> TrainState:
-    """The state one step on (a skipped step counted), logged; the run stops after MAX_SKIPPED_IN_A_ROW skipped
-    steps in a row. An fp16 scaler's overflow of a finite loss is its calibration: skipped, not counted as
-    diverged (finish.run_failure judges the share of diverged steps)."""
+    """The state one step on (a skipped step counted), its figures added to the log window and, every
+    --log-steps, their means logged (`epoch` counts from 1, as the progress bar does); the run stops after
+    MAX_SKIPPED_IN_A_ROW skipped steps in a row. An fp16 scaler's overflow of a finite loss is its calibration:
+    skipped, not counted as diverged (finish.run_failure judges the share of diverged steps)."""
     calibrating = run.scaler.is_enabled() and math.isfinite(result.parts["loss"])
+    window = add_step(state.log_window, {**result.parts, "grad_norm": result.grad_norm, "batch_size": result.triples,
+                                         "masked_candidates": result.masked}, result.triples, result.real_tokens, seconds)
     state = dataclasses.replace(state, step=state.step + 1, batch_in_epoch=state.batch_in_epoch + 1,
                                 skipped_steps=state.skipped_steps + result.skipped,
                                 diverged_steps=state.diverged_steps + (result.skipped and not calibrating),
-                                skipped_in_a_row=state.skipped_in_a_row + 1 if result.skipped else 0)
+                                skipped_in_a_row=state.skipped_in_a_row + 1 if result.skipped else 0, log_window=window)
     stop = state.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
-    if state.step % run.config.log_steps == 0 or state.step == run.total_steps or stop:
-        log_row(log, {"step": state.step, "epoch": epoch, **learning_rates(run.optimizer), **result.parts,
-                      "grad_norm": result.grad_norm, "batch_size": result.triples, "masked_candidates": result.masked,
-                      "triples_per_s": result.triples / seconds, "tokens_per_s": result.real_tokens / seconds,
+    if state.step % log_interval(run.config.log_steps, run.total_steps) == 0 or state.step == run.total_steps or stop:
+        log_row(log, {"step": state.step, "epoch": epoch, **learning_rates(run.optimizer), **window_row(window),
                       "memory_mb": peak_memory_mb(run.runtime.device), "skipped_steps": state.skipped_steps})
+        state = dataclasses.replace(state, log_window=dict(EMPTY))
     if stop:
         raise UserError(f"training stopped at step {state.step}: the loss or the gradient was not finite in "
                         f"{state.skipped_in_a_row} steps in a row (each skipped, no update); "
@@ -123,7 +126,8 @@ def _after_step(run: Run, state: TrainState, result: StepResult, log: RunLog | N
 
 
 def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: int) -> TrainState:
-    """Validate and log; keep best/ when the watched metric improved; count towards early stopping."""
+    """Validate and log (`epoch` counts from 1; 0 is the base model's validation, before the first); keep best/ when
+    the watched metric improved; count towards early stopping."""
     config, main = run.config, run.world.is_main
     metric = config.selection_metric
     if metric is None:

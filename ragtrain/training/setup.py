@@ -33,6 +33,7 @@ from ragtrain.training import checkpoint as ckpt
 from ragtrain.training import distributed
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.distributed import WorldInfo
+from ragtrain.training.logwindow import log_interval
 from ragtrain.training.loss import LossOptions
 from ragtrain.training.optim import build_optimizer
 from ragtrain.training.step import loss_options
@@ -157,6 +158,7 @@ def run_record(run: Run) -> dict:
     config, settings = dataclasses.replace(run.config, resume=None, overwrite=False), run.encoder.settings
     resolved = {"device_resolved": str(run.runtime.device), "total_steps": run.total_steps,
                 "warmup_steps_resolved": run.warmup, "world_size": run.world.size,
+                "log_steps_resolved": log_interval(config.log_steps, run.total_steps),
                 "model_settings": {"pooling": settings.pooling, "normalize": settings.normalize,
                                    "max_seq_length": settings.max_length, "query_prompt": settings.query_prompt,
                                    "document_prompt": settings.document_prompt, "lower_case": settings.lower_case,

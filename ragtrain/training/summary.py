@@ -28,7 +28,7 @@ def training_table(config: TrainConfig, state: TrainState, rates: list[float], s
         ("triples/s (median)", f"{statistics.median(steady):.1f}" if steady else "-"),
         ("peak memory", f"{memory_mb:.0f} MB"),
     ]
-    if state.skipped_steps or (config.mixed_precision and config.precision == "fp16"):
+    if state.skipped_steps or config.precision == "fp16":
         rows.append(("steps skipped (loss or gradient not finite)", str(state.skipped_steps)))
     if state.best_metric is not None:
         rows.append((f"best {config.selection_metric or 'metric'}", f"{state.best_metric:.4f} at step {state.best_step}"
