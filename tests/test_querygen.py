@@ -143,3 +143,45 @@ def test_sample_passages_keeps_a_smaller_sample_inside_a_larger_one():
     small, large = sample_passages(100, 10, 3), sample_passages(100, 30, 3)
     assert large[:10] == small and len(set(large)) == 30
     assert sample_passages(5, 0, 3) == list(range(5)) == sample_passages(5, 9, 3)
+
+
+def test_examples_prompt_shows_the_users_queries_and_read_examples_checks_the_file(tmp_path):
+    from ragtrain.generation.querygen import examples_prompt, prompt_examples, read_examples
+
+    text = tmp_path / "examples.txt"
+    text.write_text("\ufeffdoes vitamin d prevent colds\n\n  aspirin lowers stroke risk  \n")
+    examples = read_examples(text)
+    assert examples == ["does vitamin d prevent colds", "aspirin lowers stroke risk"]
+    messages = examples_prompt(examples)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert "- does vitamin d prevent colds\n- aspirin lowers stroke risk" in messages[0]["content"]
+    assert "{passage}" in messages[1]["content"]
+    assert prompt_examples(messages, examples) == examples  # a query repeating one of them was copied
+    rows = tmp_path / "examples.jsonl"
+    rows.write_text('{"query": "first claim"}\n{"text": "second claim"}\n')
+    assert read_examples(rows) == ["first claim", "second claim"]
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "holds 0 example queries; give 1 to 32"),
+    ("\n".join(f"query {n}" for n in range(33)), "holds 33 example queries"),
+    (b"\x00\x01binary", "is not a UTF-8 text file"),
+])
+def test_a_bad_examples_file_is_one_line(tmp_path, content, words):
+    from ragtrain.generation.querygen import read_examples
+
+    path = tmp_path / "examples.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(UserError, match=words):
+        read_examples(path)
+    with pytest.raises(UserError, match="not found"):
+        read_examples(tmp_path / "missing.txt")
+
+
+def test_a_base_models_prompt_is_the_chat_as_text_ending_where_it_writes_the_query():
+    from ragtrain.generation.querygen import completion_text, default_prompt, render
+
+    text = completion_text(render(default_prompt(), "Tea", "Green tea holds catechins."))
+    assert text.startswith("You write one short search question")
+    assert "\nQuery: Why do large moons always show the same face to their planet?\n\n" in text
+    assert text.endswith("Passage:\nTitle: Tea\nGreen tea holds catechins.\nQuery:")

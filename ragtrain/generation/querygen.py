@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import read_json
+from ragtrain.files.jsonfiles import jsonl_values, read_json, text_lines
 from ragtrain.messages import tell
 from ragtrain.retrieval.cache import default_cache_dir
 
@@ -44,6 +44,12 @@ EXAMPLES = (
      "How does copy-on-write protect a file system from crashes?"),
 )
 USER_TEMPLATE = f"Passage:\nTitle: {TITLE_PLACEHOLDER}\n{PLACEHOLDER}"
+# --generator-examples: queries the user's own users ask, shown instead of the built-in examples (InPars and
+# Promptagator prompt with a handful of the target task's queries; a query alone, with no passage, needs no judgement)
+EXAMPLES_SYSTEM = ("You write one short search query that the given passage answers, in the style of the queries "
+                   "this collection's users write. Some of their queries:\n{examples}\nUse the passage's own topic and "
+                   "terms. Do not copy a sentence, and do not mention the passage.")
+MAX_EXAMPLES = 32  # a prompt's examples: on a CPU every token of the prompt costs, for every passage
 MIN_WORDS, MAX_WORDS = 3, 32
 COPY_SHARE = 0.7  # of a query's words in one run found verbatim in the passage: a copied sentence, not a query
 COPY_MIN_RUN = 6
@@ -67,6 +73,36 @@ def default_prompt() -> list[dict]:
     for passage, question in EXAMPLES:
         messages += [{"role": "user", "content": f"Passage:\n{passage}"}, {"role": "assistant", "content": question}]
     return messages + [{"role": "user", "content": USER_TEMPLATE}]
+
+
+def examples_prompt(examples: list[str]) -> list[dict]:
+    """The chat whose system line shows the user's example queries, then the user turn with the placeholders."""
+    listed = "\n".join(f"- {example}" for example in examples)
+    return [{"role": "system", "content": EXAMPLES_SYSTEM.replace("{examples}", listed)},
+            {"role": "user", "content": USER_TEMPLATE}]
+
+
+def read_examples(path: Path) -> list[str]:
+    """--generator-examples: one example query per line of a text file (blank lines skipped), or the "query" (or
+    "text") of each row of a .jsonl file; 1 to MAX_EXAMPLES of them."""
+    if not path.is_file():
+        raise UserError(f"--generator-examples file {path} not found; check the path")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise UserError(f"--generator-examples {path} is not a UTF-8 text file; give one example query per line")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if path.suffix.lower() == ".jsonl":
+        rows = [row for _, row in jsonl_values(text_lines(text, path), path)]
+        lines = [str(row.get("query") or row.get("text") or "").strip() if isinstance(row, dict) else "" for row in rows]
+        if not all(lines):
+            raise UserError(f"--generator-examples {path}: every row needs a 'query' (or 'text'); fix the file")
+    if not 1 <= len(lines) <= MAX_EXAMPLES:
+        raise UserError(f"--generator-examples {path} holds {len(lines)} example queries; give 1 to {MAX_EXAMPLES} "
+                        "(a handful, such as 8, is what the prompt needs)")
+    return lines
 
 
 def read_prompt(path: Path) -> list[dict]:
@@ -104,9 +140,23 @@ def render(template: list[dict], title: str, passage: str) -> list[dict]:
              .replace(PLACEHOLDER, shown)} for m in template]
 
 
-def prompt_examples(template: list[dict]) -> list[str]:
-    """The assistant turns of a few-shot prompt: a query that repeats one of them was copied, not written."""
-    return [m["content"] for m in template if m["role"] == "assistant"]
+def prompt_examples(template: list[dict], examples: list[str] = ()) -> list[str]:
+    """The example queries a prompt shows (its assistant turns, and --generator-examples): a query that repeats
+    one of them was copied, not written."""
+    return [m["content"] for m in template if m["role"] == "assistant"] + list(examples)
+
+
+def completion_text(messages: list[dict]) -> str:
+    """A chat as plain text for a base (completion) model that has no chat template: the system line, each example
+    passage followed by "Query:" and its query, then the passage to write for and "Query:" (the model continues
+    after it; cleaning keeps the first line)."""
+    parts = [m["content"].strip() + "\n\n" for m in messages if m["role"] == "system"]
+    for m in messages:
+        if m["role"] == "user":
+            parts.append(m["content"].strip() + "\nQuery:")
+        elif m["role"] == "assistant":
+            parts.append(" " + m["content"].strip() + "\n\n")
+    return "".join(parts)
 
 
 # -------------------------------------------------------------------------------------------------- cache
