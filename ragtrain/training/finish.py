@@ -17,8 +17,8 @@ from ragtrain.model.card import CardData, model_card, run_data, validation_rows
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.runtime import peak_memory_mb
 from ragtrain.model.saving import save_encoder
+from ragtrain.model.world import barrier
 from ragtrain.training import checkpoint as ckpt
-from ragtrain.training import distributed
 from ragtrain.training.averaging import write_averaged
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.setup import Run, run_record
@@ -38,7 +38,7 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
             tell(f"averaged the last {run.config.average_last} checkpoints into {averaged}")
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device)))
-    distributed.barrier(run.world)  # no rank returns before final/ is written
+    barrier(run.world)  # no rank returns before final/ is written
     return final
 
 
