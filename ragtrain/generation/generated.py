@@ -62,7 +62,7 @@ def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: 
                   for query in clean_outputs(texts, f"{passages[i].title} {passages[i].text}", examples, seen, counts)]
     counts["llm_queries_cleaned"] += len(candidates)
     kept = round_trip(candidates, passages, split_of, config, counts, dense)
-    return [Query(query, i, passages[i].text, passages[i].text, (i,), "llm") for query, i in kept]
+    return [Query(query, i, passages[i].text, (i,), "llm") for query, i in kept]
 
 
 def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split_of: dict[str, str],
@@ -83,12 +83,13 @@ def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split
 
 
 def top_passages(texts: list[str], queries: list[str], depth: int, dense: Embedder | None) -> list[set[int]]:
-    """Each query's top `depth` texts (indices), by the dense model where given, else by BM25."""
+    """Each query's top `depth` texts (indices), by the dense model where given, else by BM25 (texts scoring 0,
+    sharing no word with the query, are never among them)."""
     depth = min(depth, len(texts))
-    if dense is None:
-        indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
-    else:
-        from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
+    if dense is None:  # a text that shares no word with the query is not found, whatever its place among the ties
+        indices, scores = bm25_search(build_bm25(texts), queries, depth, len(texts))
+        return [set(row[row_scores > 0].tolist()) for row, row_scores in zip(indices, scores)]
+    from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
 
-        indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
+    indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
     return [set(row.tolist()) for row in indices]
