@@ -47,13 +47,15 @@ def open_for_reading(path: Path):
         raise UserError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
 
 
-def text_lines(text: str, path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line of a file already in memory (documents, decoded leniently); a line over
-    MAX_LINE_BYTES is a UserError naming the file and line, as `numbered_lines` reads it."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8")) > MAX_LINE_BYTES:  # 4 bytes a character at most
-            raise _too_long(path, number)
-        yield number, line
+def lenient_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, characters replaced) of each line of a document file, read in bounded pieces as
+    `numbered_lines` reads them, except that bytes which are not UTF-8 become U+FFFD (counted) instead of stopping."""
+    with open_for_reading(path) as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise _too_long(path, number)
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+            yield number, text, text.count("\ufffd") - raw.count("\ufffd".encode())
 
 
 def _too_long(path: Path, number: int) -> UserError:
