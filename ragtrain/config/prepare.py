@@ -82,6 +82,9 @@ class PrepareConfig:
     cloze_keep_probability: float = option(0.1, "Chance that an inverse-cloze positive keeps the query sentence (it "
         "is removed otherwise).")
     negatives: int = option(4, "Hard negatives per triple (0 for none: in-batch negatives only).")
+    max_triples: int = option(0, "At most this many triples in train.jsonl (0: no cap), those of a seeded sample of "
+        "passages (a larger cap keeps a smaller one's); val.jsonl keeps the same share of its own. Mining is most of "
+        "the time on a large corpus, so a million passages are prepared in minutes with a cap of tens of thousands.")
     negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST (1-based, inclusive) of the miner's list "
         "that negatives are drawn from, at random; skipping the top avoids unlabelled positives.",
         cli_type=str, cli_default="10-100", parse=parse_range)
@@ -195,6 +198,7 @@ class PrepareConfig:
             f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
         )
         require(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
+        require(self.max_triples >= 0, f"--max-triples must be 0 (no cap) or more, got {self.max_triples}")
         start, end = self.negative_range
         require(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
         require(0 < self.false_negative_margin < math.inf,

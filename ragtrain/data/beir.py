@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError, quoted
 from ragtrain.files.atomic import atomic_write_text
-from ragtrain.files.jsonfiles import jsonl_text, numbered_lines, read_numbered_jsonl
+from ragtrain.files.jsonfiles import numbered_lines, read_numbered_jsonl, write_jsonl
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
@@ -30,16 +31,19 @@ def read_beir(directory: Path, splits: list[str], counts: Counter) -> tuple[dict
     return corpus, queries, {split: read_qrels(directory / "qrels" / f"{split}.tsv", counts) for split in splits}
 
 
-def write_beir(directory: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[tuple[str, str, int]]]) -> None:
-    """corpus rows ({"_id", "title", "text"}), query rows ({"_id", "text"}) and each split's (query id, corpus id,
-    grade) judgements, each file written atomically. A split without judgements gets no file: evaluate refuses one."""
-    atomic_write_text(directory / "corpus.jsonl", jsonl_text(corpus))
-    atomic_write_text(directory / "queries.jsonl", jsonl_text(queries))
+def write_beir(directory: Path, corpus: Iterable[dict], queries: list[dict],
+               qrels: dict[str, list[tuple[str, str, int]]]) -> int:
+    """corpus rows ({"_id", "title", "text"}, written as they come), query rows ({"_id", "text"}) and each split's
+    (query id, corpus id, grade) judgements, each file written atomically; the number of corpus rows. A split
+    without judgements gets no file: evaluate refuses one."""
+    documents = write_jsonl(directory / "corpus.jsonl", corpus)
+    write_jsonl(directory / "queries.jsonl", queries)
     for split, rows in qrels.items():
         if not rows:
             continue
         lines = [QRELS_HEADER, *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
         atomic_write_text(directory / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
+    return documents
 
 
 def document_text(doc: dict[str, str]) -> str:

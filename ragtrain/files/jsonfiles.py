@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ragtrain.errors import UserError
+from ragtrain.files.atomic import atomic_write_with
 
 # One line of a JSONL file (a triple, a pair, a document, a query) is at most this long. Longer is a broken
 # file, not data: without a bound a file of 16 triples once took 6.7 GB of memory before failing.
@@ -107,3 +108,18 @@ def read_json(path: Path, object_pairs_hook=None) -> Any:
 def jsonl_text(rows: list[dict[str, Any]]) -> str:
     """Rows as JSONL text: stable key order and no ASCII escaping, so equal inputs give equal bytes."""
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Rows to `path` as JSONL (as `jsonl_text` writes them), a row at a time as they come, through a temporary
+    renamed at the end; the number of rows written."""
+    written = 0
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal written
+        for row in rows:
+            handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+            written += 1
+
+    atomic_write_with(path, write)
+    return written
