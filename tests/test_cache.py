@@ -120,7 +120,7 @@ def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache.np, "save", disk_full)
+    monkeypatch.setattr(cache.os, "posix_fallocate", disk_full)  # the space an entry reserves before it is written
     out = tmp_path / "r.json"
     result = runner.invoke(app, ["evaluate", str(tiny_model), "bm25", "--eval-data", str(beir), "--device", "cpu",
                                  "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
@@ -200,16 +200,18 @@ def test_the_key_changes_with_the_model_the_texts_and_the_settings():
 
 
 def test_cached_or_encoded_encodes_once_then_serves_the_entry_and_off_encodes_always(tmp_path):
-    calls: list[str] = []
+    calls: list[tuple[int, int]] = []
 
-    def encode(part: str, texts: list[str]) -> np.ndarray:
-        calls.append(part)
-        return np.ones((len(texts), 2), dtype=np.float32)
+    def encode(start: int, end: int, out: np.ndarray) -> None:
+        calls.append((start, end))
+        out[:] = np.arange(start, end)[:, None]
 
-    cache = EmbeddingCache(tmp_path)
-    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)[1] == "miss"
-    emb, status = cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)
-    assert status == "hit" and emb.tolist() == [[1, 1], [1, 1]] and calls == ["corpus"]
-    assert cached_or_encoded("corpus", ["a", "b"], encode, None, cache, 2)[1] == "off"  # no key: a model without revision
-    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", EmbeddingCache(None), 2)[1] == "off"
-    assert calls == ["corpus"] * 3
+    cache, half = EmbeddingCache(tmp_path), np.dtype(np.float16)
+    emb, status = cached_or_encoded("corpus", 3, encode, "key", cache, 2, half)
+    assert status == "miss" and emb.dtype == half and isinstance(emb, np.memmap)  # the entry, as it will be read
+    emb, status = cached_or_encoded("corpus", 3, encode, "key", cache, 2, half)
+    assert status == "hit" and emb.tolist() == [[0, 0], [1, 1], [2, 2]] and calls == [(0, 3)]
+    assert cached_or_encoded("corpus", 3, encode, "key", cache, 2, np.dtype(np.float32))[1] == "miss"  # other dtype
+    assert cached_or_encoded("corpus", 3, encode, None, cache, 2, half)[1] == "off"  # no key: a model without revision
+    assert cached_or_encoded("corpus", 3, encode, "key", EmbeddingCache(None), 2, half)[1] == "off"
+    assert calls == [(0, 3)] * 4

@@ -8,7 +8,9 @@ Evaluation queries come only from held-out documents; the evaluation corpus hold
 
 from __future__ import annotations
 
+import contextlib
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from ragtrain.data.splits import SPLITS, same_share, sample_by_passage, split_gr
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_directory, recover
 from ragtrain.files.jsonfiles import read_jsonl, write_jsonl
-from ragtrain.messages import Progress, tell
+from ragtrain.messages import Progress, silence_this_process, tell
+from ragtrain.model.world import WorldInfo, barrier, join_process_group, leave_process_group, world_from_env
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 if TYPE_CHECKING:  # torch loads only where a stage runs a model
@@ -43,34 +46,69 @@ class PrepareSummary:
 
 
 def prepare(config: PrepareConfig) -> PrepareSummary:
-    recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
+    """Prepare and write the outputs. Under torchrun with a stage that embeds (dense miner, dense round trip, hybrid
+    teacher) every rank runs the same steps, encoding its share of each corpus, and rank 0 alone writes --output-dir;
+    without one there is nothing to share and the ranks above 0 return at once."""
+    world = world_from_env()
+    if world.is_main:
+        recover(config.output_dir)  # first: an output set aside by a killed run is back before it is checked
+    else:
+        silence_this_process()
     config.validate()
     check_prepare(config)
+    sharing = world.is_distributed and needs_dense_model(config)
+    if world.is_distributed and not sharing and not world.is_main:
+        return PrepareSummary(config.output_dir)
     if config.threads:
         import torch  # late: a bm25-only run never loads torch
 
         torch.set_num_threads(config.threads)
-    counts: Counter = Counter()
-    runtime = one_runtime(config)
+    runtime = one_runtime(config, world if sharing else WorldInfo())
     dense = dense_model(config, runtime) if needs_dense_model(config) else None
+    if sharing:
+        join_process_group(world, runtime.device)
+    try:
+        counts = prepare_into(config, runtime, dense, world if sharing else WorldInfo())
+        barrier(world if sharing else WorldInfo())  # no rank returns before rank 0's output is in place
+    finally:
+        leave_process_group(world if sharing else WorldInfo())
+    return PrepareSummary(config.output_dir, counts)
+
+
+def prepare_into(config: PrepareConfig, runtime: Runtime | None, dense: Embedder | None, world: WorldInfo) -> Counter:
+    """Make and write every output as it is made (rank 0: into --output-dir, swapped in whole at the end; a rank
+    above 0: the triples alone, which a hybrid teacher reads back, into a temporary folder); the counts."""
+    counts: Counter = Counter()
     mining = MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
                            config.same_document_negatives, config.seed, dense if config.miner == "dense" else None)
-    with atomic_directory(config.output_dir, config.overwrite) as tmp:  # outputs are written as they are made
+    folder = atomic_directory(config.output_dir, config.overwrite) if world.is_main else temporary_folder()
+    with folder as tmp:
         if config.beir is not None:
             prepared = prepare_beir(config, mining, counts)
         elif config.pairs is not None:
             prepared = prepare_pairs(config, mining, counts)
         else:
             prepared = prepare_documents(config, mining, counts, dense if config.filter == "dense" else None)
-        counts.update(write_prepared(tmp, prepared))
+        if world.is_main:
+            counts.update(write_prepared(tmp, prepared))
+        else:
+            counts.update(train_triples=write_jsonl(tmp / "train.jsonl", prepared.train),
+                          val_triples=write_jsonl(tmp / "val.jsonl", prepared.val))
         if not counts["train_triples"]:
             raise UserError("no training triples could be made: the documents are too few or too short for the "
                             "splits asked; add documents or lower --val-fraction/--test-fraction")
-        if config.teacher:
+        if config.teacher == HYBRID_TEACHER or (config.teacher and world.is_main):  # a cross-encoder shares nothing
             score_with_teacher(tmp, prepared, config, counts, runtime, dense)
         counts.update({f"eval_queries_{split}": len({q for q, _, _ in rows}) for split, rows in prepared.qrels.items()})
-        write_manifest(tmp, config, counts)
-    return PrepareSummary(config.output_dir, counts)
+        if world.is_main:
+            write_manifest(tmp, config, counts)
+    return counts
+
+
+@contextlib.contextmanager
+def temporary_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ragtrain-prepare-rank-") as folder:
+        yield Path(folder)
 
 
 def needs_dense_model(config: PrepareConfig) -> bool:
@@ -78,14 +116,14 @@ def needs_dense_model(config: PrepareConfig) -> bool:
     return config.miner == "dense" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter == "dense")
 
 
-def one_runtime(config: PrepareConfig) -> Runtime | None:
-    """Where every model of this run computes (cuda, then mps, then cpu; fp32), or None when no stage runs one here
-    (a local generator picks its own --generator-device)."""
+def one_runtime(config: PrepareConfig, world: WorldInfo) -> Runtime | None:
+    """Where every model of this run computes (cuda, then mps, then cpu; fp32; under torchrun each rank's own GPU),
+    or None when no stage runs one here (a local generator picks its own --generator-device)."""
     if not (needs_dense_model(config) or config.teacher):
         return None
     from ragtrain.model.runtime import Runtime, resolve_device  # late: a bm25-only run never loads torch
 
-    return Runtime(resolve_device("auto"))
+    return Runtime(resolve_device("auto", world.local_rank if world.is_distributed else None))
 
 
 def dense_model(config: PrepareConfig, runtime: Runtime) -> Embedder:

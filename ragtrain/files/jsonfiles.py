@@ -73,12 +73,15 @@ def jsonl_values(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[tuple
 
 def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line, so later checks can name the line too."""
-    rows = []
+    return list(iter_numbered_jsonl(path, what))
+
+
+def iter_numbered_jsonl(path: Path, what: str = "file") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, a line at a time (a corpus of a million rows is never a list)."""
     for number, row in jsonl_values(numbered_lines(path, what), path):
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((number, row))
-    return rows
+        yield number, row
 
 
 def parse_json(text: str, path: Path, start_line: int | None = None, fix: str = "fix the file",

@@ -63,9 +63,10 @@ def training_runtime(device: torch.device, mixed_precision: bool, precision: str
     return Runtime(device, "fp32", inference_precision(device, "auto"), dtype)
 
 
-def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32") -> Runtime:
-    """evaluate's runtime: `device_name` resolved, `precision` (auto: bf16 where native, else fp32) checked on it."""
-    device = resolve_device(device_name)
+def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32", local_rank: int | None = None) -> Runtime:
+    """evaluate's runtime: `device_name` resolved (under torchrun, `local_rank`'s own GPU), `precision` (auto: bf16
+    where native, else fp32) checked on it."""
+    device = resolve_device(device_name, local_rank)
     check_weights_dtype(device, dtype)
     return Runtime(device, encode_precision=inference_precision(device, precision), weights=dtype)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.distributed as dist
+
+if TYPE_CHECKING:  # torch loads where a process group is used: reading the world costs nothing (a bm25-only run)
+    import torch
 
 GATHER_BYTES = 64 << 20  # of each rank's rows sent at once by gather_rows: bounded buffers, whatever the corpus
 
@@ -47,8 +49,22 @@ def world_from_env() -> WorldInfo:
     return WorldInfo(rank=rank, size=size, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
 
 
+def current_world() -> WorldInfo:
+    """The world of the process group this process has joined; one process when it joined none (a library call in a
+    run that never started one sees no world, whatever the environment says)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return WorldInfo()
+    rank = dist.get_rank()
+    return WorldInfo(rank=rank, size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", rank)))
+
+
 def join_process_group(world: WorldInfo, device: torch.device) -> None:
     """Join the process group: nccl between CUDA devices, gloo on CPU. Nothing to do for one process."""
+    import torch
+    import torch.distributed as dist
+
     if not world.is_distributed or dist.is_initialized():
         return
     if device.type == "cuda":
@@ -59,17 +75,23 @@ def join_process_group(world: WorldInfo, device: torch.device) -> None:
 
 
 def leave_process_group(world: WorldInfo) -> None:
+    import torch.distributed as dist
+
     if world.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(world: WorldInfo) -> None:
+    import torch.distributed as dist
+
     if world.is_distributed and dist.is_initialized():
         dist.barrier()
 
 
 def broadcast_from_main(value, world: WorldInfo):
     """Rank 0's value (any picklable object) on every rank: one decision for all, e.g. early stopping."""
+    import torch.distributed as dist
+
     if not world.is_distributed:
         return value
     box = [value]
@@ -79,6 +101,8 @@ def broadcast_from_main(value, world: WorldInfo):
 
 def gather_objects(value, world: WorldInfo) -> list:
     """Every rank's `value` (any picklable object), in rank order, on every rank; [value] for one process."""
+    import torch.distributed as dist
+
     if not world.is_distributed:
         return [value]
     values = [None] * world.size
@@ -89,6 +113,9 @@ def gather_objects(value, world: WorldInfo) -> list:
 def gather_rows(local: np.ndarray, out: np.ndarray, world: WorldInfo) -> None:
     """Every rank's rows into `out` on every rank: rank r's `local` is out[world.slice(len(out)) of rank r]. The rows
     travel as raw bytes (any dtype, gloo and nccl alike) a bounded piece at a time, padded to the longest share."""
+    import torch
+    import torch.distributed as dist
+
     if not world.is_distributed:
         out[:] = local
         return
