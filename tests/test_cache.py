@@ -25,6 +25,7 @@ from ragtrain.retrieval.cache import (
     cached_or_encoded,
     load_cached,
     model_fingerprint,
+    new_entry,
     store_cached,
     texts_fingerprint,
 )
@@ -68,6 +69,20 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
     second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())["models"][str(tiny_model)]
     assert (first["precision"], first["cache"]) == ("fp32", "miss")
     assert (second["precision"], second["cache"]) == ("bf16", "miss")  # other numbers: never served fp32's cache
+    dtypes = sorted(json.loads(p.read_text())["dtype"] for p in (tmp_path / "cache").glob("*.json"))
+    assert dtypes == ["float16", "float16", "float32", "float32"]  # half precision kept in half the bytes
+    third = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())
+    assert third["models"][str(tiny_model)]["cache"] == "hit" and third["models"][str(tiny_model)]["metrics"] == second["metrics"]
+
+
+def test_an_entry_is_filled_in_place_and_a_failed_encoding_leaves_nothing(tmp_path):
+    with new_entry(tmp_path, "k", 3, 2, np.dtype(np.float16)) as out:
+        assert isinstance(out, np.memmap) and not (tmp_path / "k.npy").exists()  # a temporary until complete
+        out[:] = 1.5
+    assert load_cached(tmp_path, "k", 3, 2, np.dtype(np.float16))[1] == "hit"
+    with pytest.raises(RuntimeError), new_entry(tmp_path, "broken", 3, 2, np.dtype(np.float32)):
+        raise RuntimeError("the model failed mid-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.json", "k.npy"]
 
 
 def cache_files(tmp_path: Path) -> list[Path]:

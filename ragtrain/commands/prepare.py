@@ -155,8 +155,7 @@ def prepare_documents(config: PrepareConfig, mining: MiningOptions, counts: Coun
                                        [q.relevant for q in chosen[split]], mining, counts)
     # the corpus holds every passage, a held-out query's own sentence or span removed from its passage
     eval_query = {q.positive: q for split in HELD_OUT for q in by_split[split] if q.strategy in ("cloze", "crop")}
-    corpus = ({"_id": p.passage_id, "title": p.title, "text": eval_query[i].eval_text if i in eval_query else p.text}
-              for i, p in enumerate(passages))
+    corpus = corpus_rows(passages, eval_query)
     eval_queries, qrels = held_out_queries({split: [(q.text, [passages[i].passage_id for i in q.relevant])
                                                     for q in by_split[split]] for split in HELD_OUT})
     return Prepared(triple_rows(chosen["train"], negatives["train"], texts, "train.jsonl"),
@@ -195,6 +194,14 @@ def capped(by_split: dict[str, list[Query]], config: PrepareConfig, counts: Coun
         if len(chosen[split]) < len(queries):
             counts[f"triples_left_out_by_max_triples_{split}"] += len(queries) - len(chosen[split])
     return chosen
+
+
+def corpus_rows(passages: list[Passage], eval_query: dict[int, Query]) -> Iterator[dict]:
+    """The evaluation corpus, every passage, made as it is written."""
+    with Progress(len(passages), "writing eval/corpus.jsonl", "passages") as progress:
+        for i, p in enumerate(passages):
+            yield {"_id": p.passage_id, "title": p.title, "text": eval_query[i].eval_text if i in eval_query else p.text}
+            progress.update()
 
 
 def triple_rows(queries: list[Query], negatives: list[list[int]], texts: list[str], name: str) -> Iterator[dict]:

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from ragtrain.data.documents import Passage, sentences_of
+from ragtrain.messages import Progress
 
 # Headings that say nothing about their section: as queries they would match every document alike.
 GENERIC_HEADINGS = {
@@ -83,13 +84,16 @@ def make_queries(passages: list[Passage], strategies: tuple[str, ...], keep_prob
     """Up to one cloze or crop query per passage, plus one heading query per informative section."""
     queries = heading_queries(passages) if "heading" in strategies else []
     span_strategies = [s for s in strategies if s in ("cloze", "crop")]
-    for index, passage in enumerate(passages):
-        order = rng.sample(span_strategies, len(span_strategies))  # a fair mix, falling back to the other
-        for strategy in order:
-            query = cloze_query(passage, index, keep_probability, rng) if strategy == "cloze" else crop_query(passage, index, rng)
-            if query is not None:
-                queries.append(query)
-                break
+    with Progress(len(passages) if span_strategies else 0, "making queries", "passages") as progress:
+        for index, passage in enumerate(passages):
+            order = rng.sample(span_strategies, len(span_strategies))  # a fair mix, falling back to the other
+            for strategy in order:
+                query = (cloze_query(passage, index, keep_probability, rng) if strategy == "cloze"
+                         else crop_query(passage, index, rng))
+                if query is not None:
+                    queries.append(query)
+                    break
+            progress.update()
     return queries
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
@@ -52,41 +54,57 @@ def tokenize(text: str) -> list[str]:
 
 
 def build_bm25(texts: Sequence[str]) -> BM25Index | None:
-    """A BM25 index of `texts`; None when no text has a word left after stop words (every score is then 0)."""
+    """A BM25 index of `texts`; None when no text has a word left after stop words (every score is then 0). Each
+    chunk's postings wait in a temporary file until every text is read (the index's size is known only then), so
+    memory holds the index and one chunk, never the index twice."""
     vocabulary: dict[str, int] = {}
     lengths = np.zeros(len(texts), dtype=np.int64)  # tokens per text, repeats included
-    chunks = []  # (terms, counts, distinct terms per text) of INDEX_CHUNK texts each
-    with Progress(len(texts), "indexing (bm25)", "texts") as progress:
-        for start in range(0, len(texts), INDEX_CHUNK):
-            terms, counts, per_text = [], [], []
-            for n, text in enumerate(texts[start : start + INDEX_CHUNK]):
-                counted = Counter(tokenize(text))
-                terms += [vocabulary.setdefault(token, len(vocabulary)) for token in counted]
-                counts += counted.values()
-                per_text.append(len(counted))
-                lengths[start + n] = counted.total()
-            chunks.append((np.array(terms, dtype=np.int32), np.array(counts, dtype=np.float32),
-                           np.array(per_text, dtype=np.int64)))
-            progress.update(len(per_text))
-    if not vocabulary:
-        return None
-    indptr, docs, weights = _postings_by_term(chunks, len(vocabulary))
+    frequency = np.zeros(0, dtype=np.int64)  # texts per term
+    chunks = []  # (postings, distinct terms per text) of INDEX_CHUNK texts each
+    with tempfile.TemporaryFile(prefix="ragtrain-bm25-") as spill:
+        with Progress(len(texts), "indexing (bm25)", "texts") as progress:
+            for start in range(0, len(texts), INDEX_CHUNK):
+                terms, counts, per_text = _chunk_postings(texts[start : start + INDEX_CHUNK], vocabulary,
+                                                          lengths[start : start + INDEX_CHUNK])
+                frequency = np.pad(frequency, (0, len(vocabulary) - len(frequency)))  # new terms start at 0
+                frequency += np.bincount(terms, minlength=len(vocabulary))
+                spill.write(terms.tobytes())
+                spill.write(counts.tobytes())
+                chunks.append((len(terms), per_text))
+                progress.update(len(per_text))
+        if not vocabulary:
+            return None
+        spill.seek(0)
+        indptr, docs, weights = _postings_by_term(spill, chunks, frequency)
     _weigh(indptr, docs, weights, lengths)
     return BM25Index(vocabulary, indptr, docs, weights, len(texts))
 
 
-def _postings_by_term(chunks: list, vocabulary_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, docs, term counts) sorted by term, then text; each chunk is freed once its postings are placed."""
-    frequency = np.zeros(vocabulary_size, dtype=np.int64)
-    for terms, _, _ in chunks:
-        frequency += np.bincount(terms, minlength=vocabulary_size)
+def _chunk_postings(texts: Sequence[str], vocabulary: dict[str, int],
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The texts' postings in text order: (term ids int32, counts float32, distinct terms per text int64); new terms
+    join `vocabulary`, and each text's token count goes into `lengths`."""
+    terms, counts, per_text = [], [], []
+    for n, text in enumerate(texts):
+        counted = Counter(tokenize(text))
+        terms += [vocabulary.setdefault(token, len(vocabulary)) for token in counted]
+        counts += counted.values()
+        per_text.append(len(counted))
+        lengths[n] = counted.total()
+    return np.array(terms, dtype=np.int32), np.array(counts, dtype=np.float32), np.array(per_text, dtype=np.int64)
+
+
+def _postings_by_term(spill: BinaryIO, chunks: list[tuple[int, np.ndarray]],
+                      frequency: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, docs, term counts) sorted by term, then text, from the chunks' postings read back one at a time."""
     indptr = np.concatenate([[0], np.cumsum(frequency)])
     docs = np.empty(indptr[-1], dtype=np.int32)
     counts = np.empty(indptr[-1], dtype=np.float32)
     filled = indptr[:-1].copy()  # where each term's next posting goes
     first_doc = 0
-    while chunks:
-        terms, chunk_counts, per_text = chunks.pop(0)
+    for postings, per_text in chunks:
+        terms = np.frombuffer(spill.read(4 * postings), dtype=np.int32)
+        chunk_counts = np.frombuffer(spill.read(4 * postings), dtype=np.float32)
         order = np.argsort(terms, kind="stable")  # by term; texts stay in order within a term
         sorted_terms = terms[order]
         starts = np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])  # each term's first element

@@ -162,8 +162,9 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
 def mine_within(allowed: list[int], texts: list[str], doc_ids: list[str], queries: list[str],
                 positives: list[tuple[int, ...]], options: MiningOptions, counts: Counter) -> list[list[int]]:
     """Mine over the corpus subset `allowed` (e.g. one split's passages); indices in and out are global."""
-    local = {index: n for n, index in enumerate(allowed)}
-    local_positives = [tuple(local[p] for p in positive if p in local) for positive in positives]
+    local = np.full(len(texts), -1, dtype=np.int64)  # global index -> position in `allowed` (-1: not allowed)
+    local[allowed] = np.arange(len(allowed))
+    local_positives = [tuple(int(local[p]) for p in positive if local[p] >= 0) for positive in positives]
     assert all(local_positives), "every query's positive must lie in the corpus it is mined against"
     negatives = mine_negatives([texts[i] for i in allowed], [doc_ids[i] for i in allowed], queries,
                                local_positives, options, counts)
