@@ -26,6 +26,7 @@ from ragtrain.generation.querygen import (
     read_prompt,
     sample_passages,
 )
+from ragtrain.model.world import barrier, current_world
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 
 if TYPE_CHECKING:  # torch loads only for a dense round trip
@@ -55,8 +56,13 @@ def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: 
     template = read_prompt(config.generator_prompt) if config.generator_prompt else default_prompt()
     generator = build_generator(config)
     cache = QueryCache(config.generator_cache_dir or default_query_cache_dir(), generator.identity)
+    world = current_world()  # under torchrun (a dense round trip shares its encoding) rank 0 alone generates:
+    if not world.is_main:  # the others wait, then find every answer in the query cache (on a file system they share)
+        barrier(world)
     outputs = generate_outputs([(passages[i].title, passages[i].text) for i in chosen], generator, template, cache,
                                counts)
+    if world.is_main:
+        barrier(world)
     examples, seen = prompt_examples(template), set()
     candidates = [(query, i) for i, texts in zip(chosen, outputs)
                   for query in clean_outputs(texts, f"{passages[i].title} {passages[i].text}", examples, seen, counts)]
