@@ -25,7 +25,7 @@ def measure(args: argparse.Namespace, rank: int) -> dict:
     from ragtrain.model.loading import load_encoder
     from ragtrain.model.lora import add_lora
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
-    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.model.world import WorldInfo
     from ragtrain.training.optim import build_optimizer
     from ragtrain.training.step import loss_options, step_batches, train_step
 

@@ -47,7 +47,7 @@ def run_ragtrain(triples_path: Path, warmup: int, steps: int, bf16: bool = False
     from ragtrain.data.triples import epoch_batches, load_triples, tokenize_triples
     from ragtrain.model.loading import load_encoder
     from ragtrain.model.runtime import return_freed_memory_to_os, training_runtime
-    from ragtrain.training.distributed import WorldInfo
+    from ragtrain.model.world import WorldInfo
     from ragtrain.training.optim import build_optimizer
     from ragtrain.training.step import loss_options, step_batches, train_step
 

@@ -94,7 +94,6 @@ def modes(folder: Path) -> set[tuple[str, int]]:
 
 def test_saved_models_and_outputs_get_the_permissions_of_the_umask(tmp_path, tiny_model, umask):
     encoder = load_encoder(str(tiny_model))
-    tokenizer = encoder.tokenizer
     save_encoder(encoder, tmp_path / "final")  # transformers writes its weights 0600
     assert (tmp_path / "final" / "model.safetensors").is_file()
     assert modes(tmp_path / "final") == {("dir", 0o777 & ~umask), ("file", 0o666 & ~umask)}

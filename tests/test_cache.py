@@ -25,6 +25,7 @@ from ragtrain.retrieval.cache import (
     cached_or_encoded,
     load_cached,
     model_fingerprint,
+    new_entry,
     store_cached,
     texts_fingerprint,
 )
@@ -49,7 +50,6 @@ def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_pat
     evaluate(evaluate_config(beir, tmp_path, str(tiny_model)), console=quiet_console())
     assert calls[4:] == ["corpus"]
     encoder = load_encoder(str(tiny_model))
-    tokenizer = encoder.tokenizer
     copy = tmp_path / "copy"
     save_encoder(encoder, copy)  # another model directory: its own cache entries
     evaluate(evaluate_config(beir, tmp_path, str(copy)), console=quiet_console())
@@ -58,7 +58,6 @@ def test_cache_hit_skips_encoding_and_key_follows_corpus_and_model(beir, tmp_pat
 
 def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, tiny_model):
     encoder = load_encoder(str(tiny_model))
-    tokenizer = encoder.tokenizer
     texts = list(DOCS.values())
     fp32 = encode_documents(encoder, texts, Runtime(torch.device("cpu")), 2, "d")
     bf16 = encode_documents(encoder, texts, Runtime(torch.device("cpu"), encode_precision="bf16"), 2, "d")
@@ -68,6 +67,20 @@ def test_bf16_encoding_stays_close_to_fp32_and_is_cached_apart(beir, tmp_path, t
     second = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())["models"][str(tiny_model)]
     assert (first["precision"], first["cache"]) == ("fp32", "miss")
     assert (second["precision"], second["cache"]) == ("bf16", "miss")  # other numbers: never served fp32's cache
+    dtypes = sorted(json.loads(p.read_text())["dtype"] for p in (tmp_path / "cache").glob("*.json"))
+    assert dtypes == ["float16", "float16", "float32", "float32"]  # half precision kept in half the bytes
+    third = evaluate(evaluate_config(beir, tmp_path, str(tiny_model), precision="bf16"), console=quiet_console())
+    assert third["models"][str(tiny_model)]["cache"] == "hit" and third["models"][str(tiny_model)]["metrics"] == second["metrics"]
+
+
+def test_an_entry_is_filled_in_place_and_a_failed_encoding_leaves_nothing(tmp_path):
+    with new_entry(tmp_path, "k", 3, 2, np.dtype(np.float16)) as out:
+        assert isinstance(out, np.memmap) and not (tmp_path / "k.npy").exists()  # a temporary until complete
+        out[:] = 1.5
+    assert load_cached(tmp_path, "k", 3, 2, np.dtype(np.float16))[1] == "hit"
+    with pytest.raises(RuntimeError), new_entry(tmp_path, "broken", 3, 2, np.dtype(np.float32)):
+        raise RuntimeError("the model failed mid-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.json", "k.npy"]
 
 
 def cache_files(tmp_path: Path) -> list[Path]:
@@ -120,7 +133,7 @@ def test_an_unwritable_cache_warns_once_and_the_run_goes_on(beir, tmp_path, tiny
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache.np, "save", disk_full)
+    monkeypatch.setattr(cache.os, "posix_fallocate", disk_full)  # the space an entry reserves before it is written
     out = tmp_path / "r.json"
     result = runner.invoke(app, ["evaluate", str(tiny_model), "bm25", "--eval-data", str(beir), "--device", "cpu",
                                  "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
@@ -200,16 +213,18 @@ def test_the_key_changes_with_the_model_the_texts_and_the_settings():
 
 
 def test_cached_or_encoded_encodes_once_then_serves_the_entry_and_off_encodes_always(tmp_path):
-    calls: list[str] = []
+    calls: list[tuple[int, int]] = []
 
-    def encode(part: str, texts: list[str]) -> np.ndarray:
-        calls.append(part)
-        return np.ones((len(texts), 2), dtype=np.float32)
+    def encode(start: int, end: int, out: np.ndarray) -> None:
+        calls.append((start, end))
+        out[:] = np.arange(start, end)[:, None]
 
-    cache = EmbeddingCache(tmp_path)
-    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)[1] == "miss"
-    emb, status = cached_or_encoded("corpus", ["a", "b"], encode, "key", cache, 2)
-    assert status == "hit" and emb.tolist() == [[1, 1], [1, 1]] and calls == ["corpus"]
-    assert cached_or_encoded("corpus", ["a", "b"], encode, None, cache, 2)[1] == "off"  # no key: a model without revision
-    assert cached_or_encoded("corpus", ["a", "b"], encode, "key", EmbeddingCache(None), 2)[1] == "off"
-    assert calls == ["corpus"] * 3
+    cache, half = EmbeddingCache(tmp_path), np.dtype(np.float16)
+    emb, status = cached_or_encoded("corpus", 3, encode, "key", cache, 2, half)
+    assert status == "miss" and emb.dtype == half and isinstance(emb, np.memmap)  # the entry, as it will be read
+    emb, status = cached_or_encoded("corpus", 3, encode, "key", cache, 2, half)
+    assert status == "hit" and emb.tolist() == [[0, 0], [1, 1], [2, 2]] and calls == [(0, 3)]
+    assert cached_or_encoded("corpus", 3, encode, "key", cache, 2, np.dtype(np.float32))[1] == "miss"  # other dtype
+    assert cached_or_encoded("corpus", 3, encode, None, cache, 2, half)[1] == "off"  # no key: a model without revision
+    assert cached_or_encoded("corpus", 3, encode, "key", EmbeddingCache(None), 2, half)[1] == "off"
+    assert calls == [(0, 3)] * 4

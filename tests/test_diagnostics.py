@@ -12,13 +12,13 @@ from ragtrain.data.triples import Triple, tokenize_triples
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.settings import TextOptions
+from ragtrain.model.world import WorldInfo
 from ragtrain.training.diagnostics import (
     diagnostics_postfix,
     embedding_diagnostics,
     embedding_std,
     mean_pairwise_cosine,
 )
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.step import loss_options, step_batches, train_step
 
 CPU = torch.device("cpu")

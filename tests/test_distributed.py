@@ -25,8 +25,8 @@ from ragtrain.data.triples import Triple, false_negative_mask, tokenize_triples
 from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.settings import TextOptions
+from ragtrain.model.world import WorldInfo, join_process_group, leave_process_group, world_from_env
 from ragtrain.training import distributed
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.step import loss_options, step_batches, train_step
 from tests.conftest import gradients, write_triples
 
@@ -56,9 +56,9 @@ def test_world_from_env_reads_torchrun_variables(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert distributed.world_from_env() == WorldInfo(rank=3, size=4, local_rank=1)
+    assert world_from_env() == WorldInfo(rank=3, size=4, local_rank=1)
     monkeypatch.delenv("RANK")
-    assert distributed.world_from_env() == WorldInfo()
+    assert world_from_env() == WorldInfo()
     assert not WorldInfo().is_distributed and WorldInfo().is_main
 
 
@@ -143,16 +143,16 @@ def _reference(model_dir: Path, name: str) -> tuple[float, dict, int]:
 def _worker(rank: int, model_dir: str, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    world = distributed.world_from_env()
+    world = world_from_env()
     device = torch.device("cpu")
-    distributed.setup(world, device)
+    join_process_group(world, device)
     results = {}
     for name, (batch, options) in CASES.items():
         encoder = _load(Path(model_dir))
         model = distributed.wrap_model(encoder, world, device)
         results[name] = _step(model, encoder, tokenize_triples(TRIPLES, encoder), batch, options, world)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    distributed.cleanup(world)
+    leave_process_group(world)
 
 
 def _free_port() -> int:

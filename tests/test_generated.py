@@ -62,15 +62,15 @@ def test_a_rerun_generates_nothing_even_with_the_server_gone(docs_dir, tmp_path)
 
 
 def test_round_trip_drops_a_query_that_finds_another_passage(docs_dir, tmp_path):
-    def off_topic(messages, body):  # every 'astronomy' passage gets a question about baking
-        passage = messages[-1]["content"]
-        return "Does yeast dough rise in the oven?" if "orbit" in passage else topic_question(messages, body)
+    def off_topic(messages, body):  # every 'astronomy' passage gets a question about baking (one word of its own
+        passage = messages[-1]["content"]  # keeps it from being dropped as generic before the round trip)
+        return "Does yeast dough rise in a planet oven?" if "orbit" in passage else topic_question(messages, body)
 
     with ChatServer(off_topic) as server:
         kept = prepare(llm_config(docs_dir, tmp_path / "keep", server.url, tmp_path / "c1", filter="none")).counts
         filtered = prepare(llm_config(docs_dir, tmp_path / "drop", server.url, tmp_path / "c2", filter_rank=1)).counts
     assert kept["llm_dropped_round_trip"] == 0
-    assert filtered["llm_dropped_round_trip"] >= 4  # the astronomy passages' baking questions, at least
+    assert filtered["llm_dropped_round_trip"] >= 1  # the astronomy passages' baking question (its repeats: cleaned)
     assert filtered["queries_llm"] < kept["queries_llm"]
     train = jsonl_rows(tmp_path / "drop" / "train.jsonl")
     assert not any("yeast" in r["query"] and "orbit" in r["positive"] for r in train)

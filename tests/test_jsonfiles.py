@@ -16,7 +16,11 @@ def test_json_and_jsonl_errors_name_the_file_and_the_line(tmp_path):
     rows.write_text('{"a": 1}\r\n\n[1]\n')
     with pytest.raises(UserError, match=r"rows\.jsonl:3: expected a JSON object, got list"):
         jsonfiles.read_numbered_jsonl(rows)
-    assert list(jsonfiles.jsonl_values(jsonfiles.text_lines('{"a": 1}\n \n[2]', rows), rows)) == [(1, {"a": 1}), (3, [2])]
+    lines = tmp_path / "lines.jsonl"
+    lines.write_bytes(b'\xef\xbb\xbf{"a": 1}\n \n[2]\n{"b": "\xff"}')  # a BOM first, a byte that is not UTF-8 last
+    numbered = [(number, text) for number, text, _ in jsonfiles.lenient_lines(lines)]
+    assert list(jsonfiles.jsonl_values(numbered, lines)) == [(1, {"a": 1}), (3, [2]), (4, {"b": "\ufffd"})]
+    assert [bad for _, _, bad in jsonfiles.lenient_lines(lines)] == [0, 0, 0, 1]
     whole = tmp_path / "whole.json"
     whole.write_text('{\n  "a": ,\n}')
     with pytest.raises(UserError, match=r"whole\.json:2: not valid JSON \(Expecting value\); fix the file"):

@@ -83,6 +83,15 @@ def test_beir_mode_keeps_the_corpus_and_splits(tmp_path, with_dev):
         assert not any(n.startswith(a) for n in row["negatives"] for a in eval_answers)
 
 
+def test_max_triples_caps_beir_triples_and_dev_in_the_same_share(tmp_path):
+    beir = training_beir(tmp_path / "beir", with_dev=True)  # 20 train queries, 5 dev queries, one positive each
+    capped = prepare(prepare_config([], tmp_path / "out", beir=beir, negatives=2, max_triples=8)).counts
+    assert (capped["train_triples"], capped["val_triples"]) == (8, 2)  # 8 of 20, and 5 * 8 / 20
+    assert capped["triples_left_out_by_max_triples_train"] == 12 and capped["triples_left_out_by_max_triples_val"] == 3
+    train = jsonl_rows(tmp_path / "out" / "train.jsonl")
+    assert len({row["positive"] for row in train}) == 8 and all(len(row["negatives"]) == 2 for row in train)
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "scifact").is_dir(), reason="shared SciFact data absent")
 def test_beir_scifact_train_queries_make_triples(tmp_path):
     summary = prepare(prepare_config([], tmp_path / "out", beir=SHARED_DATA / "scifact", negative_range=(10, 100)))
@@ -202,7 +211,8 @@ def test_pairs_with_one_query_are_one_query_with_every_answer():
 
 def test_given_negatives_come_first_and_mined_ones_fill_up_to_the_number_asked():
     texts = ["bread oven yeast", "bread oven dough", "planet orbit star", "bread yeast sugar", "river fish water"]
-    rows = triples_for([0], ["bread oven"], [(0,)], {0: (4,)}, [0, 1, 2, 3, 4], texts, [str(i) for i in range(5)],
-                       MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0), Counter())
+    rows = list(triples_for([(0, 0)], ["bread oven"], [(0,)], {0: (4,)}, [0, 1, 2, 3, 4], texts,
+                            [str(i) for i in range(5)], MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0),
+                            Counter()))
     assert len(rows) == 1 and rows[0]["positive"] == texts[0]
     assert rows[0]["negatives"][0] == texts[4] and len(rows[0]["negatives"]) == 2 and texts[0] not in rows[0]["negatives"]

@@ -32,7 +32,6 @@ def config(tmp_path, tiny_model, **options) -> TrainConfig:
 
 def embeddings(model_dir) -> torch.Tensor:
     encoder = load_encoder(str(model_dir))
-    tokenizer = encoder.tokenizer
     return encode_documents(encoder, TEXTS, Runtime(torch.device("cpu")), 4, "t")
 
 

@@ -114,7 +114,6 @@ def trained_like(tiny_model, tmp_path, spec: TextOptions):
     """A model with a (random) head saved by ragtrain, as training would leave it."""
     torch.manual_seed(0)
     encoder = load_encoder(str(tiny_model), spec)
-    tokenizer = encoder.tokenizer
     save_encoder(encoder, tmp_path / "saved")
     return tmp_path / "saved"
 

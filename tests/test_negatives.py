@@ -86,3 +86,18 @@ def test_dense_miner_with_a_tiny_model(tiny_model):
     options = MiningOptions(num_negatives=2, rank_range=(1, 5), margin=10.0, dense=dense)
     negatives = mine_negatives(texts, [str(i) for i in range(5)], ["cat dog", "oven bread"], [(0,), (1,)], options, Counter())
     assert [len(n) for n in negatives] == [2, 2] and 0 not in negatives[0] and 1 not in negatives[1]
+
+
+def test_window_places_past_the_last_matching_passage_go_to_passages_drawn_at_random():
+    """A query sharing words with 3 of 200 passages: BM25 ranks those 3; the rest of ranks 1-60 score 0 and have no
+    rank, so they are drawn at random (seeded) among the 197, not taken as the lowest indices a tie would give."""
+    texts = [f"river fish {i}" for i in range(197)] + ["bread oven", "oven", "bread"]
+    doc_ids = [str(i) for i in range(200)]
+    options = MiningOptions(num_negatives=59, rank_range=(1, 60), margin=10.0)  # the whole window but the positive
+    first = mine_negatives(texts, doc_ids, ["bread oven"], [(197,)], options, Counter())[0]
+    again = mine_negatives(texts, doc_ids, ["bread oven"], [(197,)], options, Counter())[0]
+    other = mine_negatives(texts, doc_ids, ["bread oven"], [(197,)], MiningOptions(59, (1, 60), 10.0, seed=7), Counter())[0]
+    assert first == again and first != other and len(first) == 59
+    assert {198, 199} <= set(first)  # the two other matching passages are always in the window
+    drawn = set(first) - {198, 199}
+    assert max(drawn) > 100 and not drawn <= set(range(60))  # spread over the 197, not the first 58 by index

@@ -111,3 +111,19 @@ def test_no_empty_qrels_file_is_written(tmp_path, docs_dir):
     out = tmp_path / "out"
     prepare(prepare_config([docs_dir], out, val_fraction=0.0))
     assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv"]
+
+
+def test_max_triples_keeps_a_seeded_sample_of_passages_and_the_same_evaluation_set(tmp_path, docs_dir):
+    whole = prepare(prepare_config([docs_dir], tmp_path / "all")).counts
+    small = prepare(prepare_config([docs_dir], tmp_path / "small", max_triples=6)).counts
+    larger = prepare(prepare_config([docs_dir], tmp_path / "larger", max_triples=12)).counts
+    assert (small["train_triples"], larger["train_triples"]) == (6, 12) and whole["train_triples"] > 12
+    assert small["triples_left_out_by_max_triples_train"] == whole["train_triples"] - 6
+    assert small["val_triples"] == max(1, round(whole["val_triples"] * 6 / whole["train_triples"]))
+    rows = {name: jsonl_rows(tmp_path / name / "train.jsonl") for name in ("all", "small", "larger")}
+    queries = [r["query"] for r in rows["all"]]
+    for name in ("small", "larger"):  # a subset of the uncapped triples, in their order
+        assert [queries.index(r["query"]) for r in rows[name]] == sorted(queries.index(r["query"]) for r in rows[name])
+    pairs = {name: [(r["query"], r["positive"]) for r in rows[name]] for name in rows}
+    assert set(pairs["small"]) <= set(pairs["larger"])  # a larger cap keeps a smaller one's passages and queries
+    assert file_bytes(tmp_path / "small" / "eval") == file_bytes(tmp_path / "all" / "eval")  # evaluation: uncapped

@@ -18,7 +18,7 @@ def read(tmp_path: Path, name: str, data: str | bytes, fields: Fields = Fields()
     path = tmp_path / name
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
     counts: Counter = Counter()
-    return read_file(path, name, fields, counts), counts
+    return list(read_file(path, name, fields, counts)), counts
 
 
 def test_markdown_title_and_sections(tmp_path):
@@ -88,11 +88,11 @@ def test_a_jsonl_document_line_over_the_bound_and_deep_json_are_one_line(tmp_pat
     path = tmp_path / "docs.jsonl"
     path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "long " * 40}) + "\n")
     with pytest.raises(UserError, match=r"docs\.jsonl:2: line longer than"):
-        read_file(path, path.name, Fields(), Counter())
+        list(read_file(path, path.name, Fields(), Counter()))
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(UserError, match=r"deep\.json:1: JSON nested too deeply"):
-        read_file(deep, deep.name, Fields(), Counter())
+        list(read_file(deep, deep.name, Fields(), Counter()))
 
 
 def test_files_are_found_recursively_sorted_and_named_relative_to_the_folder_given(tmp_path):

@@ -8,8 +8,8 @@ from ragtrain.config.common import as_dict
 from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files.names import LOCK_NAME
+from ragtrain.model.world import WorldInfo
 from ragtrain.training.checkpoint import Checkpoint, TrainState
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.rundir import resume_config, resume_point, run_directory
 
 

@@ -37,13 +37,11 @@ def test_depth_larger_than_corpus_returns_the_whole_corpus():
 def test_sentence_transformers_directory_matches_its_own_encode(beir, tmp_path, tiny_model):
     st = pytest.importorskip("sentence_transformers")
     encoder = load_encoder(str(tiny_model))
-    tokenizer = encoder.tokenizer
     model_dir = tmp_path / "st-model"
     save_encoder(encoder, model_dir)
     (model_dir / "ragtrain.json").unlink()  # only the sentence-transformers files describe the head now
     reference = st.SentenceTransformer(str(model_dir), device="cpu").encode(list(QUERIES.values()), convert_to_tensor=True)
     encoder = load_encoder(str(model_dir))
-    tokenizer = encoder.tokenizer
     ours = encode_documents(encoder, list(QUERIES.values()), Runtime(torch.device("cpu")), 2, "q")
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=1e-4)
     results = evaluate(evaluate_config(beir, tmp_path, str(model_dir)), console=quiet_console())

@@ -15,7 +15,7 @@ from ragtrain.model.loading import load_encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.saving import save_encoder
 from ragtrain.model.settings import TextOptions
-from ragtrain.training.distributed import WorldInfo
+from ragtrain.model.world import WorldInfo
 from ragtrain.training.loss import contrastive_loss
 from ragtrain.training.step import loss_options, step_batches, step_directions, train_step
 from ragtrain.training.validation import validation_loss

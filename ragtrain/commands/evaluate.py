@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from ragtrain.commands.preflight import check_evaluate
@@ -22,13 +23,14 @@ from ragtrain.data.evaldata import EvalData, dropped_message, load_eval_data
 from ragtrain.errors import UserError
 from ragtrain.files.atomic import atomic_write_json, atomic_write_text
 from ragtrain.files.names import CARD
-from ragtrain.messages import tell, warn
+from ragtrain.messages import silence_this_process, tell, warn
 from ragtrain.model.card import add_evaluation, evaluation_entry
 from ragtrain.model.loading import load_encoder, resolve_model_dir
 from ragtrain.model.matryoshka import truncate
 from ragtrain.model.runtime import Runtime, evaluation_runtime
 from ragtrain.model.settings import describe
 from ragtrain.model.textspec import RAGTRAIN_CONFIG
+from ragtrain.model.world import join_process_group, leave_process_group, world_from_env
 from ragtrain.reporting.evaltable import results_table, run_file_paths, run_tag, trec_run_text
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 from ragtrain.retrieval.cache import EmbeddingCache, default_cache_dir
@@ -74,14 +76,9 @@ def run_dense(model: str, data: EvalData, config: EvaluateConfig, runtime: Runti
 def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runtime, cache: EmbeddingCache) -> ModelRun:
     """hybrid:MODEL: BM25 and MODEL's scores over the whole corpus, z-scored per query and fused (hybrid.py); the
     weight given, chosen on --hybrid-tune-split, or the default."""
-    parts = {"corpus": data.corpus_texts, "queries": data.query_texts}
-    tune = load_eval_data(config.eval_data, config.hybrid_tune_split, "--hybrid-tune-split") if config.hybrid_tune_split else None
-    if tune is not None:
-        if tune.corpus_ids != data.corpus_ids:
-            raise UserError(f"--hybrid-tune-split {config.hybrid_tune_split} reads another corpus; tune on a split of "
-                            "the same evaluation data")
-        parts["tuning queries"] = tune.query_texts
-    embedded, details, timings = embed_dense(model[len(HYBRID_PREFIX):], parts, config, runtime, cache)
+    tune = tuning_data(config, data)
+    embedded, details, timings = embed_dense(model[len(HYBRID_PREFIX):], dense_parts(model, data, tune), config,
+                                             runtime, cache)
     started = time.perf_counter()
     scorer = HybridScorer(data.corpus_texts, embedded["corpus"])
     weight = DEFAULT_HYBRID_WEIGHT if config.hybrid_weight is None else config.hybrid_weight
@@ -94,6 +91,25 @@ def run_hybrid(model: str, data: EvalData, config: EvaluateConfig, runtime: Runt
     details.update(similarity=f"hybrid ({weight:g} bm25 z + {1 - weight:g} {details['similarity']} z)",
                    hybrid_weight=weight)
     return ModelRun(indices, scores, timings, details)
+
+
+def tuning_data(config: EvaluateConfig, data: EvalData) -> EvalData | None:
+    """--hybrid-tune-split's queries, over the evaluated corpus; None without the option."""
+    if not config.hybrid_tune_split:
+        return None
+    tune = load_eval_data(config.eval_data, config.hybrid_tune_split, "--hybrid-tune-split")
+    if tune.corpus_ids != data.corpus_ids:
+        raise UserError(f"--hybrid-tune-split {config.hybrid_tune_split} reads another corpus; tune on a split of the "
+                        "same evaluation data")
+    return tune
+
+
+def dense_parts(model: str, data: EvalData, tune: EvalData | None) -> dict[str, list[str]]:
+    """What a dense or hybrid row embeds, by part: the corpus, the queries, and a hybrid row's tuning queries."""
+    parts = {"corpus": data.corpus_texts, "queries": data.query_texts}
+    if model.startswith(HYBRID_PREFIX) and tune is not None:
+        parts["tuning queries"] = tune.query_texts
+    return parts
 
 
 def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig, runtime: Runtime,
@@ -123,24 +139,54 @@ def embed_dense(model: str, parts: dict[str, list[str]], config: EvaluateConfig,
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
+    """Every model's run, scored, printed and written (rank 0). Under torchrun every rank encodes its share of each
+    dense model's corpus and queries; rank 0 alone searches, scores and writes, and the others return {}."""
     config.validate()
     check_evaluate(config)
-    console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
+    world = world_from_env()
+    if not world.is_main:
+        silence_this_process()
     data = load_eval_data(config.eval_data, config.split)
     if message := dropped_message(data, config.eval_data):  # the numbers depend on which copy was kept: say so
         warn(message)
     # before any model loads: a device or precision this machine lacks fails at once
-    runtime = None if all(m == BM25_ROW for m in config.models) else evaluation_runtime(config.device, config.precision,
-                                                                                   config.dtype)
+    runtime = None if all(m == BM25_ROW for m in config.models) else evaluation_runtime(
+        config.device, config.precision, config.dtype, world.local_rank if world.is_distributed else None)
     for model in config.models:  # a mistyped path fails now, not after the models before it have run
         if model != BM25_ROW:
             resolve_model_dir(model.removeprefix(HYBRID_PREFIX))
+    cache = EmbeddingCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
+    join_process_group(world, runtime.device if runtime is not None else torch.device("cpu"))
+    try:
+        if not world.is_main:
+            encode_share(config, data, runtime, cache)
+            return {}
+        results = run_models(config, data, runtime, cache)
+    finally:
+        leave_process_group(world)
+    (console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)).print(results_table(results, config.k_values))
+    if config.output:
+        atomic_write_json(config.output, results)
+    if config.update_card:
+        update_cards(results, config)
+    return results
+
+
+def encode_share(config: EvaluateConfig, data: EvalData, runtime: Runtime | None, cache: EmbeddingCache) -> None:
+    """A rank above 0 under torchrun: its share of every dense model's embeddings, in rank 0's order of calls."""
+    tune = tuning_data(config, data)
+    for model in config.models:
+        if model != BM25_ROW:
+            embed_dense(model.removeprefix(HYBRID_PREFIX), dense_parts(model, data, tune), config, runtime, cache)
+
+
+def run_models(config: EvaluateConfig, data: EvalData, runtime: Runtime | None, cache: EmbeddingCache) -> dict:
+    """Each model's metrics, details and timings (and run file), with the settings and the data they ran on."""
     results = {"settings": as_dict(config), "queries": len(data.query_ids), "corpus": len(data.corpus_ids),
                "data": {"eval_data": str(config.eval_data), "split": config.split, "queries": len(data.query_ids),
                         "corpus": len(data.corpus_ids), "excluded_queries": data.excluded_queries,
                         "dropped_duplicates": data.dropped},
                "models": {}}
-    cache = EmbeddingCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
     run_paths = run_file_paths(config.run_file, config.models) if config.run_file else [None] * len(config.models)
     for model, run_path in zip(config.models, run_paths):
         started = time.perf_counter()
@@ -156,11 +202,6 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
             atomic_write_text(run_path, trec_run_text(data.query_ids, data.corpus_ids, run.indices, run.scores,
                                                       run_tag(model)))
             results["models"][model]["run_file"] = str(run_path)
-    console.print(results_table(results, config.k_values))
-    if config.output:
-        atomic_write_json(config.output, results)
-    if config.update_card:
-        update_cards(results, config)
     return results
 
 

@@ -21,7 +21,7 @@ from ragtrain.model.runtime import (
     return_freed_memory_to_os,
     training_runtime,
 )
-from ragtrain.training import distributed
+from ragtrain.model.world import join_process_group, leave_process_group, world_from_env
 from ragtrain.training.finish import finish
 from ragtrain.training.loop import loop, run_log
 from ragtrain.training.rundir import resume_config, resume_point, run_directory
@@ -36,11 +36,11 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
     config = with_kind_defaults(config, kind)
     config.validate()
     check_train(config)
-    world = distributed.world_from_env()
+    world = world_from_env()
     device = resolve_device(config.device, world.local_rank if world.is_distributed else None)
     resolve_precision(device, config.precision)  # fp16 on a CPU fails here, before any work
     check_weights_dtype(device, config.dtype)
-    distributed.setup(world, device)
+    join_process_group(world, device)
     try:
         with run_directory(config.output_dir, world):
             resume_from = resume_point(config)
@@ -58,4 +58,4 @@ def train(config: TrainConfig, on_validation: Callable[[int, dict], bool] | None
                 state, rates = loop(run, state, log)
             return finish(run, state, rates, time.perf_counter() - started)
     finally:
-        distributed.cleanup(world)
+        leave_process_group(world)

@@ -94,8 +94,10 @@ class PrepareConfig:
     cloze_keep_probability: float = option(0.1, "Chance that a cloze query's sentence stays in its positive.",
                                            panel=QUERIES)
     negatives: int = option(4, "Hard negatives per triple (0: in-batch negatives only).", panel=NEGATIVES)
-    negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST of the miner's list that negatives are "
-        "drawn from; skipping the top avoids unlabelled positives.", panel=NEGATIVES,
+    max_triples: int = option(0, "At most this many triples in train.jsonl (0: no cap), from a seeded sample of "
+        "passages; val.jsonl keeps the same share. Caps mining time on a large corpus.", panel=NEGATIVES)
+    negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST (1-based, inclusive) of the miner's list "
+        "that negatives are drawn from, at random; skipping the top avoids unlabelled positives.", panel=NEGATIVES,
         cli_type=str, cli_default="10-100", parse=parse_range)
     false_negative_margin: float = option(0.95, "Skip a candidate scoring at least this times the positive (likely "
         "an unlabelled positive); above 1 keeps them.", panel=NEGATIVES)
@@ -222,6 +224,7 @@ class PrepareConfig:
             f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
         )
         require(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
+        require(self.max_triples >= 0, f"--max-triples must be 0 (no cap) or more, got {self.max_triples}")
         start, end = self.negative_range
         require(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
         require(0 < self.false_negative_margin < math.inf,

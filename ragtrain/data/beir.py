@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError, quoted
 from ragtrain.files.atomic import atomic_write_text
-from ragtrain.files.jsonfiles import jsonl_text, numbered_lines, read_numbered_jsonl
+from ragtrain.files.jsonfiles import iter_numbered_jsonl, numbered_lines, read_numbered_jsonl, write_jsonl
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
@@ -30,16 +31,19 @@ def read_beir(directory: Path, splits: list[str], counts: Counter) -> tuple[dict
     return corpus, queries, {split: read_qrels(directory / "qrels" / f"{split}.tsv", counts) for split in splits}
 
 
-def write_beir(directory: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[tuple[str, str, int]]]) -> None:
-    """corpus rows ({"_id", "title", "text"}), query rows ({"_id", "text"}) and each split's (query id, corpus id,
-    grade) judgements, each file written atomically. A split without judgements gets no file: evaluate refuses one."""
-    atomic_write_text(directory / "corpus.jsonl", jsonl_text(corpus))
-    atomic_write_text(directory / "queries.jsonl", jsonl_text(queries))
+def write_beir(directory: Path, corpus: Iterable[dict], queries: list[dict],
+               qrels: dict[str, list[tuple[str, str, int]]]) -> int:
+    """corpus rows ({"_id", "title", "text"}, written as they come), query rows ({"_id", "text"}) and each split's
+    (query id, corpus id, grade) judgements, each file written atomically; the number of corpus rows. A split
+    without judgements gets no file: evaluate refuses one."""
+    documents = write_jsonl(directory / "corpus.jsonl", corpus)
+    write_jsonl(directory / "queries.jsonl", queries)
     for split, rows in qrels.items():
         if not rows:
             continue
         lines = [QRELS_HEADER, *(f"{q}\t{d}\t{s}" for q, d, s in rows)]
         atomic_write_text(directory / "qrels" / f"{split}.tsv", "\n".join(lines) + "\n")
+    return documents
 
 
 def document_text(doc: dict[str, str]) -> str:
@@ -67,16 +71,26 @@ def text_field(row: dict, name: str, where: str) -> str:
 
 def read_beir_corpus(path: Path, dropped: Counter) -> dict[str, dict[str, str]]:
     """id -> {"title", "text"} in file order; a repeated id keeps its first row (counted)."""
-    corpus: dict[str, dict[str, str]] = {}
-    for number, row in read_numbered_jsonl(path, "corpus"):
+    return dict(_corpus_rows(path, dropped))
+
+
+def read_beir_corpus_texts(path: Path, dropped: Counter) -> dict[str, str]:
+    """id -> title and text as one text (document_text), in file order, read a row at a time so that a large corpus
+    is held once; a repeated id keeps its first row (counted)."""
+    return {doc_id: document_text(doc) for doc_id, doc in _corpus_rows(path, dropped)}
+
+
+def _corpus_rows(path: Path, dropped: Counter) -> Iterator[tuple[str, dict[str, str]]]:
+    seen: set[str] = set()
+    for number, row in iter_numbered_jsonl(path, "corpus"):
         where = f"{path}:{number}"
         doc_id = _row_id(row, where)
         doc = {"title": text_field(row, "title", where), "text": text_field(row, "text", where)}
-        if doc_id in corpus:
+        if doc_id in seen:
             dropped["corpus_duplicate_ids"] += 1
         else:
-            corpus[doc_id] = doc
-    return corpus
+            seen.add(doc_id)
+            yield doc_id, doc
 
 
 def read_beir_queries(path: Path, dropped: Counter) -> dict[str, str]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ragtrain.data.readers import Document, Fields, find_files, read_file
 from ragtrain.errors import UserError
+from ragtrain.messages import Progress
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million passages, no dict each
 class Passage:
     passage_id: str
     doc_id: str
@@ -22,35 +23,41 @@ class Passage:
     text: str
 
 
-def read_documents(inputs: tuple[Path, ...], fields: Fields, counts: Counter) -> list[Document]:
-    """Every document under the inputs, in sorted file order; a repeated id gets a '~n' suffix."""
-    documents: list[Document] = []
+def iter_documents(inputs: tuple[Path, ...], fields: Fields, counts: Counter) -> Iterator[Document]:
+    """Every document under the inputs, in sorted file order, one at a time; a repeated id gets a '~n' suffix."""
     seen: Counter = Counter()
     files = find_files(inputs)
     counts["files"] += len(files)
-    for path, name in tqdm(files, desc="reading", unit="file", disable=None):  # no bar unless stderr is a terminal
-        for doc in read_file(path, name, fields, counts):
-            seen[doc.doc_id] += 1
-            if seen[doc.doc_id] > 1:
-                counts["documents_renamed_duplicate_id"] += 1
-                doc = Document(f"{doc.doc_id}~{seen[doc.doc_id]}", doc.title, doc.text)
-            documents.append(doc)
-    counts["documents"] += len(documents)
-    return documents
+    with Progress(None, "reading", "documents") as progress:
+        for path, name in files:
+            for doc in read_file(path, name, fields, counts):
+                seen[doc.doc_id] += 1
+                if seen[doc.doc_id] > 1:
+                    counts["documents_renamed_duplicate_id"] += 1
+                    doc = Document(f"{doc.doc_id}~{seen[doc.doc_id]}", doc.title, doc.text)
+                counts["documents"] += 1
+                progress.update()
+                yield doc
+
+
+def read_documents(inputs: tuple[Path, ...], fields: Fields, counts: Counter) -> list[Document]:
+    return list(iter_documents(inputs, fields, counts))
 
 
 def load_passages(inputs: tuple[Path, ...], fields: Fields, max_words: int, overlap: int, counts: Counter) -> list[Passage]:
-    """Read, split and deduplicate; no usable document is a UserError."""
-    documents = read_documents(inputs, fields, counts)
-    if not documents:
+    """Read, split and deduplicate a document at a time (only the passages kept stay in memory); no usable document
+    is a UserError."""
+    kept, unique = [], Deduplicator(counts)
+    for doc in iter_documents(inputs, fields, counts):
+        for passage in split_passages(doc, max_words, overlap):
+            counts["passages_split"] += 1
+            if unique.first(passage.text):
+                kept.append(passage)
+    if not counts["documents"]:
         raise UserError(f"no usable documents in {', '.join(map(str, inputs))} (every file was empty, "
                         "binary or unsupported); pass .txt, .md, .rst, .html, .jsonl, .json, .csv or .tsv with text")
-    passages = [p for doc in tqdm(documents, desc="splitting", unit="doc", disable=None)
-                for p in split_passages(doc, max_words, overlap)]
-    counts["passages_split"] += len(passages)
-    passages = deduplicate(passages, counts)
-    counts["passages"] += len(passages)
-    return passages
+    counts["passages"] += len(kept)
+    return kept
 
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -151,20 +158,30 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+class Deduplicator:
+    """Which texts were seen before, exactly or up to case and whitespace: the exact ones by reference to the text
+    kept anyway, the normalised ones by a 16-byte digest, so no second copy of the corpus is held."""
+
+    def __init__(self, counts: Counter):
+        self.exact: set[str] = set()
+        self.normalised: set[bytes] = set()
+        self.counts = counts
+
+    def first(self, text: str) -> bool:
+        """Whether `text` is new; a repeat is counted by kind."""
+        key = hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=16).digest()
+        if text in self.exact or key in self.normalised:
+            self.counts["passages_duplicate_exact" if text in self.exact else "passages_duplicate_normalised"] += 1
+            return False
+        self.exact.add(text)
+        self.normalised.add(key)
+        return True
+
+
 def deduplicate(passages: list[Passage], counts: Counter) -> list[Passage]:
     """Drop passages whose text equals an earlier one up to case and whitespace; the first one stays."""
-    exact: set[str] = set()
-    normalised: set[str] = set()
-    kept = []
-    for passage in passages:
-        key = normalise(passage.text)
-        if passage.text in exact or key in normalised:
-            counts["passages_duplicate_exact" if passage.text in exact else "passages_duplicate_normalised"] += 1
-            continue
-        exact.add(passage.text)
-        normalised.add(key)
-        kept.append(passage)
-    return kept
+    unique = Deduplicator(counts)
+    return [passage for passage in passages if unique.first(passage.text)]
 
 
 def sentences_of(text: str) -> list[str]:

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtrain.data.beir import document_text, read_beir, text_field, whole_grade
+from ragtrain.data.beir import (
+    document_text,
+    read_beir_corpus_texts,
+    read_beir_queries,
+    read_qrels,
+    text_field,
+    whole_grade,
+)
 from ragtrain.errors import UserError, quoted
 from ragtrain.files.jsonfiles import read_json
 from ragtrain.retrieval.metrics import judged_queries
@@ -105,8 +112,9 @@ def _read_beir(directory: Path, split: str, split_flag: str,
         splits = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
         hint = f"available: {', '.join(splits)}" if splits else f"{directory / 'qrels'} has no .tsv file"
         raise UserError(f"{qrels_path} not found; choose {split_flag} from the files in qrels/ ({hint})")
-    corpus, queries, qrels = read_beir(directory, [split], dropped)
-    return {doc_id: document_text(doc) for doc_id, doc in corpus.items()}, queries, qrels[split]
+    corpus = read_beir_corpus_texts(directory / "corpus.jsonl", dropped)  # a row at a time, each text held once
+    queries = read_beir_queries(directory / "queries.jsonl", dropped)
+    return corpus, queries, read_qrels(qrels_path, dropped)
 
 
 def _read_json_eval(path: Path, dropped: Counter) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:

@@ -16,7 +16,7 @@ and eval/qrels/val.tsv come from dev when there is one, else from --val-fraction
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ragtrain.config.prepare import PrepareConfig
@@ -25,25 +25,37 @@ from ragtrain.data.documents import load_passages
 from ragtrain.data.pairfiles import PairFields, read_pairs
 from ragtrain.data.prepared import HELD_OUT, Prepared, held_out_queries
 from ragtrain.data.readers import Fields
-from ragtrain.data.splits import split_groups, text_groups
+from ragtrain.data.splits import same_share, sample_by_passage, split_groups, text_groups
 from ragtrain.errors import UserError
 from ragtrain.retrieval.negatives import MiningOptions, mine_within
 
 
-def triples_for(split_queries: list[int], query_texts: list[str], positives: list[tuple[int, ...]],
+def triples_for(pairs: list[tuple[int, int]], query_texts: list[str], positives: list[tuple[int, ...]],
                 given: Mapping[int, tuple[int, ...]], allowed: list[int], texts: list[str], doc_ids: list[str],
-                mining: MiningOptions, counts: Counter) -> list[dict]:
-    """One triple per (query, positive); given negatives (by query, if any) first, mined ones to fill up to
-    --negatives."""
-    mined = mine_within(allowed, texts, doc_ids, [query_texts[q] for q in split_queries],
-                        [positives[q] for q in split_queries], mining, counts)
-    rows = []
-    for q, mined_negatives in zip(split_queries, mined):
+                mining: MiningOptions, counts: Counter) -> Iterator[dict]:
+    """One triple per (query, positive) pair, made as it is written; given negatives (by query, if any) first, mined
+    ones to fill up to --negatives (every positive of the query kept out of them)."""
+    queries = list(dict.fromkeys(q for q, _ in pairs))
+    mined = dict(zip(queries, mine_within(allowed, texts, doc_ids, [query_texts[q] for q in queries],
+                                          [positives[q] for q in queries], mining, counts)))
+    for q, p in pairs:
         negatives = [n for n in given.get(q, ()) if n not in positives[q]]
-        negatives += [n for n in mined_negatives if n not in negatives][: max(0, mining.num_negatives - len(negatives))]
-        rows.extend({"query": query_texts[q], "positive": texts[p], "negatives": [texts[n] for n in negatives]}
-                    for p in positives[q])
-    return rows
+        negatives += [n for n in mined[q] if n not in negatives][: max(0, mining.num_negatives - len(negatives))]
+        yield {"query": query_texts[q], "positive": texts[p], "negatives": [texts[n] for n in negatives]}
+
+
+def capped_pairs(by_split: dict[str, list[int]], positives: list[tuple[int, ...]], limit: int, seed: int,
+                 counts: Counter) -> dict[str, list[tuple[int, int]]]:
+    """Each split's (query, positive) pairs, the triples it makes, under --max-triples `limit`: the pairs of a seeded
+    sample of positives, val keeping the share train keeps."""
+    pairs = {split: [(q, p) for q in by_split[split] for p in positives[q]] for split in ("train", "val")}
+    limits = {"train": limit, "val": same_share(limit, len(pairs["train"]), len(pairs["val"]))}
+    for split, split_pairs in pairs.items():
+        kept = sample_by_passage([p for _, p in split_pairs], limits[split], seed)
+        if len(kept) < len(split_pairs):
+            counts[f"triples_left_out_by_max_triples_{split}"] += len(split_pairs) - len(kept)
+            pairs[split] = [split_pairs[n] for n in kept]
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------------- pairs
@@ -89,6 +101,7 @@ def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter)
     query_texts = [q for q, _, _ in queries]
     by_split = {s: [q for q, g in enumerate(groups) if split_of[g] == s] for s in ("train", "val", "test")}
     counts.update({f"pair_queries_{s}": len(chosen) for s, chosen in by_split.items()})
+    pairs = capped_pairs(by_split, positives, config.max_triples, config.seed, counts)
     triples = {}
     for split in ("train", "val"):
         # Every text (query or positive) of the other splits stays out of this split's triples: as a given
@@ -98,8 +111,7 @@ def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter)
         kept = {q: tuple(n for n in given[q] if texts[n] not in others) for q in by_split[split]}
         counts[f"given_negatives_dropped_{split}_other_split"] += sum(len(given[q]) - len(kept[q]) for q in kept)
         allowed = [i for i in range(len(texts)) if texts[i] not in others]
-        triples[split] = triples_for(by_split[split], query_texts, positives, kept, allowed, texts, doc_ids,
-                                     mining, counts)
+        triples[split] = triples_for(pairs[split], query_texts, positives, kept, allowed, texts, doc_ids, mining, counts)
     corpus = [{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)]
     eval_queries, qrels = held_out_queries({split: [(query_texts[q], [ids[p] for p in positives[q]])
                                                     for q in by_split[split]] for split in HELD_OUT})
@@ -174,14 +186,16 @@ def prepare_beir(config: PrepareConfig, mining: MiningOptions, counts: Counter) 
     held_out = {p for split, rows in judged.items() if split != "train" for pos in rows.values() for p in pos}
     held_out |= {p for pos in val.values() for p in pos}
     train_docs = {p for pos in train.values() for p in pos}
+    names = sorted(train) + sorted(val)  # train's queries, then val's: one index space for both
+    query_texts = [query_text[q] for q in names]
+    positives = [train[q] for q in sorted(train)] + [val[q] for q in sorted(val)]
+    by_split = {"train": list(range(len(train))), "val": list(range(len(train), len(names)))}
+    pairs = capped_pairs(by_split, positives, config.max_triples, config.seed, counts)
     triples = {}
-    for split, chosen in (("train", train), ("val", val)):
+    for split in ("train", "val"):
         banned = held_out - train_docs if split == "train" else set()  # never train against eval answers
         allowed = [i for i in range(len(texts)) if i not in banned]
-        names = sorted(chosen)
-        triples[split] = triples_for(list(range(len(names))), [query_text[q] for q in names],
-                                     [chosen[q] for q in names], {}, allowed, texts, ids,
-                                     mining, counts)
+        triples[split] = triples_for(pairs[split], query_texts, positives, {}, allowed, texts, ids, mining, counts)
     eval_splits = {split: rows for split, rows in qrels.items() if split != "train"}
     eval_queries = sorted({q for rows in eval_splits.values() for q in rows})
     return Prepared(

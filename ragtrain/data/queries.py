@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from ragtrain.data.documents import Passage, sentences_of
+from ragtrain.messages import Progress
 
 # Headings that say nothing about their section: as queries they would match every document alike.
 GENERIC_HEADINGS = {
@@ -28,14 +29,43 @@ PROSE_SHARE = 0.6  # of a text's tokens that must be words for it to read as pro
 TITLE_QUERY_MAX_PASSAGES = 3  # a title describes a short document; in a long one it fits no passage best
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a query per passage, a million of them
 class Query:
+    """A query and how its texts come from its passage. The positive and evaluation texts are made when asked for,
+    from the passage text (held by reference) and `cut`, so a million queries hold no copy of the corpus."""
+
     text: str
     positive: int  # index of the passage the query came from
-    positive_text: str  # what the triple trains on as the positive
-    eval_text: str  # the passage text in the evaluation corpus if this query is held out
+    passage_text: str  # that passage's text
     relevant: tuple[int, ...]  # passages judged relevant for this query in the evaluation qrels
-    strategy: str  # cloze, crop, heading or title
+    strategy: str  # cloze, crop, heading, title or llm
+    cut: tuple[int, ...] = ()  # cloze: (sentence, kept in the positive); crop: (query start, length, positive start, length)
+
+    @property
+    def positive_text(self) -> str:
+        """What the triple trains on as the positive."""
+        if self.strategy == "cloze":
+            sentence, keep = self.cut
+            return self.passage_text if keep else _without_sentence(self.passage_text, sentence)
+        if self.strategy == "crop":
+            _, _, start, length = self.cut
+            return " ".join(self.passage_text.split()[start : start + length])
+        return self.passage_text
+
+    @property
+    def eval_text(self) -> str:
+        """The passage text in the evaluation corpus if this query is held out: without the query's sentence or span."""
+        if self.strategy == "cloze":
+            return _without_sentence(self.passage_text, self.cut[0])
+        if self.strategy == "crop":
+            start, length, _, _ = self.cut
+            words = self.passage_text.split()
+            return " ".join(words[:start] + words[start + length :])
+        return self.passage_text
+
+
+def _without_sentence(text: str, sentence: int) -> str:
+    return " ".join(s for n, s in enumerate(sentences_of(text)) if n != sentence)
 
 
 def is_prose(text: str) -> bool:
@@ -54,13 +84,16 @@ def make_queries(passages: list[Passage], strategies: tuple[str, ...], keep_prob
     """Up to one cloze or crop query per passage, plus one heading query per informative section."""
     queries = heading_queries(passages) if "heading" in strategies else []
     span_strategies = [s for s in strategies if s in ("cloze", "crop")]
-    for index, passage in enumerate(passages):
-        order = rng.sample(span_strategies, len(span_strategies))  # a fair mix, falling back to the other
-        for strategy in order:
-            query = cloze_query(passage, index, keep_probability, rng) if strategy == "cloze" else crop_query(passage, index, rng)
-            if query is not None:
-                queries.append(query)
-                break
+    with Progress(len(passages) if span_strategies else 0, "making queries", "passages") as progress:
+        for index, passage in enumerate(passages):
+            order = rng.sample(span_strategies, len(span_strategies))  # a fair mix, falling back to the other
+            for strategy in order:
+                query = (cloze_query(passage, index, keep_probability, rng) if strategy == "cloze"
+                         else crop_query(passage, index, rng))
+                if query is not None:
+                    queries.append(query)
+                    break
+            progress.update()
     return queries
 
 
@@ -76,11 +109,11 @@ def heading_queries(passages: list[Passage]) -> list[Query]:
     for (doc_id, section), members in groups.items():
         first = passages[members[0]]
         if is_informative(section) and section.lower() != first.title.lower():
-            queries.append(Query(section, members[0], first.text, first.text, tuple(members), "heading"))
+            queries.append(Query(section, members[0], first.text, tuple(members), "heading"))
     for doc_id, members in documents.items():
         first = passages[members[0]]
         if len(members) <= TITLE_QUERY_MAX_PASSAGES and is_informative(first.title):
-            queries.append(Query(first.title, members[0], first.text, first.text, tuple(members), "title"))
+            queries.append(Query(first.title, members[0], first.text, tuple(members), "title"))
     return queries
 
 
@@ -91,9 +124,8 @@ def cloze_query(passage: Passage, index: int, keep_probability: float, rng: rand
     if len(sentences) < 2 or not usable:
         return None
     chosen = rng.choice(usable)
-    rest = " ".join(s for n, s in enumerate(sentences) if n != chosen)
-    positive = passage.text if rng.random() < keep_probability else rest
-    return Query(sentences[chosen], index, positive, rest, (index,), "cloze")
+    keep = rng.random() < keep_probability
+    return Query(sentences[chosen], index, passage.text, (index,), "cloze", (chosen, int(keep)))
 
 
 def crop_query(passage: Passage, index: int, rng: random.Random) -> Query | None:
@@ -110,6 +142,4 @@ def crop_query(passage: Passage, index: int, rng: random.Random) -> Query | None
     query = " ".join(words[query_start : query_start + query_len])
     if not is_prose(query):
         return None
-    positive = " ".join(words[positive_start : positive_start + positive_len])
-    rest = " ".join(words[:query_start] + words[query_start + query_len :])
-    return Query(query, index, positive, rest, (index,), "crop")
+    return Query(query, index, passage.text, (index,), "crop", (query_start, query_len, positive_start, positive_len))

@@ -10,12 +10,13 @@ import csv
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import jsonl_values, parse_json, text_lines
+from ragtrain.files.jsonfiles import jsonl_values, lenient_lines, open_for_reading, parse_json
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -77,27 +78,54 @@ def decode(data: bytes, counts: Counter) -> str:
         return text
 
 
-def read_file(path: Path, name: str, fields: Fields, counts: Counter) -> list[Document]:
-    data = path.read_bytes()
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+def read_file(path: Path, name: str, fields: Fields, counts: Counter) -> Iterator[Document]:
+    """The documents of one file, in order. A .jsonl file is read a line at a time (one document in memory, however
+    large the file); the others whole."""
+    with open_for_reading(path) as handle:
+        head = handle.read(BINARY_SNIFF_BYTES)
+    if b"\x00" in head:
         counts["files_skipped_binary"] += 1
-        return []
-    text = decode(data, counts)
-    if not text.strip():
-        counts["files_skipped_empty"] += 1
-        return []
+        return
     suffix = path.suffix.lower()
-    if suffix in HTML_SUFFIXES:
-        documents = [html_document(text, name)]
-    elif suffix in {".jsonl", ".json"}:
-        documents = rows_to_documents(_json_rows(text, path, suffix), path, name, fields)
-    elif suffix in {".csv", ".tsv"}:
-        documents = rows_to_documents(_csv_rows(text, path, suffix), path, name, fields)
+    if suffix == ".jsonl":
+        documents = rows_to_documents(_jsonl_rows(path, counts), path, name, fields)
     else:
-        documents = [text_document(text, name)]
-    documents = [d for d in documents if d.text.strip()]
-    counts["files_skipped_empty" if not documents else "files_read"] += 1
-    return documents
+        text = decode(path.read_bytes(), counts)
+        documents = iter(_whole_file_documents(text, path, name, suffix, fields) if text.strip() else ())
+    read = 0
+    for document in documents:
+        if document.text.strip():
+            read += 1
+            yield document
+    counts["files_skipped_empty" if not read else "files_read"] += 1
+
+
+def _whole_file_documents(text: str, path: Path, name: str, suffix: str, fields: Fields) -> Iterable[Document]:
+    if suffix in HTML_SUFFIXES:
+        return [html_document(text, name)]
+    if suffix == ".json":
+        return rows_to_documents(_json_rows(text, path), path, name, fields)
+    if suffix in {".csv", ".tsv"}:
+        return rows_to_documents(_csv_rows(text, path, suffix), path, name, fields)
+    return [text_document(text, name)]
+
+
+def _jsonl_rows(path: Path, counts: Counter) -> Iterator[dict]:
+    """The objects of a .jsonl file's lines, a line at a time (other values skipped); bytes that are not UTF-8 are
+    replaced and counted as `decode` counts a whole file's."""
+    replaced = Counter()
+
+    def lines() -> Iterator[tuple[int, str]]:
+        for number, text, bad in lenient_lines(path):
+            replaced["characters"] += bad
+            yield number, text
+
+    for _, row in jsonl_values(lines(), path):
+        if isinstance(row, dict):
+            yield row
+    if replaced["characters"]:
+        counts["files_not_utf8"] += 1
+        counts["characters_replaced"] += replaced["characters"]
 
 
 # ------------------------------------------------------------------------------------------ plain text
@@ -206,14 +234,10 @@ def html_document(html: str, name: str) -> Document:
 
 
 # ------------------------------------------------------------------------------------- JSON, JSONL, CSV
-def _json_rows(text: str, path: Path, suffix: str) -> list[dict]:
-    """The objects of a .json file (one, or a list of them) or of a .jsonl file's lines; other values are skipped."""
-    if suffix == ".json":
-        data = parse_json(text, path, 1)
-        rows = data if isinstance(data, list) else [data]
-    else:
-        rows = [row for _, row in jsonl_values(text_lines(text, path), path)]
-    return [row for row in rows if isinstance(row, dict)]
+def _json_rows(text: str, path: Path) -> list[dict]:
+    """The objects of a .json file (one, or a list of them); other values are skipped."""
+    data = parse_json(text, path, 1)
+    return [row for row in (data if isinstance(data, list) else [data]) if isinstance(row, dict)]
 
 
 def _csv_rows(text: str, path: Path, suffix: str) -> list[dict]:
@@ -221,11 +245,20 @@ def _csv_rows(text: str, path: Path, suffix: str) -> list[dict]:
     return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
 
 
-def rows_to_documents(rows: list[dict], path: Path, name: str, fields: Fields) -> list[Document]:
-    """One document per row; rows without text are dropped. A field no row has is a typo: UserError."""
-    if not rows:
-        return []
-    seen = set().union(*(row.keys() for row in rows))
+def rows_to_documents(rows: Iterable[dict], path: Path, name: str, fields: Fields) -> Iterator[Document]:
+    """One document per row, as the rows come; rows without text are dropped. A field no row has is a typo: a
+    UserError once the rows are read."""
+    seen: set = set()
+    for number, row in enumerate(rows, start=1):
+        seen.update(row.keys())
+        text = row.get(fields.text)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        row_id = row.get(fields.id)
+        doc_id = str(row_id) if row_id not in (None, "") else f"{name}#{number}"
+        yield Document(" ".join(doc_id.split()), str(row.get(fields.title) or "").strip(), text)
+    if not seen:
+        return
     # The text field must exist; a title or id field only when the user named one (the defaults are optional).
     named = [("--text-field", fields.text)]
     named += [("--title-field", fields.title)] if fields.title != Fields.title else []
@@ -234,12 +267,3 @@ def rows_to_documents(rows: list[dict], path: Path, name: str, fields: Fields) -
         if field not in seen:
             raise UserError(f"{path} has no field {field!r} (it has {', '.join(map(repr, sorted(map(str, seen))[:FIELDS_SHOWN]))}); "
                             f"pass {option} with one of those")
-    documents = []
-    for number, row in enumerate(rows, start=1):
-        text = row.get(fields.text)
-        if not isinstance(text, str) or not text.strip():
-            continue
-        row_id = row.get(fields.id)
-        doc_id = str(row_id) if row_id not in (None, "") else f"{name}#{number}"
-        documents.append(Document(" ".join(doc_id.split()), str(row.get(fields.title) or "").strip(), text))
-    return documents

@@ -50,3 +50,23 @@ def text_groups(items: list[tuple[str, ...]]) -> list[int]:
     split by group never puts one query or one passage on two sides."""
     node: dict[str, int] = {}
     return connected_groups([tuple(node.setdefault(text, len(node)) for text in item) for item in items])
+
+
+def sample_by_passage(passages: list[int], limit: int, seed: int) -> list[int]:
+    """Positions of the items kept when at most `limit` may stay (0: all), each item made from passage
+    `passages[n]`: the items of passages drawn in a seeded order, first drawn first, until `limit`; returned in
+    their own order. A larger limit keeps every item a smaller one keeps."""
+    if limit <= 0 or limit >= len(passages):
+        return list(range(len(passages)))
+    distinct = sorted(set(passages))
+    random.Random(seed).shuffle(distinct)
+    rank = {passage: n for n, passage in enumerate(distinct)}
+    return sorted(sorted(range(len(passages)), key=lambda n: (rank[passages[n]], n))[:limit])
+
+
+def same_share(limit: int, capped: int, other: int) -> int:
+    """The cap of another split that keeps the share `limit` keeps of `capped` items (0, no cap, when that is all);
+    at least one item."""
+    if limit <= 0 or limit >= capped:
+        return 0
+    return max(1, round(other * limit / capped))

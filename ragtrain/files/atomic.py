@@ -67,6 +67,28 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
             os.close(fd)  # releases the flock: the file is in place or removed by now
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The name of a new temporary file beside `path` (created empty and locked), for a writer that needs a name
+    rather than a handle (a memory-mapped array); it replaces `path` whole when the block ends, and is removed on any
+    failure, a full or read-only disk being a WriteError naming `path`."""
+    tmp, fd = None, None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover(path)  # temporaries of a write that was killed
+        tmp, fd = _create_temp(path, directory=False)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise_if_disk_error(exc, path)
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ragtrain.errors import UserError
+from ragtrain.files.atomic import atomic_write_with
 
 # One line of a JSONL file (a triple, a pair, a document, a query) is at most this long. Longer is a broken
 # file, not data: without a bound a file of 16 triples once took 6.7 GB of memory before failing.
@@ -47,13 +48,15 @@ def open_for_reading(path: Path):
         raise UserError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
 
 
-def text_lines(text: str, path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line of a file already in memory (documents, decoded leniently); a line over
-    MAX_LINE_BYTES is a UserError naming the file and line, as `numbered_lines` reads it."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8")) > MAX_LINE_BYTES:  # 4 bytes a character at most
-            raise _too_long(path, number)
-        yield number, line
+def lenient_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, characters replaced) of each line of a document file, read in bounded pieces as
+    `numbered_lines` reads them, except that bytes which are not UTF-8 become U+FFFD (counted) instead of stopping."""
+    with open_for_reading(path) as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise _too_long(path, number)
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+            yield number, text, text.count("\ufffd") - raw.count("\ufffd".encode())
 
 
 def _too_long(path: Path, number: int) -> UserError:
@@ -70,12 +73,15 @@ def jsonl_values(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[tuple
 
 def read_numbered_jsonl(path: Path, what: str = "file") -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line, so later checks can name the line too."""
-    rows = []
+    return list(iter_numbered_jsonl(path, what))
+
+
+def iter_numbered_jsonl(path: Path, what: str = "file") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, a line at a time (a corpus of a million rows is never a list)."""
     for number, row in jsonl_values(numbered_lines(path, what), path):
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((number, row))
-    return rows
+        yield number, row
 
 
 def parse_json(text: str, path: Path, start_line: int | None = None, fix: str = "fix the file",
@@ -105,3 +111,18 @@ def read_json(path: Path, object_pairs_hook=None) -> Any:
 def jsonl_text(rows: list[dict[str, Any]]) -> str:
     """Rows as JSONL text: stable key order and no ASCII escaping, so equal inputs give equal bytes."""
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Rows to `path` as JSONL (as `jsonl_text` writes them), a row at a time as they come, through a temporary
+    renamed at the end; the number of rows written."""
+    written = 0
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal written
+        for row in rows:
+            handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+            written += 1
+
+    atomic_write_with(path, write)
+    return written

@@ -26,6 +26,7 @@ from ragtrain.generation.querygen import (
     read_prompt,
     sample_passages,
 )
+from ragtrain.model.world import barrier, current_world
 from ragtrain.retrieval.bm25 import bm25_search, build_bm25
 
 if TYPE_CHECKING:  # torch loads only for a dense round trip
@@ -55,14 +56,19 @@ def generated_queries(config: PrepareConfig, passages: list[Passage], split_of: 
     template = read_prompt(config.generator_prompt) if config.generator_prompt else default_prompt()
     generator = build_generator(config)
     cache = QueryCache(config.generator_cache_dir or default_query_cache_dir(), generator.identity)
+    world = current_world()  # under torchrun (a dense round trip shares its encoding) rank 0 alone generates:
+    if not world.is_main:  # the others wait, then find every answer in the query cache (on a file system they share)
+        barrier(world)
     outputs = generate_outputs([(passages[i].title, passages[i].text) for i in chosen], generator, template, cache,
                                counts)
+    if world.is_main:
+        barrier(world)
     examples, seen = prompt_examples(template), set()
     candidates = [(query, i) for i, texts in zip(chosen, outputs)
                   for query in clean_outputs(texts, f"{passages[i].title} {passages[i].text}", examples, seen, counts)]
     counts["llm_queries_cleaned"] += len(candidates)
     kept = round_trip(candidates, passages, split_of, config, counts, dense)
-    return [Query(query, i, passages[i].text, passages[i].text, (i,), "llm") for query, i in kept]
+    return [Query(query, i, passages[i].text, (i,), "llm") for query, i in kept]
 
 
 def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split_of: dict[str, str],
@@ -83,14 +89,13 @@ def round_trip(candidates: list[tuple[str, int]], passages: list[Passage], split
 
 
 def top_passages(texts: list[str], queries: list[str], depth: int, dense: Embedder | None) -> list[set[int]]:
-    """Each query's top `depth` texts (indices), by the dense model where given, else by BM25."""
+    """Each query's top `depth` texts (indices), by the dense model where given, else by BM25 (texts scoring 0,
+    sharing no word with the query, are never among them)."""
     depth = min(depth, len(texts))
-    if dense is None:
-        indices, _ = bm25_search(build_bm25(texts), queries, depth, len(texts))
-    else:
-        from ragtrain.retrieval.negatives import (
-            dense_search_with_positives,  # late: torch loads only for a dense filter
-        )
+    if dense is None:  # a text that shares no word with the query is not found, whatever its place among the ties
+        indices, scores = bm25_search(build_bm25(texts), queries, depth, len(texts))
+        return [set(row[row_scores > 0].tolist()) for row, row_scores in zip(indices, scores)]
+    from ragtrain.retrieval.negatives import dense_search_with_positives  # late: torch loads only for a dense filter
 
-        indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
+    indices = dense_search_with_positives(dense, texts, queries, [(0,)] * len(queries), depth).indices
     return [set(row.tolist()) for row in indices]

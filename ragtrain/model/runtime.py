@@ -61,9 +61,10 @@ def training_runtime(device: torch.device, precision: str, dtype: str = "fp32") 
     return Runtime(device, resolved, resolved, dtype)
 
 
-def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32") -> Runtime:
-    """evaluate's runtime: `device_name` resolved, `precision` (auto: bf16 where native, else fp32) checked on it."""
-    device = resolve_device(device_name)
+def evaluation_runtime(device_name: str, precision: str, dtype: str = "fp32", local_rank: int | None = None) -> Runtime:
+    """evaluate's runtime: `device_name` resolved (under torchrun, `local_rank`'s own GPU), `precision` (auto: bf16
+    where native, else fp32) checked on it."""
+    device = resolve_device(device_name, local_rank)
     check_weights_dtype(device, dtype)
     return Runtime(device, encode_precision=resolve_precision(device, precision), weights=dtype)
 

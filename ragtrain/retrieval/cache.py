@@ -1,27 +1,34 @@
 """The on-disk cache of embeddings: an entry is a .npy file named by a hash of everything that determines it (the
-model's files or hub revision, the texts, the settings), with a sidecar .json (shape, dtype, sha256 of the .npy
-bytes) that is checked before the entry is trusted. A cache that fails verification is encoded again; one that
-cannot be written gives one warning and the run goes on without it.
+model's files or hub revision, the texts, the settings, the precision encoded in), with a sidecar .json (shape,
+dtype, sha256 of the .npy bytes) that is checked before the entry is trusted. A cache that fails verification is
+encoded again; one that cannot be written gives one warning and the run goes on without it.
+
+An entry is written in place as it is encoded (a memory-mapped .npy under a temporary name, its space reserved
+first, renamed once complete) and read memory-mapped, so neither side holds a corpus's embeddings in memory. It
+holds float16 when the encoding ran in bf16 or fp16 (half the disk and memory; a model computing in half precision
+is no more exact than float16 keeps), float32 otherwise; the precision is in the key, so entries never mix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ragtrain.files.atomic import atomic_write_with, file_sha256
+from ragtrain.files.atomic import atomic_path, atomic_write_with, file_sha256
 from ragtrain.files.diskerrors import DISK_ERRORS, WriteError
 from ragtrain.files.names import CARD, EVALUATIONS
 from ragtrain.messages import warn
 from ragtrain.model.modelfiles import hub_snapshot
+from ragtrain.model.world import WorldInfo, gather_objects, gather_rows
 
-CACHE_VERSION = 2  # bump when embedding code changes what it produces (2: entries carry a checksum sidecar)
+CACHE_VERSION = 3  # bump when embedding code changes what it produces (2: a checksum sidecar; 3: float16 entries)
 KEY_HEX_DIGITS = 32  # 128 bits of the sha256: no collision in reach, and short file names
 LENGTH_BYTES = 8  # each text's length, hashed before it: ["ab", "c"] and ["a", "bc"] differ
 FINITE_CHECK_ROWS = 65536  # rows checked for NaN or inf at a time: a memory-mapped entry is never read whole
@@ -79,8 +86,14 @@ def cache_key(model: dict, texts: list[str], settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:KEY_HEX_DIGITS]
 
 
-def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndarray | None, str]:
-    """(the cached (rows, dim) float32 array, memory-mapped, "hit") when every check passes, else (None, why):
+def stored_dtype(precision: str) -> np.dtype:
+    """What embeddings encoded in `precision` are kept as: float16 for bf16 and fp16, float32 for fp32."""
+    return np.dtype(np.float16 if precision in ("bf16", "fp16") else np.float32)
+
+
+def load_cached(cache_dir: Path, key: str, rows: int, dim: int,
+                dtype: np.dtype = np.dtype(np.float32)) -> tuple[np.ndarray | None, str]:
+    """(the cached (rows, dim) array of `dtype`, memory-mapped, "hit") when every check passes, else (None, why):
     "absent", or what failed (unreadable, shape or dtype, checksum, non-finite values); the caller recomputes."""
     array_path = cache_dir / f"{key}.npy"
     if not array_path.is_file():
@@ -90,8 +103,8 @@ def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndar
         emb = np.load(array_path, mmap_mode="r")
     except (OSError, ValueError):
         return None, "unreadable"
-    if not isinstance(sidecar, dict) or emb.dtype != np.float32 or emb.shape != (rows, dim) \
-            or sidecar.get("shape") != [rows, dim] or sidecar.get("dtype") != "float32":
+    if not isinstance(sidecar, dict) or emb.dtype != dtype or emb.shape != (rows, dim) \
+            or sidecar.get("shape") != [rows, dim] or sidecar.get("dtype") != dtype.name:
         return None, "shape or dtype"
     try:
         if sidecar.get("sha256") != file_sha256(array_path):
@@ -103,33 +116,78 @@ def load_cached(cache_dir: Path, key: str, rows: int, dim: int) -> tuple[np.ndar
     return emb, "hit"
 
 
-def store_cached(cache_dir: Path, key: str, emb: np.ndarray) -> None:
-    """The array, then its sidecar, each to a temporary name and renamed: a crash between the two leaves no
-    sidecar or an old one whose checksum fails, so a half-written entry is never trusted. A disk that is full or
-    read-only (WriteError, or another OSError) reaches the caller, which warns and goes on without the cache."""
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_with(cache_dir / f"{key}.npy", lambda handle: np.save(handle, emb))
-    sidecar = {"shape": list(emb.shape), "dtype": "float32", "sha256": file_sha256(cache_dir / f"{key}.npy")}
+@contextlib.contextmanager
+def new_entry(cache_dir: Path, key: str, rows: int, dim: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+    """A (rows, dim) memory-mapped array to fill, the cache entry `key` once the block ends: the array under a
+    temporary name (its disk space reserved at once, so a full disk fails here rather than as a crash mid-way),
+    then its sidecar, each renamed into place; a crash leaves no entry or one whose checksum fails, never trusted.
+    A disk that is full or read-only (WriteError, or another OSError) reaches the caller."""
+    path = cache_dir / f"{key}.npy"
+    with atomic_path(path) as tmp:
+        emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, dim))
+        if hasattr(os, "posix_fallocate"):  # a page written to a full disk's map would kill the process (SIGBUS)
+            with open(tmp, "r+b") as handle:
+                os.posix_fallocate(handle.fileno(), 0, os.path.getsize(tmp))
+        yield emb
+        emb.flush()
+        del emb
+    sidecar = {"shape": [rows, dim], "dtype": dtype.name, "sha256": file_sha256(path)}
     atomic_write_with(cache_dir / f"{key}.json", lambda handle: handle.write(json.dumps(sidecar).encode()))
 
 
-def cached_or_encoded(part: str, texts: list[str], encode: Callable[[str, list[str]], np.ndarray], key: str | None,
-                      cache: EmbeddingCache, dim: int) -> tuple[np.ndarray, str]:
-    """Verified cached embeddings ("hit"), else freshly encoded ones, stored for next time ("miss"; "off")."""
+def store_cached(cache_dir: Path, key: str, emb: np.ndarray) -> None:
+    """A whole array as the entry `key` (see new_entry)."""
+    with new_entry(cache_dir, key, len(emb), emb.shape[1], emb.dtype) as out:
+        out[:] = emb
+
+
+EncodeRows = Callable[[int, int, np.ndarray], None]  # encode rows [start, end) of a part into the (end - start, dim) array
+
+
+def cached_or_encoded(part: str, rows: int, encode: EncodeRows, key: str | None, cache: EmbeddingCache, dim: int,
+                      dtype: np.dtype, world: WorldInfo = WorldInfo()) -> tuple[np.ndarray, str]:
+    """A part's (rows, dim) embeddings: verified cached ones ("hit", on every rank), else freshly encoded ones,
+    written into a new entry as they are made ("miss"; "off" without a cache). Under torchrun each rank encodes its
+    slice and every rank gets every row; rank 0 alone writes the entry."""
     if cache.directory is None or key is None:
-        return encode(part, texts), "off"
-    emb, status = load_cached(cache.directory, key, len(texts), dim)
-    if emb is not None:
+        return encoded(rows, dim, dtype, encode, world), "off"
+    emb, status = load_cached(cache.directory, key, rows, dim, dtype)
+    if all(s == "hit" for s in gather_objects(status, world)):  # a rank that misses makes every rank encode
         return emb, "hit"
-    if status != "absent":
+    if status not in ("absent", "hit"):
         warn(f"cached {part} embeddings in {cache.directory} failed verification ({status}); encoding them again")
-    emb = encode(part, texts)
-    if cache.writable:
-        try:
-            store_cached(cache.directory, key, emb)
-        except (OSError, WriteError) as exc:
-            cache.writable = False
-            reason = DISK_ERRORS.get(getattr(exc, "errno", None)) or getattr(exc, "strerror", None) or exc
-            warn(f"embedding cache {cache.directory} cannot be written ({reason}); going on without it")
-    return emb, "miss"
+    del emb
+    if not (cache.writable and world.is_main):
+        return encoded(rows, dim, dtype, encode, world), "miss"
+    started = False
+    try:
+        with new_entry(cache.directory, key, rows, dim, dtype) as out:
+            started = True  # from here an error is the encoding's (or the final rename's), not a cache it cannot open
+            encoded(rows, dim, dtype, encode, world, out)
+    except (OSError, WriteError) as exc:
+        if started:
+            raise
+        cache_failed(cache, exc)
+        return encoded(rows, dim, dtype, encode, world), "miss"
+    return np.load(cache.directory / f"{key}.npy", mmap_mode="r"), "miss"
+
+
+def encoded(rows: int, dim: int, dtype: np.dtype, encode: EncodeRows, world: WorldInfo,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """`out` (a new array when None) filled: by this process alone, or each rank encoding its slice, gathered."""
+    out = np.empty((rows, dim), dtype=dtype) if out is None else out
+    if not world.is_distributed:
+        encode(0, rows, out)
+        return out
+    start, end = world.slice(rows)
+    local = np.empty((end - start, dim), dtype=dtype)
+    encode(start, end, local)
+    gather_rows(local, out, world)
+    return out
+
+
+def cache_failed(cache: EmbeddingCache, exc: BaseException) -> None:
+    """Writing the cache stops for the rest of the run, with one warning saying why."""
+    cache.writable = False
+    reason = DISK_ERRORS.get(getattr(exc, "errno", None)) or getattr(exc, "strerror", None) or exc
+    warn(f"embedding cache {cache.directory} cannot be written ({reason}); going on without it")

@@ -13,14 +13,16 @@ from ragtrain.messages import warn
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.encoding import ENCODE_BATCH_SIZE, encode_documents, encode_queries
 from ragtrain.model.runtime import Runtime
-from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, model_fingerprint
+from ragtrain.model.world import current_world
+from ragtrain.retrieval.cache import EmbeddingCache, cache_key, cached_or_encoded, model_fingerprint, stored_dtype
 
 QUERIES, DOCUMENTS = "queries", "documents"  # which side of the model's encode pair a part goes through
 
 
 @dataclass
 class Embedded:
-    """Each part's (rows, dim) float32 embeddings (normalised where the model scores by cosine), and how they came."""
+    """Each part's (rows, dim) embeddings (normalised where the model scores by cosine; float16 when encoded in half
+    precision, else float32; memory-mapped when cached), and how they came."""
 
     parts: dict[str, np.ndarray] = field(default_factory=dict)
     cache: str = "off"  # hit, miss, partial (some of each) or off
@@ -47,7 +49,9 @@ def embed_parts(encoder: Encoder, model_dir: str, parts: dict[str, tuple[str, li
                 cache: EmbeddingCache, batch_size: int) -> Embedded:
     """Embed each named part, `{name: (QUERIES or DOCUMENTS, texts)}`, or fetch it from the cache. `model_dir`
     (a directory or a hub name) identifies the weights for the cache; a model whose revision cannot be known is
-    not cached (with one warning)."""
+    not cached (with one warning). Under torchrun every rank calls this with the same parts: each encodes its slice
+    of every part and gets all of them (cache.cached_or_encoded)."""
+    world = current_world()
     fingerprint = model_fingerprint(model_dir) if cache.directory is not None else None
     if cache.directory is not None and fingerprint is None:
         warn(f"{model_dir}: neither a local directory nor in the Hugging Face cache, so its revision is unknown and "
@@ -59,10 +63,12 @@ def embed_parts(encoder: Encoder, model_dir: str, parts: dict[str, tuple[str, li
         started = time.perf_counter()
         key = cache_key(fingerprint, texts, settings) if fingerprint is not None else None
 
-        def encode(part: str, texts: list[str], side: str = side) -> np.ndarray:
-            return encoders[side](encoder, texts, runtime, batch_size, part).numpy()
+        def encode(start: int, end: int, out: np.ndarray, side: str = side, texts: list[str] = texts,
+                   name: str = name) -> None:
+            encoders[side](encoder, texts[start:end], runtime, batch_size, name, out=out)
 
-        result.parts[name], status = cached_or_encoded(name, texts, encode, key, cache, encoder.output_size)
+        result.parts[name], status = cached_or_encoded(name, len(texts), encode, key, cache, encoder.output_size,
+                                                       stored_dtype(runtime.encode_precision), world)
         statuses.append(status)
         result.seconds[name] = time.perf_counter() - started
     result.cache = "off" if "off" in statuses else statuses[0] if len(set(statuses)) == 1 else "partial"

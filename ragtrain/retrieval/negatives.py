@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
-from ragtrain.retrieval.bm25 import bm25_scores, build_bm25
+from ragtrain.messages import Progress
+from ragtrain.retrieval.bm25 import bm25_search_chunks, build_bm25
 
 if TYPE_CHECKING:  # torch loads only for the dense miner
     from ragtrain.retrieval.embedding import Embedder
@@ -38,61 +39,81 @@ class Ranking:
     positive_scores: np.ndarray  # (queries,) best score among each query's positives
 
 
+def bm25_rankings(texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+                  depth: int) -> Iterator[Ranking]:
+    """Exact BM25 top-`depth` (equal scores by corpus index) and each query's score of its own positives, a chunk of
+    queries at a time (bm25.QUERY_CHUNK): only one chunk's rankings are in memory."""
+    index = build_bm25(texts)
+    for indices, scores, positive_scores in bm25_search_chunks(index, queries, depth, len(texts), positives,
+                                                               "mining (bm25)"):
+        yield Ranking(indices, scores, positive_scores)
+
+
 def bm25_search_with_positives(texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
                                depth: int) -> Ranking:
-    """Exact BM25 top-`depth` per query (equal scores by corpus index), and each query's score for its own positives."""
-    index = build_bm25(texts)
-    depth = min(depth, len(texts))
-    indices = np.tile(np.arange(depth), (len(queries), 1))  # a query without an indexed word: every passage scores 0
-    scores = np.zeros((len(queries), depth), dtype=np.float32)
-    positive_scores = np.zeros(len(queries), dtype=np.float32)
-    if index is None:
-        return Ranking(indices, scores, positive_scores)
-    rows = tqdm(zip(bm25_scores(index, queries), positives), total=len(queries), desc="mining (bm25)", unit="query",
-                disable=None)
-    for row, (all_scores, positive) in enumerate(rows):
-        if all_scores is None:
-            continue
-        top = np.argpartition(-all_scores, depth - 1)[:depth]
-        top = top[np.lexsort((top, -all_scores[top]))]  # by score, ties by index (which of the tied at the cut: numpy's)
-        indices[row], scores[row] = top, all_scores[top]
-        positive_scores[row] = all_scores[list(positive)].max()
-    return Ranking(indices, scores, positive_scores)
+    """Every query's BM25 Ranking at once (small inputs: tests, a round trip)."""
+    return _joined(bm25_rankings(texts, queries, positives, depth), min(depth, len(texts)))
 
 
-def dense_search_with_positives(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
-                  depth: int) -> Ranking:
+def dense_rankings(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+                   depth: int) -> Iterator[Ranking]:
     """Exact top-`depth` by dot product of the model's embeddings (cosine for normalised models), queries and
-    passages as the model reads them (its prompts and length), and each query's score of its own positives."""
+    passages as the model reads them (its prompts and length), and each query's score of its own positives; a chunk
+    of queries at a time over the (possibly memory-mapped) passage embeddings."""
     import torch  # late: a bm25-only run never loads torch
 
     from ragtrain.retrieval.embedding import DOCUMENTS, QUERIES
     from ragtrain.retrieval.search import QUERY_CHUNK, dense_search
 
     embedded = embedder.embed({"mining: passages": (DOCUMENTS, texts), "mining: queries": (QUERIES, queries)})
-    corpus_emb = torch.from_numpy(np.array(embedded.parts["mining: passages"]))  # (C, D)
-    query_emb = torch.from_numpy(np.array(embedded.parts["mining: queries"]))  # (Q, D)
-    indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (Q, depth)
-    scores = np.zeros(indices.shape, dtype=np.float32)
-    for start in range(0, len(queries), QUERY_CHUNK):  # (QUERY_CHUNK, depth, D) candidates at a time
-        chunk = slice(start, start + QUERY_CHUNK)
-        scores[chunk] = torch.einsum("qd,qkd->qk", query_emb[chunk], corpus_emb[torch.from_numpy(indices[chunk])]).numpy()
-    positive_scores = np.array([max(float(query_emb[q] @ corpus_emb[p]) for p in positive)
-                                for q, positive in enumerate(positives)], dtype=np.float32)
-    return Ranking(indices, scores, positive_scores)
+    corpus_emb = embedded.parts["mining: passages"]  # (C, D), memory-mapped when cached
+    with Progress(len(queries), "mining (dense)", "queries") as progress:
+        for start in range(0, len(queries), QUERY_CHUNK):
+            query_emb = torch.from_numpy(np.asarray(embedded.parts["mining: queries"][start : start + QUERY_CHUNK],
+                                                    dtype=np.float32))  # (q, D)
+            indices, _ = dense_search(query_emb, corpus_emb, min(depth, len(texts)))  # (q, depth)
+            candidates = torch.from_numpy(np.asarray(corpus_emb[indices.ravel()], dtype=np.float32))  # (q * depth, D)
+            scores = torch.einsum("qd,qkd->qk", query_emb, candidates.view(*indices.shape, -1)).numpy()
+            chunk_positives = positives[start : start + QUERY_CHUNK]
+            best = [float(torch.from_numpy(np.asarray(corpus_emb[list(p)], dtype=np.float32)).matmul(query_emb[q]).max())
+                    for q, p in enumerate(chunk_positives)]
+            progress.update(len(query_emb))
+            yield Ranking(indices, scores, np.array(best, dtype=np.float32))
+
+
+def dense_search_with_positives(embedder: Embedder, texts: list[str], queries: list[str],
+                                positives: list[tuple[int, ...]], depth: int) -> Ranking:
+    """Every query's dense Ranking at once (small inputs: tests, a round trip)."""
+    return _joined(dense_rankings(embedder, texts, queries, positives, depth), min(depth, len(texts)))
+
+
+def _joined(rankings: Iterator[Ranking], depth: int) -> Ranking:
+    parts = list(rankings)
+    if not parts:
+        return Ranking(np.zeros((0, depth), dtype=np.int64), np.zeros((0, depth), dtype=np.float32),
+                       np.zeros(0, dtype=np.float32))
+    return Ranking(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("indices", "scores", "positive_scores")))
 
 
 def select_negatives(ranking: Ranking, positives: list[tuple[int, ...]], doc_ids: list[str],
-                     options: MiningOptions, counts: Counter) -> list[list[int]]:
-    """Up to `num_negatives` corpus indices per query from the rank window, after the filters; seeded."""
-    rng = random.Random(options.seed)
+                     options: MiningOptions, counts: Counter, rng: random.Random | None = None,
+                     zero_is_unranked: bool = False) -> list[list[int]]:
+    """Up to `num_negatives` corpus indices per query from the rank window, after the filters; seeded (`rng`: the
+    one generator of every chunk of a split's queries, so chunking changes no draw). `zero_is_unranked` (BM25): a
+    passage scoring 0 shares no word with the query and has no rank; the window's places past the last passage
+    scoring above 0 go to passages drawn at random from those scoring 0, not to the lowest indices the tie rule
+    would give (on a small corpus that is most of the window, and every query would draw the same first passages)."""
+    rng = rng or random.Random(options.seed)
     start, end = options.rank_range
     negatives = []
     for row, positive in enumerate(positives):
         own_docs = {doc_ids[p] for p in positive}
         threshold = options.margin * float(ranking.positive_scores[row])
+        window = list(zip(ranking.indices[row, start - 1 : end].tolist(), ranking.scores[row, start - 1 : end].tolist()))
+        if zero_is_unranked and window and window[-1][1] == 0:
+            window = _zeros_drawn_at_random(window, ranking.indices[row][ranking.scores[row] > 0], len(doc_ids), rng)
         candidates = []
-        for index, score in zip(ranking.indices[row, start - 1 : end].tolist(), ranking.scores[row, start - 1 : end].tolist()):
+        for index, score in window:
             if index in positive:
                 continue
             if not options.same_document and doc_ids[index] in own_docs:
@@ -107,6 +128,20 @@ def select_negatives(ranking: Ranking, positives: list[tuple[int, ...]], doc_ids
     return negatives
 
 
+def _zeros_drawn_at_random(window: list[tuple[int, float]], scored: np.ndarray, corpus_size: int,
+                           rng: random.Random) -> list[tuple[int, float]]:
+    """The window with its places of score 0 given to distinct passages drawn from every passage scoring 0. A 0 in
+    the ranking means every passage scoring above 0 is in it (`scored`), so the others all score 0."""
+    ranked = [(index, score) for index, score in window if score > 0]
+    excluded, drawn = set(scored.tolist()), []
+    while len(ranked) + len(drawn) < len(window):  # the ranking held that many passages of score 0: there are enough
+        index = rng.randrange(corpus_size)
+        if index not in excluded:
+            excluded.add(index)
+            drawn.append((index, 0.0))
+    return ranked + drawn
+
+
 def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], positives: list[tuple[int, ...]],
                    options: MiningOptions, counts: Counter) -> list[list[int]]:
     """Negatives (corpus indices) for each query; `positives` are the corpus indices judged relevant to it."""
@@ -114,17 +149,22 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
         return [[] for _ in queries]
     depth = options.rank_range[1]
     if options.dense is not None:
-        ranking = dense_search_with_positives(options.dense, texts, queries, positives, depth)
+        rankings = dense_rankings(options.dense, texts, queries, positives, depth)
     else:
-        ranking = bm25_search_with_positives(texts, queries, positives, depth)
-    return select_negatives(ranking, positives, doc_ids, options, counts)
+        rankings = bm25_rankings(texts, queries, positives, depth)
+    rng, negatives = random.Random(options.seed), []
+    for ranking in rankings:
+        negatives += select_negatives(ranking, positives[len(negatives) : len(negatives) + len(ranking.indices)],
+                                      doc_ids, options, counts, rng, zero_is_unranked=options.dense is None)
+    return negatives
 
 
 def mine_within(allowed: list[int], texts: list[str], doc_ids: list[str], queries: list[str],
                 positives: list[tuple[int, ...]], options: MiningOptions, counts: Counter) -> list[list[int]]:
     """Mine over the corpus subset `allowed` (e.g. one split's passages); indices in and out are global."""
-    local = {index: n for n, index in enumerate(allowed)}
-    local_positives = [tuple(local[p] for p in positive if p in local) for positive in positives]
+    local = np.full(len(texts), -1, dtype=np.int64)  # global index -> position in `allowed` (-1: not allowed)
+    local[allowed] = np.arange(len(allowed))
+    local_positives = [tuple(int(local[p]) for p in positive if local[p] >= 0) for positive in positives]
     assert all(local_positives), "every query's positive must lie in the corpus it is mined against"
     negatives = mine_negatives([texts[i] for i in allowed], [doc_ids[i] for i in allowed], queries,
                                local_positives, options, counts)

@@ -1,65 +1,18 @@
-"""Multi-process training under torchrun: the only module that imports torch.distributed.
+"""Multi-process training under torchrun (the processes and their collectives are model/world.py's).
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in each process's environment; without them we run as one
-process and every function here is a no-op. Each rank takes a contiguous slice of every global batch,
-embeds it, and (with gathered negatives) all-gathers the embeddings so every query is scored against the
-whole global batch, exactly as one process would score the combined batch.
+Without torchrun's variables we run as one process and every function here is a no-op. Each rank takes a contiguous
+slice of every global batch, embeds it, and (with gathered negatives) all-gathers the embeddings so every query is
+scored against the whole global batch, exactly as one process would score the combined batch.
 """
 
 from __future__ import annotations
-
-import os
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-
-@dataclass(frozen=True)
-class WorldInfo:
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 alone logs, shows progress and writes files."""
-        return self.rank == 0
-
-
-def world_from_env() -> WorldInfo:
-    """The process's place in the job, from torchrun's variables; one process when they are absent."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return WorldInfo()
-    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return WorldInfo(rank=rank, size=size, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
-
-
-def setup(world: WorldInfo, device: torch.device) -> None:
-    """Join the process group: nccl between CUDA devices, gloo on CPU. Nothing to do for one process."""
-    if not world.is_distributed or dist.is_initialized():
-        return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size,
-                            device_id=device if device.type == "cuda" else None)
-
-
-def cleanup(world: WorldInfo) -> None:
-    if world.is_distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier(world: WorldInfo) -> None:
-    if world.is_distributed and dist.is_initialized():
-        dist.barrier()
+from ragtrain.model.world import WorldInfo
 
 
 class EmbedForward(nn.Module):
@@ -179,24 +132,6 @@ def loss_scale(world: WorldInfo, local_queries: int, global_queries: int, gather
     if not world.is_distributed:
         return 1.0
     return float(world.size) if gathered else world.size * local_queries / global_queries
-
-
-def broadcast_from_main(value, world: WorldInfo):
-    """Rank 0's value (any picklable object) on every rank: one decision for all, e.g. early stopping."""
-    if not world.is_distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def gather_objects(value, world: WorldInfo) -> list:
-    """Every rank's `value` (any picklable object), in rank order, on every rank; [value] for one process."""
-    if not world.is_distributed:
-        return [value]
-    values = [None] * world.size
-    dist.all_gather_object(values, value)
-    return values
 
 
 def mean_over_ranks(value: float, world: WorldInfo, device: torch.device) -> float:

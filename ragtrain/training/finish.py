@@ -33,8 +33,8 @@ from ragtrain.model.encoder import Encoder
 from ragtrain.model.loading import resolve_model_dir
 from ragtrain.model.runtime import peak_memory_mb
 from ragtrain.model.saving import save_encoder
+from ragtrain.model.world import barrier
 from ragtrain.training import checkpoint as ckpt
-from ragtrain.training import distributed
 from ragtrain.training.averaging import write_averaged
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.setup import Run, run_record
@@ -59,7 +59,7 @@ def finish(run: Run, state: TrainState, rates: list[float], seconds: float) -> P
             tell(f"averaged the last {run.config.average_last} checkpoints into {averaged}")
         Console().print(training_table(run.config, state, rates, seconds, run.total_steps,
                                        peak_memory_mb(run.runtime.device), failed=failure is not None))
-    distributed.barrier(run.world)  # no rank returns before final/ is written
+    barrier(run.world)  # no rank returns before final/ is written
     if failure is not None:
         raise UserError(f"training failed: {failure}; final/ was not written; kept: {_kept(run.config, state)}; "
                         "lower --learning-rate (or check the training data) and start again")

@@ -18,8 +18,8 @@ from ragtrain.errors import UserError
 from ragtrain.files.names import BEST
 from ragtrain.model.runtime import peak_memory_mb
 from ragtrain.model.saving import save_encoder
+from ragtrain.model.world import barrier, broadcast_from_main, gather_objects
 from ragtrain.training import checkpoint as ckpt
-from ragtrain.training import distributed
 from ragtrain.training.checkpoint import TrainState
 from ragtrain.training.diagnostics import diagnostics_postfix
 from ragtrain.training.finish import model_card_of, require_finite_weights
@@ -135,7 +135,7 @@ def _validate_and_keep(run: Run, state: TrainState, log: RunLog | None, epoch: i
     # Every rank validates (no extra wall time); rank 0's figures decide, so best/ and early stopping agree.
     results = run_validation(run.encoder, run.val_data, run.eval_set, run.loss, (config.batch_size, config.eval_batch_size),
                              config.seed, run.runtime)
-    results = distributed.broadcast_from_main(results, run.world)
+    results = broadcast_from_main(results, run.world)
     log_row(log, {"step": state.step, "epoch": epoch, **results})
     if main:
         tqdm.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
@@ -162,9 +162,9 @@ def _save_checkpoint(run: Run, state: TrainState) -> None:
     """Rank 0 writes (the model and optimizer are the same on every rank) with every rank's RNG state
     (each rank draws its own dropout masks); the others wait for it."""
     require_finite_weights(run.encoder, state, run.config)
-    blobs = distributed.gather_objects(ckpt.rng_states_to_bytes(ckpt.rng_states(run.runtime.device)), run.world)
+    blobs = gather_objects(ckpt.rng_states_to_bytes(ckpt.rng_states(run.runtime.device)), run.world)
     rng_by_rank = [ckpt.rng_states_from_bytes(blob) for blob in blobs]
     if run.world.is_main:
         ckpt.save_checkpoint(run.config.output_dir, state, run.encoder, run.optimizer, run.scaler, run.config,
                              rng_by_rank)
-    distributed.barrier(run.world)
+    barrier(run.world)

@@ -12,9 +12,8 @@ from ragtrain.config.train import TrainConfig
 from ragtrain.errors import UserError
 from ragtrain.files import outputdir, runlock
 from ragtrain.messages import tell, warn
+from ragtrain.model.world import WorldInfo, broadcast_from_main
 from ragtrain.training import checkpoint as ckpt
-from ragtrain.training import distributed
-from ragtrain.training.distributed import WorldInfo
 
 
 @contextlib.contextmanager
@@ -31,7 +30,7 @@ def run_directory(run_dir: Path, world: WorldInfo) -> Iterator[None]:
                     tell(f"note: {line}")
             except UserError as exc:
                 error = str(exc)
-        error = distributed.broadcast_from_main(error, world)
+        error = broadcast_from_main(error, world)
         if error:
             raise UserError(error)
         yield

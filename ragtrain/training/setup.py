@@ -29,10 +29,10 @@ from ragtrain.model.lora import ADAPTER_DIR, add_lora, load_adapter
 from ragtrain.model.projection import load_dense_modules
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.settings import describe
+from ragtrain.model.world import WorldInfo, barrier
 from ragtrain.training import checkpoint as ckpt
 from ragtrain.training import distributed
 from ragtrain.training.checkpoint import TrainState
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.logwindow import log_interval
 from ragtrain.training.loss import LossOptions
 from ragtrain.training.optim import build_optimizer
@@ -137,7 +137,7 @@ def _start_run_directory(run: Run, fresh: bool, notes: tuple[str, ...]) -> None:
     """Once every rank is set up: rank 0 clears an overwritten run (only now, so a failed setup leaves it
     untouched), says the notes and where the run goes, and writes config.json with every resolved option."""
     config, world, device = run.config, run.world, run.runtime.device
-    distributed.barrier(world)  # every rank has checked the output directory before rank 0 changes it
+    barrier(world)  # every rank has checked the output directory before rank 0 changes it
     if not world.is_main:
         return
     if config.overwrite and fresh:

@@ -15,9 +15,9 @@ from ragtrain.data.triples import TokenizedTriples, collate, distill_targets, fa
 from ragtrain.model.encoder import Encoder
 from ragtrain.model.runtime import Runtime
 from ragtrain.model.settings import TextSettings
+from ragtrain.model.world import WorldInfo
 from ragtrain.training import distributed
 from ragtrain.training.diagnostics import DIAGNOSTICS, embedding_diagnostics
-from ragtrain.training.distributed import WorldInfo
 from ragtrain.training.gradcache import grad_cache_step
 from ragtrain.training.loss import (
     ISOTROPY_DIRECTIONS,
