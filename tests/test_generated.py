@@ -173,7 +173,7 @@ def test_a_local_tiny_model_writes_through_prepare(docs_dir, tmp_path, tiny_lm):
     (["--generator", "x"], "--generator is used only by --query-strategy llm"),
     (["--query-strategy", "llm", "--generator-url", "http://x/v1", "--generator-model", "m", "--queries-per-passage",
       "2"], "needs sampling; set --generator-temperature"),
-    (["--filter", "cosine"], "--filter must be bm25, dense or none"),
+    (["--filter", "cosine"], "--filter must be bm25, dense, hybrid or none"),
     (["--query-strategy", "llm", "--generator-url", "127.0.0.1:8000/v1", "--generator-model", "m"],
      "--generator-url must be an http:// or https:// URL with a host"),
     (["--query-strategy", "llm", "--generator-url", "localhost:8000", "--generator-model", "m"],
@@ -210,3 +210,40 @@ def test_a_gguf_file_without_the_gguf_package_names_the_extra(docs_dir, tmp_path
 
 
 assert TOPICS  # the documents the tests write (conftest.write_documents)
+
+
+def test_the_users_example_queries_lead_the_prompt_and_a_copied_one_is_dropped(docs_dir, tmp_path):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("Does yeast need sugar to raise dough?\n\nDoes a planet orbit the sun?\n")
+
+    def copy_an_example(messages, body):  # the astronomy passages get an example back, the others their own question
+        return "Does a planet orbit the sun?" if "orbit" in messages[-1]["content"] else topic_question(messages, body)
+
+    with ChatServer(copy_an_example) as server:
+        counts = prepare(llm_config(docs_dir, tmp_path / "out", server.url, tmp_path / "cache",
+                                    generator_examples=examples)).counts
+    system = server.bodies[0]["messages"][0]
+    assert system["role"] == "system"
+    assert "- Does yeast need sugar to raise dough?\n- Does a planet orbit the sun?" in system["content"]
+    assert [m["role"] for m in server.bodies[0]["messages"]] == ["system", "user"]  # no built-in examples
+    copied = sum("orbit" in body["messages"][-1]["content"] for body in server.bodies)
+    assert copied > 0 and counts["llm_dropped_from_examples"] == copied
+
+
+def test_the_hybrid_round_trip_ranks_by_bm25_and_the_dense_model_fused(tiny_model):
+    """Weight 1 ranks as BM25 does, weight 0 as the dense model does, and prepare-data's --filter hybrid loads the
+    model and runs it."""
+    import torch
+
+    from ragtrain.generation.generated import top_passages
+    from ragtrain.model.loading import load_encoder
+    from ragtrain.model.runtime import Runtime
+    from ragtrain.retrieval.cache import EmbeddingCache
+    from ragtrain.retrieval.embedding import Embedder
+
+    texts = list(TOPICS.values())
+    queries = ["when does bread dough rise", "which moon orbits a planet", "fish in the river water"]
+    dense = Embedder(load_encoder(str(tiny_model)), str(tiny_model), Runtime(torch.device("cpu")), EmbeddingCache(None))
+    assert top_passages(texts, queries, 1, dense, hybrid_weight=1.0) == top_passages(texts, queries, 1, None) == [
+        {0}, {1}, {3}]
+    assert top_passages(texts, queries, 2, dense, hybrid_weight=0.0) == top_passages(texts, queries, 2, dense)

@@ -93,7 +93,7 @@ def prepare_into(config: PrepareConfig, runtime: Runtime | None, dense: Embedder
         elif config.pairs is not None:
             prepared = prepare_pairs(config, mining, counts)
         else:
-            prepared = prepare_documents(config, mining, counts, dense if config.filter == "dense" else None)
+            prepared = prepare_documents(config, mining, counts, dense if config.filter in ("dense", "hybrid") else None)
         if world.is_main:
             counts.update(write_prepared(tmp, prepared))
         else:
@@ -143,7 +143,7 @@ def no_triples_message(counts: Counter) -> str:
 
 def needs_dense_model(config: PrepareConfig) -> bool:
     """Whether a stage embeds with --model: the dense miner, a dense round trip, the hybrid teacher."""
-    return config.miner == "dense" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter == "dense")
+    return config.miner == "dense" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter in ("dense", "hybrid"))
 
 
 def one_runtime(config: PrepareConfig, world: WorldInfo) -> Runtime | None:

@@ -150,7 +150,7 @@ class PrepareConfig:
     # teacher scores for train --loss distill
     teacher: str | None = option(None, "Score every triple's candidates for train --loss distill: 'hybrid' (BM25 "
         "and --model fused) or a cross-encoder.", panel=MODEL)
-    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "The hybrid teacher's weight of BM25 (per-query z-scores; "
+    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "BM25's weight in the hybrid teacher and round trip (per-query z-scores; "
         "--model has 1 minus this).", panel=MODEL)
     threads: int = option(0, "CPU threads for torch (0: torch's default).", panel=MODEL)
     # --pairs: which columns hold what (None: recognised by name, data.pairfiles)

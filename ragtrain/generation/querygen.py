@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import jsonl_values, read_json, text_lines
+from ragtrain.files.jsonfiles import read_json, read_numbered_jsonl
 from ragtrain.messages import tell
 from ragtrain.retrieval.cache import default_cache_dir
 
@@ -95,7 +95,7 @@ def read_examples(path: Path) -> list[str]:
         raise UserError(f"--generator-examples {path} is not a UTF-8 text file; give one example query per line")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if path.suffix.lower() == ".jsonl":
-        rows = [row for _, row in jsonl_values(text_lines(text, path), path)]
+        rows = [row for _, row in read_numbered_jsonl(path, "--generator-examples file")]
         lines = [str(row.get("query") or row.get("text") or "").strip() if isinstance(row, dict) else "" for row in rows]
         if not all(lines):
             raise UserError(f"--generator-examples {path}: every row needs a 'query' (or 'text'); fix the file")
