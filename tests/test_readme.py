@@ -31,3 +31,15 @@ def test_every_extra_the_readme_names_exists():
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     named = set(re.findall(r"ragtrain\[([a-z0-9-]+)\]", README))
     assert named and named <= extras, named - extras
+
+
+def test_the_layout_section_names_every_wing_and_every_module():
+    section = README.split("## How the code is laid out", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    words = set(re.findall(r"[a-z_0-9]+(?:\.py|/)?", section))
+    package = ROOT / "ragtrain"
+    for wing in sorted(p for p in package.iterdir() if (p / "__init__.py").is_file()):
+        assert f"{wing.name}/" in words, wing.name
+        modules = {m.stem for m in wing.glob("*.py")} - {"__init__"}
+        assert modules <= words, (wing.name, modules - words)
+    top = {m.name for m in package.glob("*.py")}
+    assert top <= words, top - words
