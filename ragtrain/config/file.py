@@ -22,7 +22,7 @@ import yaml
 
 from ragtrain.config.options import FieldFlags, Flag, flags_of
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import open_for_reading, parse_json
+from ragtrain.files.jsonfiles import parse_json, read_utf8
 
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
@@ -59,12 +59,7 @@ def _read_mapping(path: Path) -> dict:
         raise UserError(f"--config {path} not found; check the path")
     if path.suffix.lower() not in SUFFIXES:
         raise UserError(f"--config {path}: unknown format; use a .toml, .yaml (.yml) or .json file")
-    with open_for_reading(path) as handle:
-        raw = handle.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"--config {path}: not UTF-8 text; save the file as UTF-8") from None
+    text = read_utf8(path, f"--config {path}: not UTF-8 text; save the file as UTF-8")
     suffix = path.suffix.lower()
     if suffix == ".json":
         data = parse_json(text, path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtrain.errors import UserError, quoted
-from ragtrain.files.jsonfiles import open_for_reading, read_json, read_jsonl
+from ragtrain.files.jsonfiles import read_json, read_jsonl, read_utf8
 
 QUERY_NAMES = ("query", "anchor", "question")
 POSITIVE_NAMES = ("positive", "positives", "pos", "answer")
@@ -68,12 +68,7 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str], str]:
 
 
 def _csv_rows(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    with open_for_reading(path) as handle:
-        data = handle.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"--pairs {path} is not UTF-8 text; save it as UTF-8") from None
+    text = read_utf8(path, f"--pairs {path} is not UTF-8 text; save it as UTF-8")
     csv.field_size_limit(sys.maxsize)
     return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
 

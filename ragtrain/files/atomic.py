@@ -49,22 +49,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """`write(handle)` fills a temporary file beside `path` (opened in binary), which then replaces `path` whole.
     A full, read-only or forbidden disk is a WriteError naming `path`; any failure leaves no temporary."""
-    tmp, fd = None, None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        recover(path)  # temporaries of a write that was killed
-        tmp, fd = _create_temp(path, directory=False)
-        with open(fd, "wb", closefd=False) as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise_if_disk_error(exc, path)
-        raise
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the flock: the file is in place or removed by now
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 @contextlib.contextmanager

@@ -96,6 +96,16 @@ def parse_json(text: str, path: Path, start_line: int | None = None, fix: str = 
         raise UserError(f"{path}{f':{start_line}' if start_line else ''}: JSON nested too deeply; {fix}") from None
 
 
+def read_utf8(path: Path, not_utf8: str) -> str:
+    """A whole file as text (UTF-8, a byte-order mark dropped); `not_utf8` is the UserError's line when it is not."""
+    with open_for_reading(path) as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(not_utf8) from None
+
+
 def read_json(path: Path, object_pairs_hook=None) -> Any:
     """Parse a whole JSON file (UTF-8); undecodable bytes or invalid JSON are a UserError naming the file."""
     with open_for_reading(path) as handle:

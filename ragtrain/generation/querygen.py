@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ragtrain.errors import UserError
-from ragtrain.files.jsonfiles import read_json, read_numbered_jsonl
+from ragtrain.files.jsonfiles import read_json, read_numbered_jsonl, read_utf8
 from ragtrain.messages import tell
 from ragtrain.retrieval.cache import default_cache_dir
 
@@ -87,12 +87,9 @@ def read_examples(path: Path) -> list[str]:
     "text") of each row of a .jsonl file; 1 to MAX_EXAMPLES of them."""
     if not path.is_file():
         raise UserError(f"--generator-examples file {path} not found; check the path")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = "\0"
-    if "\0" in text:
-        raise UserError(f"--generator-examples {path} is not a UTF-8 text file; give one example query per line")
+    not_text = f"--generator-examples {path} is not a UTF-8 text file; give one example query per line"
+    if "\0" in (text := read_utf8(path, not_text)):
+        raise UserError(not_text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if path.suffix.lower() == ".jsonl":
         rows = [row for _, row in read_numbered_jsonl(path, "--generator-examples file")]
