@@ -104,8 +104,8 @@ class PrepareConfig:
     same_document_negatives: bool = option(False, "Allow negatives from the query's own document (often relevant "
         "too).", panel=NEGATIVES)
     miner: str = option("bm25", "bm25 (lexical, no model) or dense (--model).", panel=NEGATIVES)
-    model: str | None = option(None, "The encoder of --miner dense, --filter dense and --teacher hybrid (default "
-        "all-MiniLM-L6-v2).", panel=MODEL)
+    model: str | None = option(None, "The encoder of --miner dense, --filter dense or hybrid and --teacher "
+        "hybrid (default all-MiniLM-L6-v2).", panel=MODEL)
     query_prompt: str | None = option(None, QUERY_PROMPT_HELP, panel=MODEL)
     document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP, panel=MODEL)
     overwrite: bool = option(False, "Replace an earlier prepare-data output in --output-dir (only that).",
@@ -150,8 +150,8 @@ class PrepareConfig:
     # teacher scores for train --loss distill
     teacher: str | None = option(None, "Score every triple's candidates for train --loss distill: 'hybrid' (BM25 "
         "and --model fused) or a cross-encoder.", panel=MODEL)
-    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "BM25's weight in the hybrid teacher and round trip (per-query z-scores; "
-        "--model has 1 minus this).", panel=MODEL)
+    hybrid_weight: float = option(DEFAULT_HYBRID_WEIGHT, "BM25's weight in the hybrid teacher and round trip "
+        "(per-query z-scores; --model has 1 minus this).", panel=MODEL)
     threads: int = option(0, "CPU threads for torch (0: torch's default).", panel=MODEL)
     # --pairs: which columns hold what (None: recognised by name, data.pairfiles)
     query_field: str | None = option(None, "Pairs: the query's column (default: query, anchor or question).",
