@@ -196,3 +196,24 @@ def test_the_dense_miner_embeds_queries_and_passages_with_their_prompts(tiny_mod
     expected = query_emb @ doc_emb.T  # (2, 4)
     assert np.allclose(ranking.scores, np.sort(expected.numpy(), axis=1)[:, ::-1], atol=1e-5)
     assert np.allclose(ranking.positive_scores, [expected[0, 0], expected[1, 2]], atol=1e-5)
+
+
+def test_the_hybrid_miner_ranks_by_the_fused_scores_of_bm25_and_the_model(tiny_model):
+    """--miner hybrid: each query's list and its positive's score are BM25's and the model's z-scores fused at the
+    weight; weight 0 lists passages as the dense miner does."""
+    from ragtrain.retrieval.bm25 import build_bm25
+    from ragtrain.retrieval.cache import EmbeddingCache
+    from ragtrain.retrieval.embedding import Embedder
+    from ragtrain.retrieval.hybrid import bm25_matrix, fuse
+    from ragtrain.retrieval.negatives import _joined, dense_search_with_positives, hybrid_rankings
+
+    passages, queries, positives = TEXTS, ["cat tree", "sun orbit planet"], [(0,), (2,)]
+    embedder = Embedder(load_encoder(str(tiny_model)), str(tiny_model), CPU, EmbeddingCache(None))
+    ranking = _joined(hybrid_rankings(embedder, passages, queries, positives, 4, 0.5), 4)
+    dense = (ours(str(tiny_model), queries, "queries") @ ours(str(tiny_model), passages).T).numpy()  # (2, 4)
+    fused = fuse(bm25_matrix(build_bm25(passages), queries, len(passages)), dense, 0.5)  # (2, 4)
+    assert (ranking.indices == np.argsort(-fused, axis=1, kind="stable")).all()
+    assert np.allclose(ranking.scores, -np.sort(-fused, axis=1), atol=1e-5)
+    assert np.allclose(ranking.positive_scores, [fused[0, 0], fused[1, 2]], atol=1e-5)
+    assert (_joined(hybrid_rankings(embedder, passages, queries, positives, 4, 0.0), 4).indices
+            == dense_search_with_positives(embedder, passages, queries, positives, 4).indices).all()

@@ -85,7 +85,8 @@ def prepare_into(config: PrepareConfig, runtime: Runtime | None, dense: Embedder
     notes for the user."""
     counts: Counter = Counter()
     mining = MiningOptions(config.negatives, config.negative_range, config.false_negative_margin,
-                           config.same_document_negatives, config.seed, dense if config.miner == "dense" else None)
+                           config.same_document_negatives, config.seed, dense if config.miner != "bm25" else None,
+                           config.hybrid_weight if config.miner == "hybrid" else None)
     folder = atomic_directory(config.output_dir, config.overwrite) if world.is_main else temporary_folder()
     with folder as tmp:
         if config.beir is not None:
@@ -143,7 +144,7 @@ def no_triples_message(counts: Counter) -> str:
 
 def needs_dense_model(config: PrepareConfig) -> bool:
     """Whether a stage embeds with --model: the dense miner, a dense round trip, the hybrid teacher."""
-    return config.miner == "dense" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter in ("dense", "hybrid"))
+    return config.miner != "bm25" or config.teacher == HYBRID_TEACHER or (config.uses_generator and config.filter in ("dense", "hybrid"))
 
 
 def one_runtime(config: PrepareConfig, world: WorldInfo) -> Runtime | None:

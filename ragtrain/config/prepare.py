@@ -23,7 +23,7 @@ from ragtrain.config.options import option
 from ragtrain.errors import UserError
 from ragtrain.model.settings import TextOptions
 
-MINERS = ("bm25", "dense")
+MINERS = ("bm25", "dense", "hybrid")
 STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is the first three (llm needs a generator)
 MIX = ("cloze", "crop", "heading")
 FILTERS = ("bm25", "dense", "hybrid", "none")  # the round-trip filter of generated queries
@@ -103,8 +103,9 @@ class PrepareConfig:
         "an unlabelled positive); above 1 keeps them.", panel=NEGATIVES)
     same_document_negatives: bool = option(False, "Allow negatives from the query's own document (often relevant "
         "too).", panel=NEGATIVES)
-    miner: str = option("bm25", "bm25 (lexical, no model) or dense (--model).", panel=NEGATIVES)
-    model: str | None = option(None, "The encoder of --miner dense, --filter dense or hybrid and --teacher "
+    miner: str = option("bm25", "bm25 (lexical, no model), dense (--model) or hybrid (both fused "
+        "as --teacher hybrid, --hybrid-weight).", panel=NEGATIVES)
+    model: str | None = option(None, "The encoder of --miner dense or hybrid, --filter dense or hybrid and --teacher "
         "hybrid (default all-MiniLM-L6-v2).", panel=MODEL)
     query_prompt: str | None = option(None, QUERY_PROMPT_HELP, panel=MODEL)
     document_prompt: str | None = option(None, DOCUMENT_PROMPT_HELP, panel=MODEL)
@@ -229,10 +230,10 @@ class PrepareConfig:
         require(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
         require(0 < self.false_negative_margin < math.inf,
                f"--false-negative-margin must be a positive number, got {self.false_negative_margin}")
-        require(self.miner in MINERS, f"--miner must be bm25 or dense, got {self.miner!r}")
-        require(self.miner != "dense" or bool(self.model), "--miner dense needs --model NAME_OR_PATH")
-        require(self.miner == "dense" or (self.query_prompt is None and self.document_prompt is None),
-               "--query-prompt and --document-prompt are for --miner dense (BM25 reads no prompt); drop them")
+        require(self.miner in MINERS, f"--miner must be bm25, dense or hybrid, got {self.miner!r}")
+        require(self.miner == "bm25" or bool(self.model), f"--miner {self.miner} needs --model NAME_OR_PATH")
+        require(self.miner != "bm25" or (self.query_prompt is None and self.document_prompt is None),
+               "--query-prompt and --document-prompt are for --miner dense or hybrid (BM25 reads no prompt); drop them")
         check_text_options(self.text_options())
         require(0 <= self.cloze_keep_probability <= 1,
                f"--cloze-keep-probability must be in [0, 1], got {self.cloze_keep_probability}")

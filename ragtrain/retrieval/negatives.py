@@ -1,4 +1,4 @@
-"""Hard-negative mining with BM25 or a dense encoder, with filters against false negatives.
+"""Hard-negative mining with BM25, a dense encoder or both fused (hybrid), with filters against false negatives.
 
 For each query a negative is drawn from a rank window of the retriever's list (the very top is skipped:
 it is where unlabelled positives sit), never a passage judged relevant, never a passage of the query's own
@@ -30,6 +30,7 @@ class MiningOptions:
     same_document: bool = False
     seed: int = 42
     dense: Embedder | None = None  # the dense miner's model, loaded once; None: BM25 mines
+    hybrid_weight: float | None = None  # with `dense`: mine by BM25 and `dense` fused at this weight of BM25
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,27 @@ def dense_rankings(embedder: Embedder, texts: list[str], queries: list[str], pos
                     for q, p in enumerate(chunk_positives)]
             progress.update(len(query_emb))
             yield Ranking(indices, scores, np.array(best, dtype=np.float32))
+
+
+def hybrid_rankings(embedder: Embedder, texts: list[str], queries: list[str], positives: list[tuple[int, ...]],
+                    depth: int, weight: float) -> Iterator[Ranking]:
+    """Exact top-`depth` by BM25 and the model fused as the hybrid teacher fuses them (z-scores, `weight` of BM25's),
+    and each query's fused score of its own positives; a chunk of queries at a time."""
+    from ragtrain.retrieval.embedding import DOCUMENTS, QUERIES  # late: a bm25-only run never loads torch
+    from ragtrain.retrieval.hybrid import QUERY_CHUNK, HybridScorer
+    from ragtrain.retrieval.search import top_k
+
+    embedded = embedder.embed({"mining: passages": (DOCUMENTS, texts), "mining: queries": (QUERIES, queries)})
+    scorer = HybridScorer(texts, embedded.parts["mining: passages"])
+    query_emb = embedded.parts["mining: queries"]  # (Q, D)
+    with Progress(len(queries), "mining (hybrid)", "queries") as progress:
+        for start in range(0, len(queries), QUERY_CHUNK):
+            fused = scorer.scores(queries[start : start + QUERY_CHUNK], query_emb[start : start + QUERY_CHUNK],
+                                  weight)  # (q, C)
+            indices, scores = top_k(fused, depth)  # (q, depth) each
+            best = [float(fused[q, list(p)].max()) for q, p in enumerate(positives[start : start + QUERY_CHUNK])]
+            progress.update(len(fused))
+            yield Ranking(indices, scores.astype(np.float32), np.array(best, dtype=np.float32))
 
 
 def dense_search_with_positives(embedder: Embedder, texts: list[str], queries: list[str],
@@ -148,7 +170,9 @@ def mine_negatives(texts: list[str], doc_ids: list[str], queries: list[str], pos
     if options.num_negatives == 0 or not queries or not texts:
         return [[] for _ in queries]
     depth = options.rank_range[1]
-    if options.dense is not None:
+    if options.dense is not None and options.hybrid_weight is not None:
+        rankings = hybrid_rankings(options.dense, texts, queries, positives, depth, options.hybrid_weight)
+    elif options.dense is not None:
         rankings = dense_rankings(options.dense, texts, queries, positives, depth)
     else:
         rankings = bm25_rankings(texts, queries, positives, depth)
