@@ -34,8 +34,8 @@ def with_manifest(tmp_path, content) -> TrainConfig:
 def test_building_a_config_reads_no_manifest_and_leaves_the_kind_options_unset(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"data_kind": "labelled"}))
     config = TrainConfig(train_data=tmp_path / "train.jsonl", output_dir=tmp_path / "run")
-    assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio, config.defaulted) == \
-        (None, None, None, None, ())
+    assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio, config.grad_cache,
+            config.defaulted) == (None, None, None, None, None, ())
     config.validate()  # unset options wait for the kind's defaults; validation reads no disk
 
 
@@ -43,8 +43,21 @@ def test_labelled_triples_take_the_labelled_set(tmp_path):
     config = with_manifest(tmp_path, {"data_kind": "labelled"})
     assert (config.learning_rate, config.epochs, config.temperature, config.warmup_ratio) == \
         tuple(LABELLED_DEFAULTS[k] for k in ("learning_rate", "epochs", "temperature", "warmup_ratio"))
-    assert config.defaulted == ("learning_rate", "epochs", "temperature", "warmup_ratio")
-    assert defaults_line(config.defaulted, read_data_kind(config.train_data)).startswith("defaults for labelled triples (")
+    assert config.defaulted == ("learning_rate", "epochs", "temperature", "warmup_ratio", "grad_cache")
+    assert config.grad_cache is True  # their memory bounded: 4 negatives at 256 tokens need 8.8 GB in one pass
+    line = defaults_line(config.defaulted, read_data_kind(config.train_data))
+    assert line.startswith("defaults for labelled triples (") and line.endswith("--warmup-ratio 0.1, --grad-cache")
+
+
+def test_grad_cache_stays_off_where_it_cannot_apply_or_was_refused(tmp_path):
+    with_manifest(tmp_path, {"data_kind": "labelled"})
+    triples = tmp_path / "train.jsonl"
+    for options in ({"loss": "distill"}, {"grad_accum_steps": 2}, {"grad_cache": False}):
+        config = resolved(TrainConfig(train_data=triples, output_dir=tmp_path / "r", **options))
+        assert config.grad_cache is False and "grad_cache" not in config.defaulted
+        config.validate()
+    free = with_manifest(tmp_path / "free", {"data_kind": "label-free"})
+    assert free.grad_cache is False and "grad_cache" not in free.defaulted
 
 
 def test_label_free_triples_and_triples_without_a_manifest_take_the_label_free_set(tmp_path):
@@ -62,10 +75,11 @@ def test_an_older_manifest_is_read_by_its_options_and_a_given_option_wins(tmp_pa
     assert kind.kind == "labelled"
     given = resolved(TrainConfig(train_data=config.train_data, output_dir=tmp_path / "run", learning_rate=3e-5, epochs=5))
     assert (given.learning_rate, given.epochs, given.temperature) == (3e-5, 5, LABELLED_DEFAULTS["temperature"])
-    assert given.defaulted == ("temperature", "warmup_ratio")
+    assert given.defaulted == ("temperature", "warmup_ratio", "grad_cache")
     assert "--learning-rate" not in defaults_line(given.defaulted, kind)
     everything = with_kind_defaults(TrainConfig(train_data=config.train_data, output_dir=tmp_path / "r",
-                                                learning_rate=3e-5, epochs=5, temperature=0.1, warmup_ratio=0.0), kind)
+                                                learning_rate=3e-5, epochs=5, temperature=0.1, warmup_ratio=0.0,
+                                                grad_cache=True), kind)
     assert everything.defaulted == () and defaults_line(everything.defaulted, kind) is None
     assert DataKind(None, "x").defaults == LABEL_FREE_DEFAULTS
 
