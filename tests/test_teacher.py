@@ -122,3 +122,29 @@ def test_the_hybrid_teacher_embeds_a_prompted_model_as_evaluates_hybrid_row(tmp_
     add_teacher_scores(plain, CORPUS, Embedder(load_encoder(str(tiny_model)), str(tiny_model), CPU, EmbeddingCache(None)),
                        0.3, CPU, Counter())
     assert plain[0]["scores"] != pytest.approx(rows[0]["scores"], abs=1e-3)  # the prompts are really used
+
+
+def test_an_embedder_encodes_a_text_once_per_side_and_gives_what_a_fresh_one_gives(tiny_model, monkeypatch):
+    """The hybrid teacher after a hybrid or dense miner: the corpus the miner embedded is not encoded again, and
+    the reassembled rows equal a fresh encoding's."""
+    import numpy as np
+
+    import ragtrain.retrieval.embedding as embedding
+
+    encoded = []
+    real = embedding.embed_parts
+
+    def counting(encoder, model_dir, parts, *args):
+        encoded.extend(text for _, texts in parts.values() for text in texts)
+        return real(encoder, model_dir, parts, *args)
+
+    monkeypatch.setattr(embedding, "embed_parts", counting)
+    embedder = Embedder(load_encoder(str(tiny_model)), str(tiny_model), CPU, EmbeddingCache(None))
+    first = embedder.embed({"mining": (embedding.DOCUMENTS, CORPUS[:3])}).parts["mining"]
+    later = embedder.embed({"teacher": (embedding.DOCUMENTS, CORPUS[::-1]),
+                            "queries": (embedding.QUERIES, CORPUS[:1])}).parts
+    assert encoded == [*CORPUS[:3], CORPUS[3], CORPUS[0]]  # the documents' new text, and the query side anew
+    fresh = Embedder(load_encoder(str(tiny_model)), str(tiny_model), CPU, EmbeddingCache(None))
+    expected = fresh.embed({"teacher": (embedding.DOCUMENTS, CORPUS[::-1])}).parts["teacher"]
+    assert np.allclose(later["teacher"], expected, atol=1e-5)
+    assert np.allclose(later["teacher"][1:], first[::-1], atol=0)
