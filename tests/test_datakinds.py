@@ -52,7 +52,7 @@ def test_labelled_triples_take_the_labelled_set(tmp_path):
 def test_grad_cache_stays_off_where_it_cannot_apply_or_was_refused(tmp_path):
     with_manifest(tmp_path, {"data_kind": "labelled"})
     triples = tmp_path / "train.jsonl"
-    for options in ({"loss": "distill"}, {"grad_accum_steps": 2}, {"grad_cache": False}):
+    for options in ({"grad_accum_steps": 2}, {"grad_cache": False}):
         config = resolved(TrainConfig(train_data=triples, output_dir=tmp_path / "r", **options))
         assert config.grad_cache is False and "grad_cache" not in config.defaulted
         config.validate()

@@ -53,9 +53,9 @@ def with_kind_defaults(config, kind: DataKind):
 
 def grad_cache_by_kind(config, kind: DataKind) -> bool:
     """GradCache for labelled triples: their 4 hard negatives at 256 tokens peak at 8.8 GB on a CPU in one pass, and
-    at 2.6 GB in micro-batches (SciFact, scripts/README.md), for the same loss. It computes InfoNCE only, and
-    --grad-accum-steps is the other way to bound memory, so either leaves it off."""
-    return kind.kind == LABELLED and config.loss == "infonce" and config.grad_accum_steps == 1
+    at 2.6 GB in micro-batches (SciFact, scripts/README.md), for the same loss. --grad-accum-steps is the other way
+    to bound memory, so it leaves GradCache off."""
+    return kind.kind == LABELLED and config.grad_accum_steps == 1
 
 
 def defaults_line(defaulted: tuple[str, ...], kind: DataKind) -> str | None:

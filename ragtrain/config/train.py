@@ -272,8 +272,6 @@ class TrainConfig:
                 f"--teacher-temperature must be a positive number, got {self.teacher_temperature}")
         require(0 <= self.distill_infonce_weight < math.inf,
                 f"--distill-infonce-weight must be 0 or positive, got {self.distill_infonce_weight}")
-        require(not (self.loss == "distill" and self.grad_cache), "--grad-cache computes InfoNCE only; drop it or "
-                "--loss distill")
         require(not (self.loss == "distill" and (self.symmetric or self.isotropy_weight > 0 or self.matryoshka_dims)),
                 "--symmetric, --isotropy-weight and --matryoshka-dims shape the InfoNCE loss, which --loss distill "
                 "replaces; drop them")
