@@ -97,11 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # Prepared data sets of the recipe rows: prepare-data --beir --data and these options, into WORK/<name>_data.
+# Prepared data of the recipe rows: from the BEIR folder (--beir, labelled) or its corpus.jsonl alone (label-free),
+# with prepare-data's options beyond input, output and threads.
 PREPARED = {
-    "sup4": [],
-    "sup1": ["--negatives", "1"],
-    "sup1-dense": ["--negatives", "1", "--miner", "dense", "--model", BASE],
+    "sup4": ("beir", []),
+    "sup1": ("beir", ["--negatives", "1"]),
+    "sup1-dense": ("beir", ["--negatives", "1", "--miner", "dense", "--model", BASE]),
+    "lf-default": ("corpus", []),
+    "lf-kl": ("corpus", ["--model", BASE, "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15",
+                         "--negative-range", "1-50", "--max-triples", "500"]),
 }
+KL = ["--loss", "distill", "--distill-objective", "kl", "--distill-infonce-weight", "1", "--batch-size", "16",
+      "--grad-cache"]
 # Recipe rows, run only when --only names them: label, prepared data, train's options beyond data, model, output,
 # seed and threads, whether --code-dir's code trains (then with the labelled defaults given explicitly).
 RECIPES = {
@@ -109,6 +116,9 @@ RECIPES = {
     "sup-1neg": ("supervised defaults 1 neg", "sup1", [], False),
     "sup-1neg-code": ("supervised 1 neg, --code-dir's train", "sup1", [], True),
     "sup-dense": ("supervised 1 neg dense miner", "sup1-dense", [], False),
+    "lf-default": ("label-free defaults", "lf-default", [], False),
+    "lf-kl-t1": ("label-free hybrid KL, T 1", "lf-kl", [*KL, "--teacher-temperature", "1"], False),
+    "lf-kl-t2": ("label-free hybrid KL, T 2", "lf-kl", [*KL, "--teacher-temperature", "2"], False),
 }
 
 
@@ -294,8 +304,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], times: dict,
                 trained_by: dict[str, str], run_dirs: dict[str, Path]) -> dict[str, str]:
-    """The recipes as a user runs them: prepare-data --beir (its defaults, or --negatives 1), then train with no
-    option but data, model, output, seed and threads (the labelled defaults apply); sup-1neg-code trains with
+    """The recipes as a user runs them: prepare-data --beir (its defaults, or --negatives 1) or on the corpus alone,
+    then train with no option but data, model, output, seed, threads and the row's own (the data kind's defaults
+    apply to the rest); sup-1neg-code trains with
     --code-dir's code, the labelled defaults given explicitly (older code has no defaults by data kind).
     Seeds run innermost, so that the first seeds of every row come before the last ones."""
     keys = [key for key in RECIPES if key in only]
@@ -304,7 +315,9 @@ def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], t
     work, models = args.work_dir, {}
     for name in dict.fromkeys(RECIPES[key][1] for key in keys):
         data = work / f"{name}_data"
-        run_step(f"prepare-{name}", [*cli, "prepare-data", "--beir", str(args.data), *PREPARED[name], "-o", str(data),
+        source, options = PREPARED[name]
+        inputs = ["--beir", str(args.data)] if source == "beir" else [str(args.data / "corpus.jsonl")]
+        run_step(f"prepare-{name}", [*cli, "prepare-data", *inputs, *options, "-o", str(data),
                                      "--threads", str(args.threads), "--overwrite"], data / "train.jsonl", args, times)
     explicit = ["--learning-rate", str(args.sup_lr), "--epochs", str(args.sup_epochs), "--temperature",
                 str(args.temperature), "--warmup-ratio", "0.1", "--batch-size", str(args.batch_size),

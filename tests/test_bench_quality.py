@@ -111,6 +111,23 @@ def test_the_dense_miner_row_prepares_its_own_data(tmp_path, monkeypatch):
     assert train[train.index("--train-data") + 1] == str(tmp_path / "sup1-dense_data" / "train.jsonl")
 
 
+def test_label_free_rows_prepare_from_the_corpus_alone(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(bench, "run_step", lambda name, command, done, args, times, cwd=bench.REPO:
+                        calls.setdefault(name, command))
+    args = bench.parse_args(["--work-dir", str(tmp_path), "--seeds", "42"])
+    bench.recipe_rows(args, {"lf-default", "lf-kl-t1"}, ["ragtrain"], [42], {}, {}, {})
+    assert list(calls) == ["prepare-lf-default", "prepare-lf-kl", "train-lf-default-seed42", "train-lf-kl-t1-seed42"]
+    for name in ("prepare-lf-default", "prepare-lf-kl"):
+        assert "--beir" not in calls[name] and str(args.data / "corpus.jsonl") in calls[name]  # no queries, no qrels
+    assert calls["prepare-lf-default"][2:4] == [str(args.data / "corpus.jsonl"), "-o"]  # prepare-data's defaults
+    kl = calls["prepare-lf-kl"]
+    assert kl[kl.index("--teacher") + 1] == "hybrid" and kl[kl.index("--miner") + 1] == "hybrid"
+    train = calls["train-lf-kl-t1-seed42"]
+    assert train[train.index("--teacher-temperature") + 1] == "1" and train[train.index("--loss") + 1] == "distill"
+    assert "--learning-rate" not in train and "--learning-rate" not in calls["train-lf-default-seed42"]
+
+
 def test_code_row_needs_a_code_dir(tmp_path):
     args = bench.parse_args(["--work-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="--code-dir"):
