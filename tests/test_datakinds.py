@@ -49,7 +49,7 @@ def test_labelled_triples_take_the_labelled_set(tmp_path):
     assert line.startswith("defaults for labelled triples (") and line.endswith("--warmup-ratio 0.1, --grad-cache")
 
 
-def test_grad_cache_stays_off_where_it_cannot_apply_or_was_refused(tmp_path):
+def test_grad_cache_stays_off_under_accumulation_or_when_refused(tmp_path):
     with_manifest(tmp_path, {"data_kind": "labelled"})
     triples = tmp_path / "train.jsonl"
     for options in ({"grad_accum_steps": 2}, {"grad_cache": False}):
@@ -57,7 +57,7 @@ def test_grad_cache_stays_off_where_it_cannot_apply_or_was_refused(tmp_path):
         assert config.grad_cache is False and "grad_cache" not in config.defaulted
         config.validate()
     free = with_manifest(tmp_path / "free", {"data_kind": "label-free"})
-    assert free.grad_cache is False and "grad_cache" not in free.defaulted
+    assert free.grad_cache is True and "grad_cache" in free.defaulted
 
 
 def test_label_free_triples_and_triples_without_a_manifest_take_the_label_free_set(tmp_path):
