@@ -113,6 +113,16 @@ def test_no_empty_qrels_file_is_written(tmp_path, docs_dir):
     assert sorted(p.name for p in (out / "eval" / "qrels").iterdir()) == ["test.tsv"]
 
 
+def test_documents_are_capped_by_default_and_labelled_inputs_are_not(tmp_path):
+    from ragtrain.config.prepare import LABEL_FREE_MAX_TRIPLES, PrepareConfig
+
+    assert PrepareConfig((tmp_path,), tmp_path / "o").triples_cap == LABEL_FREE_MAX_TRIPLES == 800
+    assert PrepareConfig((), tmp_path / "o", beir=tmp_path).triples_cap == 0
+    assert PrepareConfig((), tmp_path / "o", pairs=tmp_path / "p.jsonl").triples_cap == 0
+    assert PrepareConfig((tmp_path,), tmp_path / "o", max_triples=0).triples_cap == 0  # 0: no cap, as asked
+    assert PrepareConfig((), tmp_path / "o", beir=tmp_path, max_triples=5).triples_cap == 5
+
+
 def test_max_triples_keeps_a_seeded_sample_of_passages_and_the_same_evaluation_set(tmp_path, docs_dir):
     whole = prepare(prepare_config([docs_dir], tmp_path / "all")).counts
     small = prepare(prepare_config([docs_dir], tmp_path / "small", max_triples=6)).counts

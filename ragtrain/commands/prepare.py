@@ -217,7 +217,7 @@ def capped(by_split: dict[str, list[Query]], config: PrepareConfig, counts: Coun
     """The train and val queries that make triples under --max-triples: those of a seeded sample of passages, val
     keeping the share train keeps."""
     train, val = by_split["train"], by_split["val"]
-    limits = {"train": config.max_triples, "val": same_share(config.max_triples, len(train), len(val))}
+    limits = {"train": config.triples_cap, "val": same_share(config.triples_cap, len(train), len(val))}
     chosen = {}
     for split in ("train", "val"):
         queries = by_split[split]

@@ -24,6 +24,10 @@ from ragtrain.errors import UserError
 from ragtrain.model.settings import TextOptions
 
 MINERS = ("bm25", "dense", "hybrid")
+# documents: one label-free epoch of this many triples stays within 30 minutes on 2 CPU cores (SciFact's corpus
+# gives 10,146 without a cap: 3.5 hours), and more label-free steps moved the model away from what SciFact's dev
+# claims need (2,000 triples 0.6669 against 737's 0.6805 nDCG@10; scripts/README.md)
+LABEL_FREE_MAX_TRIPLES = 800
 STRATEGIES = ("cloze", "crop", "heading", "llm")  # label-free queries; 'mix' is the first three (llm needs a generator)
 MIX = ("cloze", "crop", "heading")
 FILTERS = ("bm25", "dense", "hybrid", "none")  # the round-trip filter of generated queries
@@ -94,8 +98,9 @@ class PrepareConfig:
     cloze_keep_probability: float = option(0.1, "Chance that a cloze query's sentence stays in its positive.",
                                            panel=QUERIES)
     negatives: int = option(4, "Hard negatives per triple (0: in-batch negatives only).", panel=NEGATIVES)
-    max_triples: int = option(0, "At most this many triples in train.jsonl (0: no cap), from a seeded sample of "
-        "passages; val.jsonl keeps the same share. Caps mining time on a large corpus.", panel=NEGATIVES)
+    max_triples: int | None = option(None, "At most this many triples in train.jsonl (0: no cap), from a seeded "
+        f"sample of passages; val.jsonl keeps the same share (default: {LABEL_FREE_MAX_TRIPLES} from documents, no cap "
+        "for --pairs and --beir).", panel=NEGATIVES, show_default=False)
     negative_range: tuple[int, int] = option((10, 100), "Ranks FIRST-LAST (1-based, inclusive) of the miner's list "
         "that negatives are drawn from, at random; skipping the top avoids unlabelled positives.", panel=NEGATIVES,
         cli_type=str, cli_default="10-100", parse=parse_range)
@@ -167,6 +172,13 @@ class PrepareConfig:
         return TextOptions(query_prompt=self.query_prompt, document_prompt=self.document_prompt)
 
     @property
+    def triples_cap(self) -> int:
+        """--max-triples, else the default of the input's kind (0: no cap)."""
+        if self.max_triples is not None:
+            return self.max_triples
+        return 0 if self.pairs is not None or self.beir is not None else LABEL_FREE_MAX_TRIPLES
+
+    @property
     def uses_generator(self) -> bool:
         return "llm" in parse_strategies(self.query_strategy)
 
@@ -225,7 +237,7 @@ class PrepareConfig:
             f"--overlap must be in [0, --max-words), got {self.overlap} with --max-words {self.max_words}",
         )
         require(self.negatives >= 0, f"--negatives must be 0 or more, got {self.negatives}")
-        require(self.max_triples >= 0, f"--max-triples must be 0 (no cap) or more, got {self.max_triples}")
+        require(self.triples_cap >= 0, f"--max-triples must be 0 (no cap) or more, got {self.max_triples}")
         start, end = self.negative_range
         require(1 <= start <= end, f"--negative-range must be FIRST-LAST with 1 <= FIRST <= LAST, got {start}-{end}")
         require(0 < self.false_negative_margin < math.inf,

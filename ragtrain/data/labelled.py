@@ -101,7 +101,7 @@ def prepare_pairs(config: PrepareConfig, mining: MiningOptions, counts: Counter)
     query_texts = [q for q, _, _ in queries]
     by_split = {s: [q for q, g in enumerate(groups) if split_of[g] == s] for s in ("train", "val", "test")}
     counts.update({f"pair_queries_{s}": len(chosen) for s, chosen in by_split.items()})
-    pairs = capped_pairs(by_split, positives, config.max_triples, config.seed, counts)
+    pairs = capped_pairs(by_split, positives, config.triples_cap, config.seed, counts)
     triples = {}
     for split in ("train", "val"):
         # Every text (query or positive) of the other splits stays out of this split's triples: as a given
@@ -190,7 +190,7 @@ def prepare_beir(config: PrepareConfig, mining: MiningOptions, counts: Counter) 
     query_texts = [query_text[q] for q in names]
     positives = [train[q] for q in sorted(train)] + [val[q] for q in sorted(val)]
     by_split = {"train": list(range(len(train))), "val": list(range(len(train), len(names)))}
-    pairs = capped_pairs(by_split, positives, config.max_triples, config.seed, counts)
+    pairs = capped_pairs(by_split, positives, config.triples_cap, config.seed, counts)
     triples = {}
     for split in ("train", "val"):
         banned = held_out - train_docs if split == "train" else set()  # never train against eval answers
