@@ -38,8 +38,11 @@ RANDOM_KILLS = int(os.environ.get("RAGTRAIN_CRASH_KILLS", "3"))
 SEED = int(os.environ.get("RAGTRAIN_CRASH_SEED", "0"))
 # 24 triples in batches of 4: 6 steps an epoch, 12 in all; checkpoints at steps 3, 6, 9 and 12, and steps 6
 # and 12 are saved twice (at their save step, then at the epoch's end): the re-saves. Dropout is on.
+# --no-grad-cache: the kill plan counts backward calls, one per step without GradCache (its step calls backward once
+# per micro-batch too)
 TRAIN_OPTIONS = ["--batch-size", "4", "--max-seq-length", "32", "--learning-rate", "1e-3", "--device", "cpu",
-                 "--epochs", "2", "--save-steps", "3", "--keep-last", "2", "--log-steps", "1", "--attention-dropout"]
+                 "--epochs", "2", "--save-steps", "3", "--keep-last", "2", "--log-steps", "1", "--attention-dropout",
+                 "--no-grad-cache"]
 PREPARE_OPTIONS = ["--max-words", "30", "--overlap", "4", "--val-fraction", "0.2", "--test-fraction", "0.2",
                    "--negative-range", "1-50"]
 
