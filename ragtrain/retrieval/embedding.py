@@ -47,21 +47,25 @@ class Embedder:
     def embed(self, parts: dict[str, tuple[str, list[str]]]) -> Embedded:
         """Embed each named part, `{name: (QUERIES or DOCUMENTS, texts)}`, or fetch it from the cache; texts this
         Embedder embedded before on the same side are not encoded again."""
-        result = Embedded()
+        unseen = {name: (side, self._unseen(side, texts)) for name, (side, texts) in parts.items()}
+        todo = {name: part for name, part in unseen.items() if part[1] or part[1] is parts[name][1]}  # all but reused
+        result = embed_parts(self.encoder, self.model_dir, todo, self.runtime, self.cache, self.batch_size) if todo \
+            else Embedded()
         for name, (side, texts) in parts.items():
-            known = sum((side, text) in self.seen for text in texts) if len(texts) <= REUSE_ROWS else 0
-            missing = list(dict.fromkeys(t for t in texts if (side, t) not in self.seen)) if known else texts
-            if missing or not known:
-                part = embed_parts(self.encoder, self.model_dir, {name: (side, missing)}, self.runtime, self.cache,
-                                   self.batch_size)
-                result.seconds[name] = part.seconds[name]
-                result.cache = part.cache if not result.parts or result.cache == part.cache else "partial"
-                if len(texts) <= REUSE_ROWS:
-                    self.seen.update({(side, text): (part.parts[name], row) for row, text in enumerate(missing)})
-            else:
-                result.seconds[name] = 0.0
-            result.parts[name] = self._assembled(side, texts) if known else part.parts[name]
+            new = unseen[name][1]
+            if len(texts) <= REUSE_ROWS:
+                self.seen.update({(side, text): (result.parts[name], row) for row, text in enumerate(new)})
+            if new is not texts:  # some or all of it embedded before: gathered row by row
+                result.parts[name] = self._assembled(side, texts)
+            result.seconds.setdefault(name, 0.0)
         return result
+
+    def _unseen(self, side: str, texts: list[str]) -> list[str]:
+        """`texts` itself when none was embedded before (or the part is too large to reassemble), so the cache
+        keys the whole list; else the texts not yet embedded, each once."""
+        if len(texts) > REUSE_ROWS or not any((side, text) in self.seen for text in texts):
+            return texts
+        return [text for text in dict.fromkeys(texts) if (side, text) not in self.seen]
 
     def _assembled(self, side: str, texts: list[str]) -> np.ndarray:
         """(rows, dim): each text's embedding from where this run made it."""
