@@ -159,7 +159,8 @@ class TrainConfig:
     threads: int = option(0, "CPU threads for torch (0: torch's default).", panel=BATCHES)
     # scale: memory savers and several processes (torchrun)
     grad_cache: bool | None = option(None, "GradCache: the negatives of the whole --batch-size at the memory of "
-        "--mini-batch-size (default: on, unless --grad-accum-steps).", panel=BATCHES, decls=("--grad-cache/--no-grad-cache",), show_default=False)
+        "--mini-batch-size (default: on, unless --grad-accum-steps).", panel=BATCHES,
+        decls=("--grad-cache/--no-grad-cache",), show_default=False)
     mini_batch_size: int = option(32, "Texts embedded at once under --grad-cache.", panel=BATCHES)
     gradient_checkpointing: bool = option(False, "Recompute each layer in backward instead of keeping its "
         "activations (less memory, ~30% slower).", panel=BATCHES)
