@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="", help="comma-separated seeds (e.g. 42,43,44): every trained row runs once per "
                    "seed (train --seed) and the seeds table gives medians and spreads; '' runs each once with train's "
                    "default seed, as before")
+    p.add_argument("--example-claims", default=EXAMPLE_CLAIMS, help="lf-gemma rows: ids of train-split queries that "
+                   "become --generator-examples (their text is read from --data at run time)")
     p.add_argument("--code-dir", type=Path, default=None,
                    help="sup-1neg-code: a checkout whose ragtrain trains (run from that folder); evaluation stays here")
     return p.parse_args(argv)
@@ -106,7 +108,15 @@ PREPARED = {
     "lf-default": ("corpus", []),
     "lf-kl": ("corpus", ["--model", BASE, "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15",
                          "--negative-range", "1-50", "--max-triples", "500"]),
+    # Gemma 3 270M writes claims for 1,000 passages after --example-claims (EXAMPLES: the file this script writes),
+    # kept when the hybrid retriever finds their passage in its top 10
+    "lf-gemma": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
+                            "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE]),
 }
+EXAMPLES = "EXAMPLES"  # in PREPARED's options: the path of the example claims file
+# Eight claims of SciFact's train split, drawn at random once (ids of queries.jsonl; their text is read at run time):
+# the "handful of queries users write" of --generator-examples, no judgement of them read.
+EXAMPLE_CLAIMS = "1016,952,614,175,326,688,1322,1157"
 KL = ["--loss", "distill", "--distill-objective", "kl", "--distill-infonce-weight", "1", "--batch-size", "16",
       "--grad-cache"]
 # Recipe rows, run only when --only names them: label, prepared data, train's options beyond data, model, output,
@@ -119,6 +129,11 @@ RECIPES = {
     "lf-default": ("label-free defaults", "lf-default", [], False),
     "lf-kl-t1": ("label-free hybrid KL, T 1", "lf-kl", [*KL, "--teacher-temperature", "1"], False),
     "lf-kl-t2": ("label-free hybrid KL, T 2", "lf-kl", [*KL, "--teacher-temperature", "2"], False),
+    "lf-gemma": ("label-free Gemma claims", "lf-gemma", [], False),
+    "lf-gemma-lr8e2": ("label-free Gemma claims, 8e-5 x 2 epochs", "lf-gemma",
+                       ["--learning-rate", "8e-5", "--epochs", "2"], False),
+    "lf-gemma-lr4e2": ("label-free Gemma claims, 4e-5 x 2 epochs", "lf-gemma",
+                       ["--learning-rate", "4e-5", "--epochs", "2"], False),
 }
 
 
@@ -316,6 +331,9 @@ def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], t
     for name in dict.fromkeys(RECIPES[key][1] for key in keys):
         data = work / f"{name}_data"
         source, options = PREPARED[name]
+        if EXAMPLES in options:
+            examples = write_example_claims(args.data, args.example_claims, work / "example_claims.txt")
+            options = [str(examples) if option == EXAMPLES else option for option in options]
         inputs = ["--beir", str(args.data)] if source == "beir" else [str(args.data / "corpus.jsonl")]
         run_step(f"prepare-{name}", [*cli, "prepare-data", *inputs, *options, "-o", str(data),
                                      "--threads", str(args.threads), "--overwrite"], data / "train.jsonl", args, times)
@@ -334,6 +352,17 @@ def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], t
             run_step(step, command, out / "final" / "ragtrain.json", args, times, **extra)
             models[row] = str(out / "final")
     return models
+
+
+def write_example_claims(data: Path, ids: str, target: Path) -> Path:
+    """The texts of `ids` (queries of the train split, in that order), one per line, for --generator-examples."""
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    train = {line.split("\t")[0] for line in (data / "qrels" / "train.tsv").read_text().splitlines()[1:]}
+    if not wanted or not set(wanted) <= train:
+        sys.exit(f"--example-claims must name queries of the train split; not in it: {sorted(set(wanted) - train)}")
+    texts = {row["_id"]: row["text"] for row in read_jsonl(data / "queries.jsonl")}
+    target.write_text("".join(texts[i] + "\n" for i in wanted))
+    return target
 
 
 def evaluated_metrics(path: Path, model: str) -> dict:

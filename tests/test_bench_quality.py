@@ -128,6 +128,38 @@ def test_label_free_rows_prepare_from_the_corpus_alone(tmp_path, monkeypatch):
     assert "--learning-rate" not in train and "--learning-rate" not in calls["train-lf-default-seed42"]
 
 
+def fake_beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n7\td1\t1\n3\td2\t1\n")
+    (root / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n5\td3\t1\n")
+    write(root / "queries.jsonl", [{"_id": i, "text": f"claim {i}"} for i in ("3", "5", "7")])
+    return root
+
+
+def test_the_gemma_row_prompts_with_train_claims_read_at_run_time(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(bench, "run_step", lambda name, command, done, args, times, cwd=bench.REPO:
+                        calls.setdefault(name, command))
+    data = fake_beir(tmp_path / "beir")
+    args = bench.parse_args(["--work-dir", str(tmp_path / "w"), "--data", str(data), "--example-claims", "7,3"])
+    (tmp_path / "w").mkdir()
+    bench.recipe_rows(args, {"lf-gemma", "lf-gemma-lr8e2"}, ["ragtrain"], [42], {}, {}, {})
+    assert list(calls) == ["prepare-lf-gemma", "train-lf-gemma-seed42", "train-lf-gemma-lr8e2-seed42"]
+    prepare = calls["prepare-lf-gemma"]
+    assert "--beir" not in prepare and prepare[2] == str(data / "corpus.jsonl")
+    examples = Path(prepare[prepare.index("--generator-examples") + 1])
+    assert examples.read_text() == "claim 7\nclaim 3\n"  # the ids' texts, in their order
+    assert prepare[prepare.index("--filter") + 1] == "hybrid" and prepare[prepare.index("--query-strategy") + 1] == "llm"
+    assert "--learning-rate" not in calls["train-lf-gemma-seed42"]
+
+
+def test_example_claims_must_come_from_the_train_split(tmp_path):
+    data = fake_beir(tmp_path / "beir")
+    with pytest.raises(SystemExit, match=r"not in it: \['5'\]"):
+        bench.write_example_claims(data, "7,5", tmp_path / "x.txt")
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_code_row_needs_a_code_dir(tmp_path):
     args = bench.parse_args(["--work-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="--code-dir"):
