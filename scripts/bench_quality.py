@@ -112,6 +112,10 @@ PREPARED = {
     # kept when the hybrid retriever finds their passage in its top 10
     "lf-gemma": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
                             "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE]),
+    # the same claims (the generator's cache answers), each with 15 candidates of the hybrid top 50 scored by it
+    "lf-gemma-kl": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
+                               "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE,
+                               "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15", "--negative-range", "1-50"]),
 }
 EXAMPLES = "EXAMPLES"  # in PREPARED's options: the path of the example claims file
 # Eight claims of SciFact's train split, drawn at random once (ids of queries.jsonl; their text is read at run time):
@@ -134,6 +138,8 @@ RECIPES = {
                        ["--learning-rate", "8e-5", "--epochs", "2"], False),
     "lf-gemma-lr4e2": ("label-free Gemma claims, 4e-5 x 2 epochs", "lf-gemma",
                        ["--learning-rate", "4e-5", "--epochs", "2"], False),
+    "lf-gemma-kl-t1": ("label-free Gemma claims, hybrid-teacher KL, T 1", "lf-gemma-kl",
+                       [*KL, "--teacher-temperature", "1"], False),
 }
 
 

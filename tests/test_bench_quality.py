@@ -143,14 +143,18 @@ def test_the_gemma_row_prompts_with_train_claims_read_at_run_time(tmp_path, monk
     data = fake_beir(tmp_path / "beir")
     args = bench.parse_args(["--work-dir", str(tmp_path / "w"), "--data", str(data), "--example-claims", "7,3"])
     (tmp_path / "w").mkdir()
-    bench.recipe_rows(args, {"lf-gemma", "lf-gemma-lr8e2"}, ["ragtrain"], [42], {}, {}, {})
-    assert list(calls) == ["prepare-lf-gemma", "train-lf-gemma-seed42", "train-lf-gemma-lr8e2-seed42"]
+    bench.recipe_rows(args, {"lf-gemma", "lf-gemma-lr8e2", "lf-gemma-kl-t1"}, ["ragtrain"], [42], {}, {}, {})
+    assert list(calls) == ["prepare-lf-gemma", "prepare-lf-gemma-kl", "train-lf-gemma-seed42",
+                           "train-lf-gemma-lr8e2-seed42", "train-lf-gemma-kl-t1-seed42"]
     prepare = calls["prepare-lf-gemma"]
     assert "--beir" not in prepare and prepare[2] == str(data / "corpus.jsonl")
     examples = Path(prepare[prepare.index("--generator-examples") + 1])
     assert examples.read_text() == "claim 7\nclaim 3\n"  # the ids' texts, in their order
     assert prepare[prepare.index("--filter") + 1] == "hybrid" and prepare[prepare.index("--query-strategy") + 1] == "llm"
     assert "--learning-rate" not in calls["train-lf-gemma-seed42"]
+    kl = calls["prepare-lf-gemma-kl"]  # the same claims, scored by the hybrid teacher
+    assert kl[kl.index("--generator-examples") + 1] == str(examples) and kl[kl.index("--teacher") + 1] == "hybrid"
+    assert calls["train-lf-gemma-kl-t1-seed42"][-2:] == ["--teacher-temperature", "1"]
 
 
 def test_example_claims_must_come_from_the_train_split(tmp_path):
