@@ -112,6 +112,9 @@ PREPARED = {
     # kept when the hybrid retriever finds their passage in its top 10
     "lf-gemma": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
                             "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE]),
+    # twice the passages (the first 1,000 answers come from the generator's cache)
+    "lf-gemma-2k": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
+                               "EXAMPLES", "--generator-max-passages", "2000", "--filter", "hybrid", "--model", BASE]),
     # the same claims (the generator's cache answers), each with 15 candidates of the hybrid top 50 scored by it
     "lf-gemma-kl": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
                                "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE,
@@ -138,6 +141,7 @@ RECIPES = {
                        ["--learning-rate", "8e-5", "--epochs", "2"], False),
     "lf-gemma-lr4e2": ("label-free Gemma claims, 4e-5 x 2 epochs", "lf-gemma",
                        ["--learning-rate", "4e-5", "--epochs", "2"], False),
+    "lf-gemma-2k": ("label-free Gemma claims, 2,000 passages", "lf-gemma-2k", [], False),
     "lf-gemma-kl-t1": ("label-free Gemma claims, hybrid-teacher KL, T 1", "lf-gemma-kl",
                        [*KL, "--teacher-temperature", "1"], False),
 }
