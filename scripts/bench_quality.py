@@ -33,11 +33,13 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from benchlib import MODEL as BASE
 from benchlib import REPO, SCIFACT, Stopwatch, require
 
+from ragtrain.data.beir import read_beir_queries, read_qrels
 from ragtrain.files.jsonfiles import jsonl_text, read_jsonl
 
 METRICS = (("nDCG@10", "ndcg@10"), ("R@10", "recall@10"), ("R@100", "recall@100"), ("MRR@10", "mrr@10"))
@@ -98,9 +100,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# Prepared data sets of the recipe rows: prepare-data --beir --data and these options, into WORK/<name>_data.
-# Prepared data of the recipe rows: from the BEIR folder (--beir, labelled) or its corpus.jsonl alone (label-free),
-# with prepare-data's options beyond input, output and threads.
+EXAMPLES = "EXAMPLES"  # in PREPARED's options: the path of the example claims file
+
+
+def gemma_claims(passages: int) -> list[str]:
+    """prepare-data's options for Gemma 3 270M claims written for `passages` passages after --example-claims
+    (EXAMPLES), kept when the hybrid retriever finds their passage in its top 10."""
+    return ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples", EXAMPLES,
+            "--generator-max-passages", str(passages), "--filter", "hybrid", "--model", BASE]
+
+
+# Prepared data of the recipe rows, into WORK/<name>_data: from the BEIR folder (--beir, labelled) or its corpus.jsonl
+# alone (label-free), with prepare-data's options beyond input, output and threads.
 PREPARED = {
     "sup4": ("beir", []),
     "sup1": ("beir", ["--negatives", "1"]),
@@ -108,19 +119,13 @@ PREPARED = {
     "lf-default": ("corpus", []),
     "lf-kl": ("corpus", ["--model", BASE, "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15",
                          "--negative-range", "1-50", "--max-triples", "500"]),
-    # Gemma 3 270M writes claims for 1,000 passages after --example-claims (EXAMPLES: the file this script writes),
-    # kept when the hybrid retriever finds their passage in its top 10
-    "lf-gemma": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
-                            "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE]),
+    "lf-gemma": ("corpus", gemma_claims(1000)),
     # twice the passages (the first 1,000 answers come from the generator's cache)
-    "lf-gemma-2k": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
-                               "EXAMPLES", "--generator-max-passages", "2000", "--filter", "hybrid", "--model", BASE]),
+    "lf-gemma-2k": ("corpus", gemma_claims(2000)),
     # the same claims (the generator's cache answers), each with 15 candidates of the hybrid top 50 scored by it
-    "lf-gemma-kl": ("corpus", ["--query-strategy", "llm", "--generator", "google/gemma-3-270m", "--generator-examples",
-                               "EXAMPLES", "--generator-max-passages", "1000", "--filter", "hybrid", "--model", BASE,
-                               "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15", "--negative-range", "1-50"]),
+    "lf-gemma-kl": ("corpus", [*gemma_claims(1000), "--miner", "hybrid", "--teacher", "hybrid", "--negatives", "15",
+                               "--negative-range", "1-50"]),
 }
-EXAMPLES = "EXAMPLES"  # in PREPARED's options: the path of the example claims file
 # Eight claims of SciFact's train split, drawn at random once (ids of queries.jsonl; their text is read at run time):
 # the "handful of queries users write" of --generator-examples, no judgement of them read.
 EXAMPLE_CLAIMS = "1016,952,614,175,326,688,1322,1157"
@@ -338,12 +343,14 @@ def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], t
     if any(RECIPES[key][3] for key in keys) and args.code_dir is None:
         sys.exit("sup-1neg-code needs --code-dir (a checkout whose train runs)")
     work, models = args.work_dir, {}
-    for name in dict.fromkeys(RECIPES[key][1] for key in keys):
+    names = list(dict.fromkeys(RECIPES[key][1] for key in keys))
+    prompted = any(EXAMPLES in PREPARED[name][1] for name in names)  # written once for every Gemma row
+    examples = str(write_example_claims(args.data, args.example_claims, work / "example_claims.txt")) if prompted \
+        else EXAMPLES
+    for name in names:
         data = work / f"{name}_data"
         source, options = PREPARED[name]
-        if EXAMPLES in options:
-            examples = write_example_claims(args.data, args.example_claims, work / "example_claims.txt")
-            options = [str(examples) if option == EXAMPLES else option for option in options]
+        options = [examples if option == EXAMPLES else option for option in options]
         inputs = ["--beir", str(args.data)] if source == "beir" else [str(args.data / "corpus.jsonl")]
         run_step(f"prepare-{name}", [*cli, "prepare-data", *inputs, *options, "-o", str(data),
                                      "--threads", str(args.threads), "--overwrite"], data / "train.jsonl", args, times)
@@ -367,10 +374,11 @@ def recipe_rows(args, only: set[str], cli: list[str], seeds: list[int | None], t
 def write_example_claims(data: Path, ids: str, target: Path) -> Path:
     """The texts of `ids` (queries of the train split, in that order), one per line, for --generator-examples."""
     wanted = [i.strip() for i in ids.split(",") if i.strip()]
-    train = {line.split("\t")[0] for line in (data / "qrels" / "train.tsv").read_text().splitlines()[1:]}
-    if not wanted or not set(wanted) <= train:
-        sys.exit(f"--example-claims must name queries of the train split; not in it: {sorted(set(wanted) - train)}")
-    texts = {row["_id"]: row["text"] for row in read_jsonl(data / "queries.jsonl")}
+    train = read_qrels(data / "qrels" / "train.tsv")
+    outside = sorted(set(wanted) - train.keys())
+    if not wanted or outside:
+        sys.exit(f"--example-claims must name queries of the train split; not in it: {outside}")
+    texts = read_beir_queries(data / "queries.jsonl", Counter())
     target.write_text("".join(texts[i] + "\n" for i in wanted))
     return target
 
